@@ -1,0 +1,1 @@
+"""overfit-first: the library the pipeline stages share (data, models, training, tracking)."""

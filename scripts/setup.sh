@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Set up overfit-first on a fresh Debian/Ubuntu machine: system packages, a virtualenv, the Python package.
+#   scripts/setup.sh          what `dvc repro` needs
+#   scripts/setup.sh --dev    plus what the tests need
+# Environment: OVERFIT_FIRST_TF=gpu installs the CUDA build of TensorFlow instead of the CPU one;
+#              PYTHON=python3.11 picks the interpreter.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dev=false
+[[ "${1:-}" == "--dev" ]] && dev=true
+
+apt_packages=(dataset-fashion-mnist)   # the embedded default dataset, official idx files
+$dev && apt_packages+=(git)
+
+# Root's apt (or sudo's) when there is one; without it the download stage fetches the official files.
+apt_install() {
+  local runner=()
+  if [[ $(id -u) -ne 0 ]]; then
+    if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then runner=(sudo -n); else return 1; fi
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${runner[@]}" apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1 \
+    || { "${runner[@]}" apt-get update -q >/dev/null && "${runner[@]}" apt-get install -y -q --no-install-recommends "$@" >/dev/null; }
+}
+missing=()
+for package in "${apt_packages[@]}"; do
+  dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  if command -v apt-get >/dev/null && apt_install "${missing[@]}"; then
+    echo "setup: installed ${missing[*]} with apt"
+  else
+    echo "setup: could not apt-get install ${missing[*]}; the download stage will use the official URLs" >&2
+  fi
+fi
+
+python=${PYTHON:-}
+if [[ -z "$python" ]]; then
+  for candidate in python3.11 python3.12 python3; do
+    if command -v "$candidate" >/dev/null \
+      && "$candidate" -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] < (3, 13))'; then
+      python=$candidate; break
+    fi
+  done
+fi
+[[ -n "$python" ]] || { echo "setup: Python 3.11 or 3.12 is required (set PYTHON=...)" >&2; exit 1; }
+
+[[ -x .venv/bin/python ]] || "$python" -m venv .venv
+extras=${OVERFIT_FIRST_TF:-cpu}
+$dev && extras+=",dev"
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[$extras]"
+echo "setup: ready (.venv with extras [$extras]); activate it with: . .venv/bin/activate"
