@@ -9,11 +9,13 @@ from typing import Any
 import yaml
 
 from overfit_first.errors import PipelineError
+from overfit_first.validation import validate
 
 PARAMS_FILE = Path(os.environ.get("OVERFIT_FIRST_PARAMS", "params.yaml"))
 
 
 def load_params(path: str | os.PathLike[str] = PARAMS_FILE) -> dict[str, Any]:
+    """The whole params.yaml, validated (overfit_first.validation) before any stage does work."""
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"{path} not found: run the stage from the repository root (where dvc.yaml is)")
@@ -23,6 +25,7 @@ def load_params(path: str | os.PathLike[str] = PARAMS_FILE) -> dict[str, Any]:
         raise PipelineError(f"{path} is not valid YAML: {error}") from error
     if not isinstance(params, dict):
         raise PipelineError(f"{path} must hold a mapping of sections (data, prepare, train, ...)")
+    validate(params, source=str(path))
     return params
 
 

@@ -1,0 +1,67 @@
+"""Switch params.yaml between run profiles (the quick default, the article at full scale, ...).
+
+`python -m overfit_first.profiles article` merges profiles/article.yaml into params.yaml, keeping its
+comments, so the switch is one reviewable diff; `dvc repro` then runs what changed. `git checkout
+params.yaml` switches back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from overfit_first import atomic
+from overfit_first.config import PARAMS_FILE
+from overfit_first.errors import PipelineError, run_stage
+
+PROFILES_DIR = Path("profiles")
+REPLACED_WHOLE = {"runs"}  # a profile's run list replaces the current one; other sections are merged
+
+
+def available() -> list[str]:
+    return sorted(path.stem for path in PROFILES_DIR.glob("*.yaml"))
+
+
+def apply(name: str, params_path: Path = PARAMS_FILE) -> list[str]:
+    """Merge profile `name` into params.yaml; return the keys that changed."""
+    profile_path = PROFILES_DIR / f"{name}.yaml"
+    if not profile_path.is_file():
+        raise PipelineError(f"no profile '{name}' ({profile_path} not found); available: {', '.join(available())}")
+    yaml = YAML()  # round-trip mode keeps params.yaml's comments and key order
+    yaml.width = 120
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.representer.add_representer(type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
+    profile: dict[str, Any] = yaml.load(profile_path.read_text(encoding="utf-8"))
+    params: dict[str, Any] = yaml.load(params_path.read_text(encoding="utf-8"))
+    changed = []
+    for section, value in profile.items():
+        if section in REPLACED_WHOLE or not isinstance(value, dict) or not isinstance(params.get(section), dict):
+            if params.get(section) != value:
+                params[section] = value
+                changed.append(section)
+            continue
+        for key, sub_value in value.items():
+            if params[section].get(key) != sub_value:
+                params[section][key] = sub_value
+                changed.append(f"{section}.{key}")
+    buffer = io.StringIO()
+    yaml.dump(params, buffer)
+    atomic.write_text(params_path, buffer.getvalue())
+    return changed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("profile", help=f"one of: {', '.join(available())}")
+    args = parser.parse_args()
+    changed = apply(args.profile)
+    print(f"params.yaml: profile '{args.profile}' applied; changed: {', '.join(changed) or 'nothing'}")
+    print("next: dvc repro   (or dvc exp run, to keep it as an experiment)")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,26 @@
+"""Stage `prepare`: `python -m stages.prepare <dataset>` writes data/prepared/<dataset>/.
+
+The files are described in overfit_first.data.prepared; the splitting rules in overfit_first.data.prepare.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from overfit_first import config
+from overfit_first.data.prepare import Settings, prepare
+from overfit_first.errors import run_stage
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("dataset", help="a dataset already written to data/raw/ by the download stage")
+    args = parser.parse_args()
+    settings = Settings.from_params(config.section(config.load_params(), "prepare"))
+    summary = prepare(args.dataset, settings)
+    counts = ", ".join(f"{name} {split['count']}" for name, split in summary["splits"].items())
+    print(f"prepared {args.dataset}: {counts}; images {'x'.join(map(str, summary['image_shape']))}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,265 @@
+"""Locating, downloading and verifying dataset files through a real HTTP server on 127.0.0.1.
+
+Stage behaviour is tested by running `python -m stages.download` in a scratch project; download
+mechanics (retries, timeouts, lookup order) in-process with short timeouts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from data_fixtures import (
+    DEBIAN_FASHION,
+    FASHION_FILES,
+    FileServer,
+    Flaky,
+    Serve,
+    Slow,
+    Truncated,
+    cifar10_archive,
+    files_under,
+    image_folder,
+    isolate,
+    project,
+    run_stage,
+    serve,
+    tar_gz,
+    tar_with_bad_member,
+    to_nhwc,
+)
+
+from overfit_first.data import download, fetch, sources
+from overfit_first.data.sources import RemoteFile
+from overfit_first.errors import PipelineError
+
+QUICK = fetch.Downloader(retries=1, backoff_s=0.0, timeout_s=(2.0, 2.0))
+
+
+@pytest.fixture
+def http_server() -> Iterator[FileServer]:
+    with serve() as server:
+        yield server
+
+
+@pytest.fixture
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return isolate(tmp_path, monkeypatch)
+
+
+def _remote(name: str, content: bytes, urls: tuple[str, ...] = (), **local: object) -> RemoteFile:
+    return RemoteFile(name=name, urls=urls, checksums=(f"sha256:{hashlib.sha256(content).hexdigest()}",), **local)
+
+
+# ---------------------------------------------------------------- the stage, end to end
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist in /usr/share/datasets")
+def test_stage_downloads_from_the_mirror_url_with_progress_then_reuses_the_cache(tmp_path: Path, http_server) -> None:
+    http_server.serve_files(DEBIAN_FASHION, prefix="/mirror")
+    directory = project(tmp_path, data={"mirror": http_server.url("mirror")})
+    result = run_stage(directory, "download", "fashion_mnist", tmp_path, OVERFIT_FIRST_OFFLINE="1")
+    assert result.returncode == 0, result.stderr
+    assert "train-images-idx3-ubyte.gz" in result.stderr and "100%" in result.stderr  # the progress bar
+    raw = directory / "data" / "raw" / "fashion_mnist"
+    assert files_under(raw) == ["meta.json", "test.npz", "train.npz"]
+    meta = json.loads((raw / "meta.json").read_text(encoding="utf-8"))
+    assert [entry["origin"] for entry in meta["files"]] == [http_server.url(f"mirror/{name}") for name in FASHION_FILES]
+    assert meta["class_names"][0] == "T-shirt/top" and meta["superclass_names"] is None
+    with np.load(raw / "train.npz") as train:
+        assert train["x"].shape == (60000, 28, 28, 1) and train["y"].dtype == np.int64
+    assert files_under(tmp_path / "cache") == sorted(f"fashion_mnist/{name}" for name in FASHION_FILES)
+
+    hits = len(http_server.hits)
+    again = run_stage(directory, "download", "fashion_mnist", tmp_path, OVERFIT_FIRST_OFFLINE="1")
+    assert again.returncode == 0, again.stderr
+    assert len(http_server.hits) == hits  # verified cache copies, no new request
+
+
+def test_checksum_mismatch_lists_every_location_tried_and_leaves_nothing(tmp_path: Path, http_server) -> None:
+    for name in FASHION_FILES:
+        http_server.routes[f"/{name}"] = Serve(b"not the official file")
+    directory = project(tmp_path, data={"mirror": http_server.base_url})
+    result = run_stage(directory, "download", "fashion_mnist", tmp_path, OVERFIT_FIRST_OFFLINE="1")
+    assert result.returncode == 1
+    error = result.stderr
+    assert "error: cannot obtain train-images-idx3-ubyte.gz for dataset fashion_mnist; tried:" in error
+    for location in (
+        tmp_path / "cache" / "fashion_mnist" / "train-images-idx3-ubyte.gz",
+        tmp_path / "system" / "fashion-mnist" / "train-images-idx3-ubyte.gz",
+        tmp_path / "keras" / "datasets" / "fashion-mnist" / "train-images-idx3-ubyte.gz",
+    ):
+        assert f"{location}: not found" in error
+    assert f"{http_server.url('train-images-idx3-ubyte.gz')}: checksum mismatch" in error
+    assert "official URLs: not tried (OVERFIT_FIRST_OFFLINE is set)" in error
+    assert "set data.mirror in params.yaml (or env OVERFIT_FIRST_MIRROR)" in error
+    assert not (directory / "data").exists()
+    assert files_under(tmp_path / "cache") == []
+
+
+def test_404_from_a_mirror_with_credentials_never_prints_them(tmp_path: Path, http_server) -> None:
+    directory = project(tmp_path)
+    host = http_server.base_url.removeprefix("http://")
+    mirror = f"http://user:s3cret@{host}/files?token=abc123"
+    result = run_stage(directory, "download", "mnist", tmp_path, OVERFIT_FIRST_OFFLINE="1", OVERFIT_FIRST_MIRROR=mirror)
+    assert result.returncode == 1
+    assert f"http://{host}/files/mnist.npz: HTTP 404" in result.stderr
+    assert "s3cret" not in result.stderr + result.stdout and "abc123" not in result.stderr + result.stdout
+    assert http_server.hits == ["/files/mnist.npz"]
+    assert not (directory / "data").exists() and files_under(tmp_path / "cache") == []
+
+
+def test_unknown_dataset_lists_the_known_ones(tmp_path: Path) -> None:
+    result = run_stage(project(tmp_path), "download", "imagenet", tmp_path)
+    assert result.returncode == 1
+    assert "unknown dataset 'imagenet': known datasets are fashion_mnist, mnist, cifar10, cifar100" in result.stderr
+
+
+def test_stage_reads_an_image_folder_archive_with_superclasses(tmp_path: Path) -> None:
+    image_folder(tmp_path / "tree", hierarchy={"cat": "mammal", "dog": "mammal", "frog": "amphibian"})
+    archive = tar_gz(tmp_path / "tree", tmp_path / "tiny.tar.gz")
+    directory = project(tmp_path, data={"image_folders": {"tiny": str(archive)}})
+    result = run_stage(directory, "download", "tiny", tmp_path)
+    assert result.returncode == 0, result.stderr
+    raw = directory / "data" / "raw" / "tiny"
+    meta = json.loads((raw / "meta.json").read_text(encoding="utf-8"))
+    assert meta["class_names"] == ["cat", "dog", "frog"] and meta["superclass_names"] == ["amphibian", "mammal"]
+    checksum = f"sha256:{hashlib.sha256(archive.read_bytes()).hexdigest()}"
+    assert meta["files"] == [{"name": "tiny.tar.gz", "checksum": checksum, "origin": str(archive)}]
+    with np.load(raw / "train.npz") as train:
+        assert train["x"].shape == (12, 5, 6, 3) and train["y_coarse"].dtype == np.int64
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink"])
+def test_stage_refuses_a_hostile_image_folder_archive(tmp_path: Path, kind: str) -> None:
+    archive = tmp_path / "hostile.tar.gz"
+    member = tar_with_bad_member(archive, kind, folder="tiny/train/cat")
+    directory = project(tmp_path, data={"image_folders": {"hostile": str(archive)}})
+    result = run_stage(directory, "download", "hostile", tmp_path)
+    assert result.returncode == 1
+    assert f"error: {archive}: unsafe member {member!r}" in result.stderr
+    assert files_under(directory / "data") == []
+    assert not Path("/tmp/overfit-first-evil.txt").exists()
+
+
+# ---------------------------------------------------------------- download mechanics, in-process
+
+
+def test_download_verifies_then_renames_into_the_cache_with_progress(isolated: Path, http_server, capsys) -> None:
+    content = b"x" * 300_000
+    http_server.routes["/data.bin"] = Serve(content)
+    remote = _remote("data.bin", content, urls=(http_server.url("data.bin"),))
+    found = fetch.Locator("demo", downloader=QUICK).fetch(remote)
+    assert found.path == isolated / "cache" / "demo" / "data.bin" and found.path.read_bytes() == content
+    assert found.origin == http_server.url("data.bin") and found.sha256 == hashlib.sha256(content).hexdigest()
+    assert "data.bin" in capsys.readouterr().err  # tqdm's bar
+    assert files_under(isolated / "cache") == ["demo/data.bin"]
+
+
+def test_truncated_body_is_retried_then_reported_and_nothing_kept(isolated: Path, http_server) -> None:
+    content = b"y" * 100_000
+    http_server.routes["/data.bin"] = Truncated(content)
+    remote = _remote("data.bin", content, urls=(http_server.url("data.bin"),))
+    with pytest.raises(PipelineError, match=r"data.bin: connection broken before the end of the file \(truncated\)"):
+        fetch.Locator("demo", downloader=QUICK).fetch(remote)
+    assert http_server.hits == ["/data.bin", "/data.bin"]  # one retry
+    assert files_under(isolated / "cache") == []
+
+
+def test_a_stalled_server_times_out(isolated: Path, http_server) -> None:
+    http_server.routes["/data.bin"] = Slow(b"z" * 10, delay_s=5.0)
+    remote = _remote("data.bin", b"z" * 10, urls=(http_server.url("data.bin"),))
+    downloader = fetch.Downloader(retries=0, timeout_s=(2.0, 0.3))
+    with pytest.raises(PipelineError, match=r"data.bin: timed out"):
+        fetch.Locator("demo", downloader=downloader).fetch(remote)
+    assert files_under(isolated / "cache") == []
+
+
+def test_a_transient_503_is_retried_with_backoff(isolated: Path, http_server) -> None:
+    http_server.routes["/data.bin"] = Flaky(b"ok", failures=1)
+    remote = _remote("data.bin", b"ok", urls=(http_server.url("data.bin"),))
+    assert fetch.Locator("demo", downloader=QUICK).fetch(remote).path.read_bytes() == b"ok"
+    assert http_server.hits == ["/data.bin", "/data.bin"]
+
+
+def test_local_copies_come_first_and_corrupt_ones_are_skipped(isolated: Path, http_server) -> None:
+    content = b"official bytes"
+    remote = _remote("f.gz", content, urls=(http_server.url("f.gz"),), system_path="pkg/f.gz", keras_paths=("k/f.gz",))
+    cached = isolated / "cache" / "demo" / "f.gz"
+    for path, data in ((cached, b"corrupt"), (isolated / "system" / "pkg" / "f.gz", b"recompressed?")):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(data)
+    keras_copy = isolated / "keras" / "datasets" / "k" / "f.gz"
+    keras_copy.parent.mkdir(parents=True)
+    keras_copy.write_bytes(content)
+    locator = fetch.Locator("demo", downloader=QUICK)
+    found = locator.fetch(remote)
+    assert found.path == keras_copy and found.origin == str(keras_copy)
+    assert [line.split(": ")[1][:17] for line in locator.tried] == ["checksum mismatch"] * 2
+    assert not cached.exists()  # a corrupt file in our own cache is removed; others' files are left alone
+    assert http_server.hits == []
+
+
+def test_a_mirror_directory_is_searched_by_official_file_name(isolated: Path) -> None:
+    mirror = isolated / "mirror"
+    mirror.mkdir()
+    (mirror / "f.gz").write_bytes(b"content")
+    found = fetch.Locator("demo", mirror=str(mirror), downloader=QUICK).fetch(_remote("f.gz", b"content"))
+    assert found.path == mirror / "f.gz"
+
+
+def test_the_environment_mirror_wins_over_params(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OVERFIT_FIRST_MIRROR", "http://mirror.example/datasets")
+    assert fetch.mirror_setting("/srv/params-mirror") == "http://mirror.example/datasets"
+    monkeypatch.delenv("OVERFIT_FIRST_MIRROR")
+    assert fetch.mirror_setting("/srv/params-mirror") == "/srv/params-mirror"
+    assert fetch.mirror_setting(None) is None
+
+
+# ---------------------------------------------------------------- archives through HTTP, in-process
+
+
+def _cifar10_served(http_server, archive: Path, monkeypatch: pytest.MonkeyPatch, **changes: object) -> None:
+    """Point the built-in cifar10 at the local server, pinned to this archive's checksum."""
+    content = archive.read_bytes()
+    http_server.routes["/cifar-10-python.tar.gz"] = Serve(content)
+    remote = _remote("cifar-10-python.tar.gz", content, urls=(http_server.url("cifar-10-python.tar.gz"),))
+    served = dataclasses.replace(sources.CIFAR10, files=(remote,), **changes)
+    monkeypatch.setitem(sources.BUILTIN, "cifar10", served)
+
+
+def test_cifar10_download_end_to_end(isolated: Path, http_server, monkeypatch: pytest.MonkeyPatch) -> None:
+    made = cifar10_archive(isolated / "served.tar.gz")
+    _cifar10_served(http_server, isolated / "served.tar.gz", monkeypatch)
+    directory = download.download("cifar10", {"mirror": None}, root=isolated / "raw")
+    with np.load(directory / "train.npz") as train:
+        np.testing.assert_array_equal(train["x"], to_nhwc(np.concatenate([b["data"] for b in made["train"]])))
+    meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+    assert meta["class_names"] == made["names"]
+    assert meta["files"][0]["origin"] == http_server.url("cifar-10-python.tar.gz")
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink"])
+def test_hostile_cifar_archive_from_http_writes_nothing(isolated: Path, http_server, monkeypatch, kind: str) -> None:
+    member = tar_with_bad_member(isolated / "served.tar.gz", kind)
+    _cifar10_served(http_server, isolated / "served.tar.gz", monkeypatch)
+    with pytest.raises(PipelineError, match=f"unsafe member {member!r}"):
+        download.download("cifar10", {"mirror": None}, root=isolated / "raw")
+    assert files_under(isolated / "raw") == []
+    assert files_under(isolated / "cache") == ["cifar10/cifar-10-python.tar.gz"]  # verified, so kept
+    assert not Path("/tmp/overfit-first-evil.txt").exists()
+
+
+def test_parsers_only_see_verified_files(isolated: Path, http_server, monkeypatch) -> None:
+    cifar10_archive(isolated / "served.tar.gz")
+    opened: list[object] = []
+    _cifar10_served(http_server, isolated / "served.tar.gz", monkeypatch, parse=opened.append)
+    http_server.routes["/cifar-10-python.tar.gz"] = Serve(b"tampered")
+    with pytest.raises(PipelineError, match="checksum mismatch"):
+        download.download("cifar10", {"mirror": None}, root=isolated / "raw")
+    assert opened == []
