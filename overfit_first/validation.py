@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from overfit_first.errors import PipelineError
+from overfit_first.verdict import EvaluateSettings
 
 BUILTIN_DATASETS = ("fashion_mnist", "mnist", "cifar10", "cifar100")
 # The Keras layer classes a model description may use (the builder instantiates keras.layers.<name>).
@@ -106,6 +107,7 @@ class Params(BaseModel):
     prepare: PrepareParams
     model: ModelKnobs
     train: TrainParams
+    evaluate: EvaluateSettings
     models: dict[str, ModelSpec] = Field(min_length=1)
     runs: dict[str, RunSpec] = Field(min_length=1)
 

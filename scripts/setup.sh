@@ -11,7 +11,10 @@ dev=false
 [[ "${1:-}" == "--dev" ]] && dev=true
 
 apt_packages=(dataset-fashion-mnist)   # the embedded default dataset, official idx files
-$dev && apt_packages+=(git)
+# --dev: chromium for the browser test of `dvc plots` pages, shellcheck for actionlint's checks of run: scripts.
+$dev && apt_packages+=(git chromium shellcheck)
+# npm fetches the vega libraries for the offline plots page; a Node.js from elsewhere brings its own npm.
+$dev && ! command -v npm >/dev/null && apt_packages+=(npm)
 
 # Root's apt (or sudo's) when there is one; without it the download stage fetches the official files.
 apt_install() {
@@ -51,4 +54,7 @@ extras=${OVERFIT_FIRST_TF:-cpu}
 $dev && extras+=",dev"
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[$extras]"
+if $dev; then
+  npm ci --prefix js --no-audit --no-fund --loglevel=error   # vega libraries for overfit_first.plots_html
+fi
 echo "setup: ready (.venv with extras [$extras]); activate it with: . .venv/bin/activate"

@@ -1,0 +1,56 @@
+"""Where the stages write, in one place: train, evaluate, plot, report and the pull-request comment read
+each other's files through these paths (relative to the repository root, where DVC runs every stage).
+
+    models/<dataset>/<model>.keras                     train
+    metrics/<dataset>/train/<model>.json, .history.csv train: best-epoch numbers and the per-epoch log
+    metrics/<dataset>/<model>.json                     evaluate: the train numbers + test, gap, verdict
+    metrics/<dataset>/<model>.per_class.json           evaluate: per-class and per-superclass accuracy
+    metrics/<dataset>/<model>.predictions.csv          evaluate: actual,predicted class names, test order
+    metrics/<dataset>.comparison.json                  plot: overfitting vs simplified (and augmented)
+    reports/<dataset>/*.png, validation_curves.csv     plot
+    reports/README.md                                  report
+
+The comparison sits beside metrics/<dataset>/, not inside it: the plot stage depends on that whole
+directory, and DVC rejects a stage whose output lies inside one of its own dependencies (a cycle).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MODELS = Path("models")
+METRICS = Path("metrics")
+REPORTS = Path("reports")
+REPORT_FILE = REPORTS / "README.md"
+
+
+def model_file(dataset: str, model: str) -> Path:
+    return MODELS / dataset / f"{model}.keras"
+
+
+def train_metrics_file(dataset: str, model: str) -> Path:
+    return METRICS / dataset / "train" / f"{model}.json"
+
+
+def history_file(dataset: str, model: str) -> Path:
+    return METRICS / dataset / "train" / f"{model}.history.csv"
+
+
+def eval_metrics_file(dataset: str, model: str) -> Path:
+    return METRICS / dataset / f"{model}.json"
+
+
+def per_class_file(dataset: str, model: str) -> Path:
+    return METRICS / dataset / f"{model}.per_class.json"
+
+
+def predictions_file(dataset: str, model: str) -> Path:
+    return METRICS / dataset / f"{model}.predictions.csv"
+
+
+def comparison_file(dataset: str) -> Path:
+    return METRICS / f"{dataset}.comparison.json"
+
+
+def report_dir(dataset: str) -> Path:
+    return REPORTS / dataset

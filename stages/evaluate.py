@@ -1,0 +1,35 @@
+"""Stage `evaluate@<run>`: measure one trained run on the test set, judge its fit, log it to its MLflow run.
+
+    python -m stages.evaluate fashion_mnist-cnn_overfit
+
+Outputs (see overfit_first.layout): metrics/<dataset>/<model>.json (the training metrics plus test accuracy,
+gaps, verdict and recommendation), .per_class.json and .predictions.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from overfit_first import evaluation, training, verdict
+from overfit_first.config import load_params
+from overfit_first.errors import run_stage
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m stages.evaluate", description="Evaluate one run of params.yaml.")
+    parser.add_argument("run", help="a key of `runs` in params.yaml, e.g. fashion_mnist-cnn_overfit")
+    args = parser.parse_args()
+
+    params = load_params()
+    run = training.load_run(params, args.run)
+    result = evaluation.evaluate(run, verdict.settings(params))
+    evaluation.write_outputs(run, result)
+    metrics = result.metrics
+    print(f"{run.name}: test accuracy {metrics['test_accuracy']:.4f}; train {metrics['train_accuracy_inference']:.4f}, "
+          f"validation {metrics['val_accuracy_inference']:.4f} (gap {metrics['gap']:+.4f}) -> {metrics['verdict']} "
+          f"({metrics['recommendation']})", flush=True)
+    evaluation.log_to_training_run(run, result)
+
+
+if __name__ == "__main__":
+    run_stage(main)

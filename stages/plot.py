@@ -1,0 +1,36 @@
+"""Stage `plot@<dataset>`: compare the overfitting and simplified models of one dataset and draw its charts.
+
+    python -m stages.plot fashion_mnist
+
+Outputs: metrics/<dataset>.comparison.json (overfit_first.comparison) and reports/<dataset>/ (overfit_first.plots).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from overfit_first import atomic, comparison, layout, plots
+from overfit_first.config import load_params
+from overfit_first.errors import PipelineError, run_stage
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m stages.plot", description="Compare and plot one dataset's runs.")
+    parser.add_argument("dataset", help="a dataset of data.datasets in params.yaml, e.g. fashion_mnist")
+    args = parser.parse_args()
+
+    params = load_params()
+    runs = comparison.dataset_runs(params, args.dataset)
+    if not runs:
+        raise PipelineError(f"params.yaml: no run under `runs` uses dataset {args.dataset!r}; add one, or remove "
+                            "the dataset from data.datasets")
+    metrics = {run.name: comparison.read_metrics(run) for run in runs}
+    compared = comparison.compare(comparison.by_role(runs), metrics)
+    atomic.write_json(layout.comparison_file(args.dataset), compared)
+    written = plots.plot_dataset(args.dataset, runs, metrics)
+    print(f"{args.dataset}: wrote {layout.comparison_file(args.dataset)} and {len(written)} files in "
+          f"{layout.report_dir(args.dataset)}", flush=True)
+
+
+if __name__ == "__main__":
+    run_stage(main)
