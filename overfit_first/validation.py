@@ -61,6 +61,7 @@ class TrainParams(Strict):
     seed: int = 0
     max_epochs: PositiveInt | None = None
     limit: PositiveInt | None = None
+    batchnorm_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
 
 
 class TrainingSettings(Strict):
@@ -99,6 +100,7 @@ class RunSpec(Strict):
     dataset: str
     model: str
     tuned_by: str
+    max_epochs: PositiveInt | None = None  # this run's own epoch cap (quick profiles)
 
 
 class Params(BaseModel):

@@ -1,0 +1,260 @@
+"""MLflow tracking: one MLflow run per training run, logged from the files the train stage wrote.
+
+The train stage writes its outputs (model, metrics, history) first and logs to MLflow last, so tracking
+can never cost a training run: when the tracking server is down, one warning says so, and the run can be
+logged later from the same files with
+
+    python -m overfit_first.tracking relog <run-name>
+
+Where runs go: MLFLOW_TRACKING_URI when set, else a SQLite store `mlflow.db` in the repository root, with
+artifacts in `mlartifacts/` beside it, both absolute paths, so `dvc exp run --queue` (which runs the stage
+in a copy of the repository under .dvc/tmp/exps/) still logs to the original repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+from matplotlib.figure import Figure  # not pyplot: no GUI backend, no global figure registry
+
+from overfit_first.config import load_params
+from overfit_first.data.prepared import dataset_dir, file_sha256, load_summary
+from overfit_first.errors import PipelineError, run_stage
+from overfit_first.training import HISTORY_COLUMNS, Run, best_row, load_run
+
+# An unreachable server must fail in seconds, not after MLflow's default 7 retries with backoff
+# (minutes). Set in the environment to change them.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+# summary.json entries that are descriptions rather than settings: too long to be useful as params.
+SUMMARY_SKIP = {"class_names", "superclass_names", "class_counts"}
+BACKEND_PACKAGES = {"tensorflow": ("tensorflow", "tensorflow-cpu"), "jax": ("jax",), "torch": ("torch",)}
+
+
+def repo_root() -> Path:
+    """The repository the run belongs to, also when DVC runs the stage in a temporary copy.
+
+    DVC sets DVC_ROOT for every stage it runs, and for `dvc exp run --queue` / `--temp` it points at the
+    original repository, not at the copy in <repo>/.dvc/tmp/exps/<tmpdir>/ where the stage runs. Run by
+    hand inside such a copy, the path itself tells.
+    """
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    cwd = Path.cwd().resolve()
+    parts = cwd.parts
+    for index in range(len(parts) - 2):
+        if parts[index : index + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:index])
+    return cwd
+
+
+def tracking_uri(root: Path) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
+
+
+def log_run(run: Run, summary: dict[str, Any], model: keras.Model | None = None) -> bool:
+    """Log `run` from its output files; on any tracking failure print one warning and return False."""
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # our one warning replaces its retry messages
+    root = repo_root()
+    uri = tracking_uri(root)
+    try:
+        run_id = _log(run, summary, model, uri, root)
+    except Exception as error:  # noqa: BLE001 - tracking is best-effort: the outputs are already written
+        reason = textwrap.shorten(str(error), 160, placeholder=" ...") or type(error).__name__
+        print(
+            f"warning: MLflow logging failed ({reason}): run {run.name} is missing or incomplete in "
+            f"{uri}. Its model, metrics and history are saved in {run.model_path}, {run.metrics_path} and "
+            f"{run.history_path}; log them once the tracking store is back with "
+            f"`python -m overfit_first.tracking relog {run.name}`",
+            file=sys.stderr, flush=True,
+        )
+        return False
+    print(f"{run.name}: logged to MLflow run {run_id} in experiment {experiment_name(run)} at {uri}", flush=True)
+    return True
+
+
+def experiment_name(run: Run) -> str:
+    return f"overfit-first/{run.dataset}"
+
+
+def _log(run: Run, summary: dict[str, Any], model: keras.Model | None, uri: str, root: Path) -> str:
+    import mlflow  # imported here: a slow import that only tracking needs
+    import mlflow.keras
+    from mlflow.entities import Metric
+    from mlflow.models import infer_signature
+
+    metrics = json.loads(run.metrics_path.read_text(encoding="utf-8"))
+    rows = read_history(run.history_path)
+    model = model if model is not None else keras.saving.load_model(run.model_path)
+
+    mlflow.set_tracking_uri(uri)
+    experiment_id = ensure_experiment(mlflow, experiment_name(run), uri, root / "mlartifacts" / run.dataset)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run.name, tags=run_tags(run)) as active:
+        mlflow.log_params(flat_params(run, summary))
+        now = int(time.time() * 1000)
+        per_epoch = [
+            Metric(key, row[key], now, int(row["epoch"]))
+            for row in rows
+            for key in ("train_accuracy", "val_accuracy", "train_loss", "val_loss")
+        ]
+        mlflow.MlflowClient().log_batch(active.info.run_id, metrics=per_epoch)
+        # The best epoch's numbers get their own names: the per-epoch series above end at the last epoch.
+        mlflow.log_metrics(
+            {f"best_{key}" if key in HISTORY_COLUMNS else key: float(value) for key, value in metrics.items()}
+        )
+        mlflow.log_figure(learning_curve(rows, f"{run.dataset} {run.model}"), "learning_curve.png")
+        mlflow.log_text(model_summary(model), "model_summary.txt")
+        example = np.zeros((1, *model.input_shape[1:]), dtype=np.float32)
+        mlflow.keras.log_model(
+            model,
+            name="model",
+            # Explicit requirements: inferring them reloads the model in a subprocess (slow).
+            pip_requirements=pip_requirements(),
+            signature=infer_signature(example, keras.ops.convert_to_numpy(model(example, training=False))),
+        )
+        return active.info.run_id
+
+
+def ensure_experiment(mlflow: Any, name: str, uri: str, artifacts: Path) -> str:
+    """The experiment's id, creating it if needed; a local store gets an absolute artifact location."""
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    # A server chooses its own artifact store; a local one would otherwise default to ./mlruns of the cwd.
+    local = uri.split(":", 1)[0] not in ("http", "https", "databricks")
+    try:
+        return mlflow.create_experiment(name, artifact_location=artifacts.as_uri() if local else None)
+    except mlflow.exceptions.MlflowException:
+        experiment = mlflow.get_experiment_by_name(name)  # created meanwhile by a parallel queued run
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def run_tags(run: Run) -> dict[str, str]:
+    # model_sha256 ties the MLflow run to the exact model file: evaluate finds the run by it.
+    tags = {"dataset": run.dataset, "model": run.model, "run": run.name, "model_sha256": file_sha256(run.model_path)}
+    commit = git_commit()
+    if commit:
+        tags["git_commit"] = commit
+    if os.environ.get("DVC_EXP_NAME"):  # set by `dvc exp run`
+        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    return tags
+
+
+def git_commit() -> str | None:
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def flat_params(run: Run, summary: dict[str, Any]) -> dict[str, Any]:
+    """Everything the run depends on, as dotted keys: models.<m>.layers.3.Conv2D.filters = 128."""
+    params = {
+        "run.name": run.name,
+        "run.dataset": run.dataset,
+        "run.model": run.model,
+        "run.epochs": run.epochs,
+        "model.dropout": run.dropout,
+    }
+    params.update(flatten(run.spec, f"models.{run.model}"))
+    params.update(flatten(run.train, "train"))
+    params.update(flatten({k: v for k, v in summary.items() if k not in SUMMARY_SKIP}, "data"))
+    return params
+
+
+def flatten(value: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list) and any(isinstance(item, (dict, list)) for item in value):
+        items = enumerate(value)
+    else:
+        return {prefix: value}
+    flat: dict[str, Any] = {}
+    for key, item in items:
+        if key not in SUMMARY_SKIP:
+            flat.update(flatten(item, f"{prefix}.{key}"))
+    return flat
+
+
+def read_history(path: Path) -> list[dict[str, float]]:
+    with path.open(encoding="utf-8", newline="") as stream:
+        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(stream)]
+
+
+def learning_curve(rows: list[dict[str, float]], title: str) -> Figure:
+    """Train and validation accuracy (left) and loss (right) per epoch; the dotted line is the best epoch."""
+    epochs = [row["epoch"] for row in rows]
+    best = best_row(rows)["epoch"]
+    figure = Figure(figsize=(11, 4))
+    axes = figure.subplots(1, 2)
+    for axis, metric in zip(axes, ("accuracy", "loss")):
+        axis.plot(epochs, [row[f"train_{metric}"] for row in rows], label=f"train {metric}")
+        axis.plot(epochs, [row[f"val_{metric}"] for row in rows], label=f"validation {metric}")
+        axis.axvline(best, color="grey", linestyle=":", label=f"best epoch ({int(best)})")
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(metric)
+        axis.legend()
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def model_summary(model: keras.Model) -> str:
+    lines: list[str] = []
+    model.summary(print_fn=lambda text, **_: lines.append(text))
+    return "\n".join(lines)
+
+
+def pip_requirements() -> list[str]:
+    """keras and the installed package of the active backend, pinned to the versions that trained."""
+    requirements = [f"keras=={version('keras')}"]
+    for package in BACKEND_PACKAGES.get(keras.backend.backend(), ()):
+        try:
+            requirements.append(f"{package}=={version(package)}")
+            break
+        except PackageNotFoundError:
+            continue
+    return requirements
+
+
+def relog(run_name: str) -> None:
+    """Log an already trained run again, from its files (after the tracking server was down)."""
+    run = load_run(load_params(), run_name)
+    missing = [str(path) for path in (run.model_path, run.metrics_path, run.history_path) if not path.is_file()]
+    if missing:
+        raise PipelineError(f"{', '.join(missing)} not found: train the run first with `dvc repro train@{run_name}`")
+    if not log_run(run, load_summary(dataset_dir(run.dataset))):
+        raise PipelineError(f"run {run_name} could not be logged; check MLFLOW_TRACKING_URI and the server")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m overfit_first.tracking", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("relog", help="log a trained run to MLflow from its output files").add_argument("run")
+    args = parser.parse_args()
+    relog(args.run)
+
+
+if __name__ == "__main__":
+    run_stage(main)
