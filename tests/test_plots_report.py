@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from helpers_eval import OVERFIT_RUN, SIMPLIFIED_RUN, dvc, stage_env_for, tiny_reproduced, unreachable_tracking_uri
@@ -89,7 +90,8 @@ def test_report_tables_and_every_link_resolves(project: Path) -> None:
         row = next(line for line in text.splitlines() if line.startswith(f"| `{model}` |"))
         assert f"**{metrics['verdict']}**" in row and f"{metrics['test_accuracy']:.3f}" in row
     assert "Gains over the overfitting model `tiny_overfit`" in text
-    assert "train ≥ 0.95 and gap ≥ 0.05" in text
+    rules = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))["evaluate"]
+    assert f"train ≥ {rules['overfit_train_min']} and gap ≥ {rules['overfit_gap_min']}" in text
 
 
 def test_grid_titles_say_actual_and_pred() -> None:
