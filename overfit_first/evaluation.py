@@ -217,7 +217,8 @@ def log_to_training_run(run: Run, evaluation: Evaluation) -> bool:
     uri = tracking.tracking_uri(tracking.repo_root())
     sha256 = file_sha256(layout.model_file(run.dataset, run.model))
     try:
-        run_id = _log(run, evaluation, uri, sha256)
+        with tracking.store_lock(uri):
+            run_id = _log(run, evaluation, uri, sha256)
     except Exception as error:  # noqa: BLE001 - tracking is best-effort: the outputs are already written
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         _warn(run, f"MLflow logging failed ({reason[:300]})", uri)

@@ -14,7 +14,9 @@ in a copy of the repository under .dvc/tmp/exps/) still logs to the original rep
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import fcntl
 import json
 import logging
 import os
@@ -22,6 +24,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,7 @@ import keras
 import numpy as np
 from matplotlib.figure import Figure  # not pyplot: no GUI backend, no global figure registry
 
+from overfit_first.accelerate import is_chief
 from overfit_first.config import load_params
 from overfit_first.data.prepared import dataset_dir, file_sha256, load_summary
 from overfit_first.errors import PipelineError, run_stage
@@ -68,15 +72,38 @@ def tracking_uri(root: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
 
 
+@contextlib.contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Let one process at a time write to a local SQLite store (`dvc queue start -j 2` runs stages in parallel).
+
+    SQLite has one writer at a time: a second writer waits 5 s at most, then fails with "database is locked"
+    (logging a model takes longer), and two processes that find no mlflow.db both try to create its tables.
+    Retrying is no cure: a retried run would leave its half-logged first attempt behind. So writers take turns
+    on a lock file beside the database, which costs nothing when alone. A tracking server orders writes itself.
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    lock = Path(uri.removeprefix("sqlite:///").split("?", 1)[0] + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, also if the process dies
+        yield
+
+
 def log_run(run: Run, summary: dict[str, Any], model: keras.Model | None = None) -> bool:
     """Log `run` from its output files; on any tracking failure print one warning and return False."""
+    if not is_chief():
+        print(f"{run.name}: not logged to MLflow: this is not the chief worker of TF_CONFIG", flush=True)
+        return True
     for key, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
     logging.getLogger("urllib3").setLevel(logging.ERROR)  # our one warning replaces its retry messages
     root = repo_root()
     uri = tracking_uri(root)
     try:
-        run_id = _log(run, summary, model, uri, root)
+        with store_lock(uri):
+            run_id = _log(run, summary, model, uri, root)
     except Exception as error:  # noqa: BLE001 - tracking is best-effort: the outputs are already written
         reason = textwrap.shorten(str(error), 160, placeholder=" ...") or type(error).__name__
         print(

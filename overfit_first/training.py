@@ -22,7 +22,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from overfit_first import atomic, layout
+from overfit_first import accelerate, atomic, layout
+from overfit_first.accelerate import Accelerator
 from overfit_first.data.prepared import Split
 from overfit_first.errors import PipelineError
 from overfit_first.inputs import make_dataset
@@ -132,13 +133,10 @@ def stratified_limit(y: np.ndarray, limit: int | None) -> np.ndarray:
     return np.sort(np.argsort(position, kind="stable")[:limit])
 
 
-def seed_everything(seed: int) -> None:
-    """Same params, same metrics: seed Python, NumPy and the backend, and make TensorFlow's ops deterministic."""
+def seed_everything(seed: int, accelerator: Accelerator) -> None:
+    """Same params, same metrics: seed Python, NumPy and the backend, and make its ops deterministic (not under XLA)."""
     keras.utils.set_random_seed(seed)
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
+    accelerate.deterministic_ops(accelerator)
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -198,24 +196,31 @@ def checkpoint_path(cache_dir: Path, epoch: int) -> Path:
     return cache_dir / f"best-{epoch:03d}.weights.h5"
 
 
-def fit(run: Run, train: Split, valid: Split, num_classes: int, data_fingerprint: Any = None) -> Result:
+def fit(run: Run, train: Split, valid: Split, num_classes: int, data_fingerprint: Any = None,
+        accelerator: Accelerator | None = None) -> Result:
     """Train `run` on the prepared splits and return its best-epoch model, history and metrics.
 
     `data_fingerprint` (e.g. the split checksums of summary.json) joins the run's settings in deciding
     whether a backup in the cache belongs to this very run; any difference starts training afresh.
+    `accelerator` defaults to what params.yaml `train` asks for on the devices present (overfit_first.accelerate).
     """
+    # First: a multi-worker strategy must exist before the backend's runtime starts.
+    accelerator = accelerator or accelerate.configure(run.train)
     training = run.training
     keep = stratified_limit(train.y, run.train.get("limit"))
     x_train, y_train = train.x[keep], train.y[keep]
     start_fresh_unless_same(run, data_fingerprint)
 
-    seed_everything(run.seed)
-    model = build_model(run.spec, train.x.shape[1:], num_classes, run.dropout, name=run.model)
-    model.compile(
-        optimizer=build_optimizer(training, run.model),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    seed_everything(run.seed, accelerator)
+    spec = accelerate.float32_output(run.spec) if accelerator.mixed_precision else run.spec
+    with accelerator.scope():  # under a distribution strategy, the variables are mirrored on every replica
+        model = build_model(spec, train.x.shape[1:], num_classes, run.dropout, name=run.model)
+        model.compile(
+            optimizer=build_optimizer(training, run.model),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            jit_compile=accelerator.jit_compile,
+        )
     batch_size = training["batch_size"]
     train_data = make_dataset(x_train, y_train, batch_size, training=True, seed=run.seed,
                               augmentation=run.spec.get("augmentation"))
@@ -240,7 +245,7 @@ def fit(run: Run, train: Split, valid: Split, num_classes: int, data_fingerprint
         keras.callbacks.BackupAndRestore(str(run.cache_dir / "backup"), double_checkpoint=True),
     ]
     print(f"{run.name}: {run.model} on {run.dataset}, {len(y_train)} training and {len(valid.y)} validation "
-          f"images, up to {run.epochs} epochs, batch {batch_size}", flush=True)
+          f"images, up to {run.epochs} epochs, batch {batch_size}; {accelerator.describe()}", flush=True)
     # shuffle=False: the input pipeline shuffles (with the run's seed); verbose=2: one line per epoch in logs.
     model.fit(train_data, validation_data=valid_data, epochs=run.epochs, callbacks=callbacks, shuffle=False,
               verbose=2)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from overfit_first.errors import PipelineError
 from overfit_first.verdict import EvaluateSettings
@@ -62,6 +63,18 @@ class TrainParams(Strict):
     max_epochs: PositiveInt | None = None
     limit: PositiveInt | None = None
     batchnorm_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+    # overfit_first.accelerate: auto = on when a GPU is present, off on a CPU (where both are slower).
+    mixed_precision: Literal["auto", True, False] = "auto"
+    xla: Literal["auto", True, False] = "auto"
+
+    @field_validator("mixed_precision", "xla", mode="before")
+    @classmethod
+    def _auto_true_or_false(cls, value: Any) -> Any:
+        if value == "auto" or isinstance(value, bool):
+            return value
+        raise PydanticCustomError(
+            "auto_true_false", "must be auto, true or false (auto: on when a GPU is present, off on a CPU)"
+        )
 
 
 class TrainingSettings(Strict):
@@ -109,7 +122,7 @@ class Params(BaseModel):
     prepare: PrepareParams
     model: ModelKnobs
     train: TrainParams
-    evaluate: EvaluateSettings
+    evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings)
     models: dict[str, ModelSpec] = Field(min_length=1)
     runs: dict[str, RunSpec] = Field(min_length=1)
 

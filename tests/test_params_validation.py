@@ -42,6 +42,10 @@ BAD_INPUTS: list[tuple[str, Mutation, list[str]]] = [
      ["models.mlp.training.learning_rate", "-0.1", "greater than 0"]),
     ("dataset listed twice", lambda p: p["data"]["datasets"].append(p["data"]["datasets"][0]),
      ["data.datasets", "twice"]),
+    ("mixed precision neither auto nor a boolean", lambda p: p["train"].update(mixed_precision="fp16"),
+     ["train.mixed_precision", "'fp16'", "must be auto, true or false"]),
+    ("xla as a quoted 'true'", lambda p: p["train"].update(xla="true"),
+     ["train.xla", "'true'", "must be auto, true or false"]),
 ]
 
 
