@@ -1,0 +1,232 @@
+"""Run every benchmark and write BENCHMARKS.md: `python -m bench` from the repository root (about 10 minutes
+on 2 CPU cores).
+
+    python -m bench [--only train,tracking,eval,dvc] [--prepared DIR] [--keep] [--output BENCHMARKS.md]
+
+First the data stages build CIFAR-10 from ../shared/datasets/cifar10-jpeg.tar.gz (read in place) in a
+scratch project under the system's temporary directory, measuring their peak memory (bench.prepare_memory);
+the other benchmarks read that prepared dataset. --prepared DIR skips that step and reuses DIR (e.g. one
+kept with --keep). Each benchmark runs in its own process and prints its figures and its RATIO as it goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import REPO, machine, stage_env
+
+BENCHES = ("train", "tracking", "eval", "dvc")
+COMMAND = "python -m bench"
+
+
+def run(module: str, *args: str, out: Path) -> dict[str, Any]:
+    print(f"\n== {module} {' '.join(args)}", flush=True)
+    subprocess.run([sys.executable, "-m", module, *args, "--out", str(out)], cwd=REPO, env=stage_env(), check=True)
+    return json.loads(out.read_text(encoding="utf-8"))
+
+
+def mib(value: float) -> str:
+    return f"{value / 2**20:.0f} MiB"
+
+
+def verdict(met: bool) -> str:
+    return "yes" if met else "**no**"
+
+
+def render(info: dict[str, Any], results: dict[str, Any], minutes: float) -> str:
+    """BENCHMARKS.md: the command, the machine, and one section per benchmark run."""
+    packages = ", ".join(f"{name} {value}" for name, value in info["packages"].items())
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `{COMMAND}` (from the repository root, in `.venv`; {minutes:.0f} minutes here). Every figure",
+        "comes with a ratio to a baseline measured in the same run, because the machine is shared and noisy;",
+        "the tests assert no timing. Rerun the command to refresh this file.",
+        "",
+        "| machine | |",
+        "|---|---|",
+        f"| date | {info['date']} |",
+        f"| CPU | {info['cpu_model']}, {info['nproc']} cores (nproc) |",
+        f"| RAM | {info['ram_gib']} GiB |",
+        f"| load average at start | {' / '.join(map(str, info['load_average']))} (1 / 5 / 15 min) |",
+        f"| software | Python {info['python']}, {packages} |",
+        "",
+        "| benchmark | figure | baseline | ratio | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    if "train" in results:
+        best = results["train"]["best"]
+        project, article = best["project"], best["article"]
+        lines.append(
+            f"| training throughput | project {project['images_per_s']:.0f} images/s, "
+            f"{project['ms_per_step']:.1f} ms/step | article {article['images_per_s']:.0f} images/s, "
+            f"{article['ms_per_step']:.1f} ms/step | {results['train']['ratio']:.2f} | >= 1.0 (1.2) | "
+            f"{verdict(results['train']['ratio'] >= 1.0)} |")
+    if "tracking" in results:
+        tracking = results["tracking"]
+        lines.append(
+            f"| tracking cost | {tracking['mlflow_seconds'] + tracking['dvc_files_seconds']:.2f} s per run, "
+            f"{1000 * tracking['history_json_seconds']:.1f} ms per epoch | epoch {tracking['epoch_seconds']:.1f} s | "
+            f"{tracking['percent_per_epoch']['15']:.2f} % per epoch over 15 epochs | <= 3 % | "
+            f"{verdict(tracking['percent_per_epoch']['15'] <= 3.0)} |")
+    if "dvc" in results:
+        dvc = results["dvc"]
+        lines.append(
+            f"| `dvc repro`, nothing to do | {dvc['noop_median']:.2f} s | `dvc --version` {dvc['version_median']:.2f} s | "
+            f"{dvc['ratio']:.2f} | <= 5 s | {verdict(dvc['noop_median'] <= 5.0)} |")
+    if "data" in results:
+        data = results["data"]
+        lines.append(
+            f"| `prepare` peak memory | {mib(data['prepare']['peak_rss_bytes'])} | raw dataset {mib(data['raw_bytes'])} | "
+            f"{data['prepare']['ratio']:.2f} | <= 2.0 | {verdict(data['prepare']['ratio'] <= 2.0)} |")
+    if "eval" in results:
+        evaluation = results["eval"]
+        rate = evaluation["images_per_s"]
+        lines.append(
+            f"| evaluation throughput | {rate['project']:.0f} images/s | plain `model.predict` {rate['plain']:.0f} "
+            f"images/s | {evaluation['ratio']:.2f} | >= 1.0 | {verdict(evaluation['ratio'] >= 1.0)} |")
+    lines += ["", "## Details", ""]
+    if "train" in results:
+        train = results["train"]
+        lines += [
+            f"**Training throughput** (`bench/train_throughput.py`): cnn_simplified, {train['images']:,} CIFAR-10 "
+            f"training images, batch 64, one warm-up epoch then {train['epochs']} timed epochs, each side in its own "
+            f"process, alternating for {len(train['rounds']['project'])} rounds; the best round of each side counts. "
+            "*project* = what the train stage does (`accelerate.configure`, deterministic ops, "
+            "`inputs.make_dataset`, `model.fit` on the tf.data pipeline); *article* = `model.fit(x / 255.0, y, "
+            "batch_size=64)` on float64 NumPy arrays. "
+            f"The project's input pipeline alone delivers {train['best']['project']['pipeline_images_per_s']:,.0f} "
+            "images/s, so it is not what limits training. Per round (ms/step): "
+            + "; ".join(f"{side} " + ", ".join(f"{row['ms_per_step']:.1f}" for row in rows)
+                        for side, rows in train["rounds"].items()) + ".",
+            "",
+        ]
+    if "tracking" in results:
+        tracking = results["tracking"]
+        spread = tracking["percent_per_epoch"]
+        lines += [
+            f"**Tracking cost** (`bench/tracking_cost.py`): `training.fit` on {tracking['train_images']:,} images "
+            f"with {tracking['valid_images']:,} validation images, {tracking['epochs']} epochs: "
+            f"{tracking['epoch_seconds']:.1f} s per epoch. Every epoch the stage writes its resumable history "
+            f"({1000 * tracking['history_json_seconds']:.1f} ms); once per run it writes the DVC metrics and plots "
+            f"files ({1000 * tracking['dvc_files_seconds']:.1f} ms) and logs the MLflow run "
+            f"({tracking['mlflow_seconds']:.2f} s; {tracking['mlflow_seconds_fresh_store']:.2f} s for the first run "
+            "in a repository, which creates mlflow.db). Spread over a run: "
+            f"{spread['15']:.2f} % per epoch over 15 epochs (the cifar10_jpeg profile), {spread['52']:.2f} % over 52 "
+            f"(the article's early stop), {spread['150']:.2f} % over 150. Writing the model file "
+            f"({tracking['model_file_seconds']:.2f} s) is the stage's output, not tracking.",
+            "",
+        ]
+    if "dvc" in results:
+        dvc = results["dvc"]
+        lines += [
+            f"**No-op `dvc repro`** (`bench/dvc_noop.py`): a scratch git + DVC repository with the project's code "
+            f"and dvc.yaml, a tiny image-folder dataset and two one-epoch runs ({dvc['stages']} stages, reproduced "
+            f"in {dvc['full_repro_seconds']:.0f} s), then `dvc repro` with nothing to do: "
+            + ", ".join(f"{value:.2f}" for value in dvc["noop_seconds"]) + " s; `dvc --version`: "
+            + ", ".join(f"{value:.2f}" for value in dvc["version_seconds"]) + " s.",
+            "",
+        ]
+    if "data" in results:
+        data = results["data"]
+        lines += [
+            "**Data stages' memory** (`bench/prepare_memory.py`): `download` then `prepare` of cifar10_jpeg "
+            f"(the {mib(data['archive_bytes'])} archive of 60,000 JPEGs, read in place), peak RSS from the kernel "
+            f"(wait4). Raw dataset = the decoded arrays of data/raw/cifar10_jpeg, {mib(data['raw_bytes'])}. "
+            f"`prepare`: {mib(data['prepare']['peak_rss_bytes'])} peak in {data['prepare']['seconds']:.1f} s; "
+            f"`download` (decodes the JPEGs): {mib(data['download']['peak_rss_bytes'])} peak "
+            f"({data['download']['ratio']:.2f} x raw) in {data['download']['seconds']:.1f} s; the interpreter "
+            f"with the stage's imports and no data: {mib(data['imports_only_peak_rss_bytes'])}.",
+            "",
+        ]
+    if "eval" in results:
+        evaluation = results["eval"]
+        lines += [
+            f"**Evaluation throughput** (`bench/eval_throughput.py`): cnn_simplified predicts the {evaluation['images']:,} "
+            f"test images at batch {evaluation['batch_size']}, through `evaluation.predict` (uint8 into tf.data, "
+            "scaled there) and through `model.predict` on a float32 array scaled beforehand (the scaling counted), "
+            f"best of {len(evaluation['seconds']['project'])} rounds each; the predictions agree on "
+            f"{100 * evaluation['same_predictions']:.2f} % of the images.",
+            "",
+        ]
+    lines += GPU_SECTION
+    return "\n".join(lines) + "\n"
+
+
+GPU_SECTION = [
+    "## Not measured here: GPUs and the article's full-scale table",
+    "",
+    "No GPU was available for these measurements, so the article's CIFAR-10 and CIFAR-100 runs at full scale",
+    "(`profiles/article.yaml`: 45,000 training images, up to 150 or 300 epochs) were not run, and the GPU",
+    "path below (mixed precision, XLA, several GPUs) is exercised only by the CPU tests",
+    "(`tests/test_accelerate.py`: the same code under a MirroredStrategy of two logical CPU devices). On a",
+    "machine with NVIDIA GPUs:",
+    "",
+    "```bash",
+    "OVERFIT_FIRST_TF=gpu bash scripts/setup.sh && . .venv/bin/activate   # tensorflow[and-cuda]",
+    "python -m overfit_first.profiles article && dvc repro                  # the article's eight runs",
+    "python -m bench                                                        # these benchmarks, on that machine",
+    "```",
+    "",
+    "With the defaults (`train.mixed_precision: auto`, `train.xla: auto`) a GPU run uses mixed precision",
+    "(float16 compute, the softmax in float32) and XLA; several GPUs are used through",
+    "`tf.distribute.MirroredStrategy` (the batch size stays the article's global batch), several machines",
+    "through `MultiWorkerMirroredStrategy` when `TF_CONFIG` is set. An XLA run is seeded but not bit-for-bit",
+    "reproducible (Keras disables XLA under TensorFlow's op determinism): set `train.xla: false` for that.",
+    "The JAX backend runs the same pipeline: `pip install -e \".[jax]\"` (or `jax[cuda12]` on a GPU), then",
+    "`KERAS_BACKEND=jax dvc repro`; it trains on a single device (the strategies are TensorFlow's).",
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n")[0])
+    parser.add_argument("--only", default=",".join(BENCHES), help=f"comma-separated subset of {', '.join(BENCHES)}")
+    parser.add_argument("--prepared", type=Path, help="reuse this prepared CIFAR-10 instead of building it")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory (its path is printed)")
+    parser.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md")
+    args = parser.parse_args()
+    only = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = sorted(set(only) - set(BENCHES))
+    if unknown:
+        parser.error(f"--only: unknown benchmarks {unknown}; choose from {', '.join(BENCHES)}")
+
+    started = time.perf_counter()
+    info = machine()
+    scratch = Path(tempfile.mkdtemp(prefix="overfit-first-bench-"))
+    print(f"scratch directory: {scratch}; machine: {info['nproc']} x {info['cpu_model']}, {info['ram_gib']} GiB",
+          flush=True)
+    results: dict[str, Any] = {}
+    try:
+        prepared = args.prepared
+        if prepared is None:
+            results["data"] = run("bench.prepare_memory", "--project", str(scratch / "cifar10"),
+                                  out=scratch / "data.json")
+            prepared = scratch / "cifar10" / "data" / "prepared" / "cifar10_jpeg"
+        if "train" in only:
+            results["train"] = run("bench.train_throughput", "--prepared", str(prepared), out=scratch / "train.json")
+        if "tracking" in only:
+            results["tracking"] = run("bench.tracking_cost", "--prepared", str(prepared),
+                                      out=scratch / "tracking.json")
+        if "eval" in only:
+            results["eval"] = run("bench.eval_throughput", "--prepared", str(prepared), out=scratch / "eval.json")
+        if "dvc" in only:
+            results["dvc"] = run("bench.dvc_noop", "--scratch", str(scratch / "dvc"), out=scratch / "dvc.json")
+    finally:
+        if args.keep:
+            print(f"kept {scratch}", flush=True)
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+    args.output.write_text(render(info, results, (time.perf_counter() - started) / 60), encoding="utf-8")
+    print(f"\nwrote {args.output}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

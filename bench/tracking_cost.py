@@ -1,0 +1,114 @@
+"""Cost of tracking in the train stage: MLflow logging and the DVC metrics/plots files, against epoch time.
+
+    python -m bench.tracking_cost --prepared DIR [--images 10000] [--epochs 2] [--out FILE]
+
+Trains cnn_simplified with `training.fit` exactly as the train stage does (validation, checkpoint, resume
+backups) in a scratch project whose data/prepared/<dataset> links to DIR, then times what tracking adds:
+
+    per epoch   EpochLog's history.json (the resumable history), written after every epoch
+    per run     the DVC files (metrics/<dataset>/train/<model>.json and the .history.csv plot) and the
+                MLflow run (`tracking.log_run`: params, per-epoch metrics, learning curve, model), into a
+                fresh SQLite store (its first run creates the tables) and into an existing one
+
+The per-run costs are paid once, at the end; spread over a run of E epochs they cost (per run) / E per
+epoch. The baseline is the stage's own epoch time (training and validation) after the first epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.common import REPO, write_result
+
+TARGET_PERCENT = 3.0
+MODEL = "cnn_simplified"
+
+
+def measure(prepared: Path, images: int, epochs: int) -> dict[str, Any]:
+    from overfit_first import atomic, tracking, training
+    from overfit_first.config import load_params
+    from overfit_first.data.prepared import load_split, load_summary
+
+    dataset = prepared.name
+    run_name = f"{dataset}-{MODEL}"
+    with tempfile.TemporaryDirectory(prefix="bench-tracking-") as scratch:
+        project = Path(scratch)
+        params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+        params["data"].update(datasets=[dataset], image_folders={dataset: str(prepared)})
+        params["train"].update(limit=images, max_epochs=epochs)
+        params["runs"] = {run_name: {"dataset": dataset, "model": MODEL, "tuned_by": "model.dropout"}}
+        (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+        (project / "data" / "prepared").mkdir(parents=True)
+        (project / "data" / "prepared" / dataset).symlink_to(prepared.resolve())
+        os.chdir(project)
+        for key in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME"):
+            os.environ.pop(key, None)  # the default store: <project>/mlflow.db
+
+        run = training.load_run(load_params(), run_name)
+        summary = load_summary(prepared)
+        train, valid = load_split(prepared, "train"), load_split(prepared, "valid")
+        result = training.fit(run, train, valid, summary["num_classes"])
+        epoch_seconds = statistics.mean(row["seconds"] for row in result.history[1:] or result.history)
+
+        started = time.perf_counter()
+        atomic.write_json(run.cache_dir / "history.json", result.history)  # what EpochLog writes every epoch
+        per_epoch = time.perf_counter() - started
+        started = time.perf_counter()
+        training.write_outputs(run, result)
+        outputs = time.perf_counter() - started
+        started = time.perf_counter()
+        atomic.write_json(run.metrics_path, result.metrics)  # again, alone: the DVC metrics and plots files
+        atomic.write_text(run.history_path, training.history_csv(result.history))
+        dvc_files = time.perf_counter() - started
+        mlflow_seconds = []
+        for _ in range(2):  # the first creates mlflow.db (and imports MLflow); the second is a run like any later one
+            started = time.perf_counter()
+            if not tracking.log_run(run, summary, result.model):
+                raise RuntimeError("MLflow logging failed; see the warning above")
+            mlflow_seconds.append(time.perf_counter() - started)
+
+    per_run = dvc_files + mlflow_seconds[1]
+    spread = {str(count): 100 * (per_epoch + per_run / count) / epoch_seconds for count in (15, 52, 150)}
+    print(f"epoch: {epoch_seconds:.2f} s ({len(result.history)} epochs of {result.metrics['train_images']} images, "
+          f"{len(valid.y)} validation images)")
+    print(f"per epoch: history.json {1000 * per_epoch:.1f} ms = {100 * per_epoch / epoch_seconds:.3f} % of an epoch")
+    print(f"per run: DVC metrics + plots files {1000 * dvc_files:.1f} ms; MLflow run {mlflow_seconds[1]:.2f} s "
+          f"({mlflow_seconds[0]:.2f} s into a fresh store); model file (not tracking) {outputs:.2f} s")
+    print("per epoch over a run of 15 / 52 / 150 epochs (the cifar10_jpeg profile / the article's early stop / "
+          "the article's limit): " + " / ".join(f"{value:.2f} %" for value in spread.values()))
+    print(f"RATIO tracking / epoch time = {spread['15'] / 100:.4f} over 15 epochs (target <= {TARGET_PERCENT} %)",
+          flush=True)
+    return {
+        "epoch_seconds": epoch_seconds,
+        "epochs": len(result.history),
+        "train_images": result.metrics["train_images"],
+        "valid_images": len(valid.y),
+        "history_json_seconds": per_epoch,
+        "dvc_files_seconds": dvc_files,
+        "mlflow_seconds_fresh_store": mlflow_seconds[0],
+        "mlflow_seconds": mlflow_seconds[1],
+        "model_file_seconds": outputs,
+        "percent_per_epoch": spread,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.tracking_cost", description=__doc__.split("\n")[0])
+    parser.add_argument("--prepared", type=Path, required=True, help="a prepared dataset (data/prepared/<name>)")
+    parser.add_argument("--images", type=int, default=10_000)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    write_result(args.out, measure(args.prepared.resolve(), args.images, args.epochs))
+
+
+if __name__ == "__main__":
+    main()

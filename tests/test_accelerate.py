@@ -1,0 +1,128 @@
+"""Devices, distribution, mixed precision and XLA (overfit_first.accelerate), tested on a CPU.
+
+The distributed path runs for real: a subprocess splits the CPU into two logical devices before TensorFlow
+starts and trains the tiny CNN with `training.fit` under a MirroredStrategy over them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import run_stage
+from helpers_train import IMAGE_SHAPE, RUN, make_project, output_paths, project_params, read_metrics, sqlite_uri, train_env
+from overfit_first import accelerate
+
+TWO_CPU_REPLICAS = """
+import json, sys
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+from overfit_first import accelerate, training
+from overfit_first.config import load_params
+from overfit_first.data.prepared import dataset_dir, load_split, load_summary
+
+run = training.load_run(load_params(), sys.argv[1])
+devices = [device.name for device in tf.config.list_logical_devices("CPU")]
+accelerator = accelerate.configure(run.train, devices=devices)
+directory = dataset_dir(run.dataset)
+train, valid = load_split(directory, "train"), load_split(directory, "valid")
+result = training.fit(run, train, valid, load_summary(directory)["num_classes"], accelerator=accelerator)
+training.write_outputs(run, result)
+print(json.dumps({"devices": devices, "replicas": accelerator.replicas,
+                  "strategy": type(accelerator.strategy).__name__, "metrics": result.metrics}))
+"""
+
+
+@pytest.mark.parametrize(("setting", "gpus", "expected"), [
+    ("auto", 0, False), ("auto", 1, True), ("auto", 4, True), (True, 0, True), (False, 2, False),
+])
+def test_auto_means_on_with_a_gpu_only(setting: accelerate.Setting, gpus: int, expected: bool) -> None:
+    assert accelerate.resolve(setting, gpus) is expected
+
+
+def test_distribution_follows_tf_config_then_the_device_count() -> None:
+    assert accelerate.choose_distribution(0, None) == "single"
+    assert accelerate.choose_distribution(1, None) == "single"
+    assert accelerate.choose_distribution(2, None) == "mirrored"
+    assert accelerate.choose_distribution(1, '{"cluster": {"worker": ["a:1", "b:1"]}}') == "multi_worker"
+
+
+def test_only_the_chief_worker_writes_results() -> None:
+    workers = {"worker": ["a:1", "b:1"]}
+    assert accelerate.is_chief("")
+    assert accelerate.is_chief(json.dumps({"cluster": workers, "task": {"type": "worker", "index": 0}}))
+    assert not accelerate.is_chief(json.dumps({"cluster": workers, "task": {"type": "worker", "index": 1}}))
+    with_chief = {"chief": ["c:1"], **workers}
+    assert accelerate.is_chief(json.dumps({"cluster": with_chief, "task": {"type": "chief", "index": 0}}))
+    assert not accelerate.is_chief(json.dumps({"cluster": with_chief, "task": {"type": "worker", "index": 0}}))
+
+
+def test_mixed_precision_keeps_the_output_layer_in_float32() -> None:
+    spec = project_params()["models"]["tiny_cnn"]
+    changed = accelerate.float32_output(spec)
+    assert changed["layers"][:-1] == spec["layers"][:-1]
+    assert changed["layers"][-1] == {"Dense": {"units": "$num_classes", "activation": "softmax", "dtype": "float32"}}
+    assert accelerate.float32_output({"layers": ["Flatten", "Softmax"]})["layers"][-1] == {"Softmax": {"dtype": "float32"}}
+    assert "dtype" not in spec["layers"][-1]["Dense"], "the run's own spec (logged to MLflow) is left alone"
+
+
+def test_cpu_defaults_are_a_single_device_in_float32_without_xla() -> None:
+    if accelerate.gpu_count():
+        pytest.skip("a GPU is visible: auto turns mixed precision and XLA on")
+    before = keras.mixed_precision.global_policy().name
+    try:
+        accelerator = accelerate.configure({"mixed_precision": "auto", "xla": "auto"})
+        assert (accelerator.gpus, accelerator.mixed_precision, accelerator.xla) == (0, False, False)
+        assert accelerator.strategy is None and accelerator.replicas == 1 and accelerator.jit_compile is False
+        assert keras.mixed_precision.global_policy().name == "float32"
+        assert "CPU, 1 replica(s), mixed precision off, XLA off" in accelerator.describe()
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+
+
+def test_training_under_a_mirrored_strategy_of_two_cpus(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project")
+    result = subprocess.run([sys.executable, "-c", TWO_CPU_REPLICAS, RUN], cwd=project,
+                            env=train_env(sqlite_uri(tmp_path)), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(report["devices"]) == 2
+    assert report["strategy"] == "MirroredStrategy" and report["replicas"] == 2
+    assert "2 replica(s)" in result.stdout
+    metrics = report["metrics"]
+    assert metrics["epochs_run"] == 3 and metrics["train_images"] == 160
+    assert metrics["val_accuracy"] > 0.5, "the tiny CNN should learn the tiny dataset on two replicas too"
+    assert all(path.is_file() for path in output_paths(project))
+
+
+def test_mixed_precision_run_through_the_train_stage(tmp_path: Path) -> None:
+    params = project_params()
+    params["train"]["mixed_precision"] = True
+    project = make_project(tmp_path / "project", params)
+    result = run_stage("stages.train", RUN, cwd=project, env=train_env(sqlite_uri(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    assert "mixed precision on" in result.stdout
+    model = keras.saving.load_model(output_paths(project)[0])
+    assert model.layers[0].dtype_policy.name == "mixed_float16"
+    assert model.layers[-1].dtype_policy.name == "float32"
+    assert model.predict(np.zeros((1, *IMAGE_SHAPE), dtype=np.float32), verbose=0).dtype == np.float32
+    assert read_metrics(project)["val_accuracy"] > 0.5
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed (pip install -e '.[jax]')")
+def test_train_stage_runs_on_the_jax_backend(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project")
+    result = run_stage("stages.train", RUN, cwd=project, env=train_env(sqlite_uri(tmp_path), KERAS_BACKEND="jax"))
+    assert result.returncode == 0, result.stderr
+    assert "jax on CPU, 1 replica(s)" in result.stdout
+    assert read_metrics(project)["val_accuracy"] > 0.5

@@ -1,0 +1,115 @@
+"""Parallel experiments: two `dvc exp run --queue` experiments run at once by `dvc queue start -j 2`, in a
+temporary git + DVC repository with the project's code, both logging to its default SQLite MLflow store.
+
+The store starts absent, so the two experiments also race to create it; overfit_first.tracking.store_lock
+makes them take turns. Slow (two whole pipelines in parallel, about a minute on 2 cores), hence the timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+from data_fixtures import image_folder, isolated_env, tar_gz
+from helpers_train import DATASET, RUN, project_params
+
+CODE = ("dvc.yaml", "stages", "overfit_first", ".gitignore")
+DROPOUTS = ("0.2", "0.3")
+UNFINISHED = ("Queued", "Running")
+
+
+def dvc(repo: Path, env: dict[str, str], *args: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def make_repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """The project's code and dvc.yaml, one tiny run of 2 epochs on a tiny image folder, committed."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in CODE:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, repo / name)
+    image_folder(tmp_path / "folder", classes=("cat", "dog", "frog"), n_train=8, n_test=2, size=(8, 8))
+    archive = tar_gz(tmp_path / "folder", tmp_path / "tiny.tar.gz")
+    params = project_params(epochs=2)
+    params["data"]["image_folders"] = {DATASET: str(archive)}
+    params["prepare"].update(valid_size=6, pad_to=None)
+    params["evaluate"] = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))["evaluate"]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("OVERFIT_FIRST_", "DVC_")) and key != "MLFLOW_TRACKING_URI"}
+    env.update(isolated_env(tmp_path, OVERFIT_FIRST_OFFLINE="1"))
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
+    dvc(repo, env, "init", "-q")
+    dvc(repo, env, "config", "core.analytics", "false")
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "pipeline"], cwd=repo, check=True)
+    return repo, env
+
+
+def wait_for_queue(repo: Path, env: dict[str, str], timeout: float) -> str:
+    """`dvc queue status` once no experiment is queued or running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = dvc(repo, env, "queue", "status")
+        if not any(word in status for word in UNFINISHED):
+            return status
+        assert time.monotonic() < deadline, f"the queue did not finish in {timeout} s:\n{status}"
+        time.sleep(3)
+
+
+def failure_logs(repo: Path, env: dict[str, str], status: str) -> str:
+    """The output of every failed experiment (`dvc queue logs <name>`), for the assertion message."""
+    failed = [line.split()[1] for line in status.splitlines() if line.endswith("Failed")]
+    return "".join(f"\n== {name}\n" + dvc(repo, env, "queue", "logs", name)[-3000:] for name in failed)
+
+
+@pytest.mark.timeout(1800)
+def test_queued_experiments_run_in_parallel_with_one_mlflow_run_each(tmp_path: Path) -> None:
+    repo, env = make_repo(tmp_path)
+    for dropout in DROPOUTS:
+        dvc(repo, env, "exp", "run", "--queue", "-S", f"model.dropout={dropout}")
+    try:
+        dvc(repo, env, "queue", "start", "-j", "2")
+        status = wait_for_queue(repo, env, timeout=1200)
+    finally:
+        subprocess.run([sys.executable, "-m", "dvc", "queue", "stop"], cwd=repo, env=env, capture_output=True,
+                       timeout=300)
+    assert status.count("Success") == 2 and "Failed" not in status, status + failure_logs(repo, env, status)
+    names = set(dvc(repo, env, "exp", "list", "--name-only").split())
+    assert len(names) == 2, names
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(f"overfit-first/{DATASET}")
+    assert experiment is not None, "nothing was logged to the repository's mlflow.db"
+    runs = client.search_runs([experiment.experiment_id])
+    by_name = {run.data.tags.get("dvc_exp_name"): run for run in runs}
+    assert len(runs) == 2 and set(by_name) == names, [run.data.tags for run in runs]
+    assert sorted(run.data.params["model.dropout"] for run in runs) == list(DROPOUTS)
+    for run in runs:
+        assert run.info.status == "FINISHED" and run.info.run_name == RUN
+        assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 2  # both epochs
+        assert {"best_val_accuracy", "test_accuracy"} <= set(run.data.metrics), "train and evaluate both logged"
+        assert run.data.tags.get("verdict"), "evaluate found the run the train stage logged"
+        assert {"learning_curve.png", "model_summary.txt"} <= {item.path for item in
+                                                                client.list_artifacts(run.info.run_id)}
