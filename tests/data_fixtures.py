@@ -10,11 +10,9 @@ import contextlib
 import gzip
 import hashlib
 import io
-import os
 import pickle
 import struct
 import subprocess
-import sys
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -27,7 +25,7 @@ import pytest
 import yaml
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO, run_stage, stage_env
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 FASHION_FILES = (
     "train-images-idx3-ubyte.gz",
@@ -345,17 +343,13 @@ def project(tmp_path: Path, data: dict | None = None, prepare: dict | None = Non
     return directory
 
 
-def run_stage(
+def run_data_stage(
     directory: Path, stage: str, dataset: str, tmp_path: Path, **env: str
 ) -> subprocess.CompletedProcess[str]:
     """`python -m stages.<stage> <dataset>` in `directory`, as DVC runs it, isolated like `isolated_env`."""
-    environ = {key: value for key, value in os.environ.items() if key not in ISOLATED}
+    environ = {key: value for key, value in stage_env().items() if key not in ISOLATED}
     environ.update(isolated_env(tmp_path, **env))
-    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, "-m", f"stages.{stage}", dataset],
-        cwd=directory, env=environ, capture_output=True, text=True, timeout=120, check=False,
-    )
+    return run_stage(f"stages.{stage}", dataset, cwd=directory, env=environ, timeout=120)
 
 
 def files_under(directory: Path) -> list[str]:

@@ -119,7 +119,8 @@ def test_mixed_precision_run_through_the_train_stage(tmp_path: Path) -> None:
     assert read_metrics(project)["val_accuracy"] > 0.5
 
 
-@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed (pip install jax)")
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None,
+                    reason='jax is not installed: pip install -e ".[jax]"')
 def test_train_stage_runs_on_the_jax_backend(tmp_path: Path) -> None:
     project = make_project(tmp_path / "project")
     result = run_stage("stages.train", RUN, cwd=project, env=train_env(sqlite_uri(tmp_path), KERAS_BACKEND="jax"))

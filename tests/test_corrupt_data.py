@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_fixtures import project, run_stage
+from data_fixtures import project, run_data_stage
 from overfit_first.data import raw
 from overfit_first.data.prepared import Split, load_split, save_split
 from overfit_first.errors import PipelineError
@@ -73,7 +73,7 @@ def test_prepare_stage_on_truncated_raw_file(tmp_path: Path) -> None:
               {"dataset": "tiny", "source": "test", "class_names": ["a", "b"], "superclass_names": None, "files": []})
     truncated = directory / "data/raw/tiny/train.npz"
     truncated.write_bytes(truncated.read_bytes()[:100])
-    result = run_stage(directory, "prepare", "tiny", tmp_path)
+    result = run_data_stage(directory, "prepare", "tiny", tmp_path)
     assert result.returncode == 1
     assert "data/raw/tiny" in result.stderr and "dvc repro --force download@tiny" in result.stderr
     assert "Traceback" not in result.stderr

@@ -27,7 +27,7 @@ from data_fixtures import (
     image_folder,
     isolate,
     project,
-    run_stage,
+    run_data_stage,
     serve,
     tar_gz,
     tar_with_bad_member,
@@ -63,7 +63,7 @@ def _remote(name: str, content: bytes, urls: tuple[str, ...] = (), **local: obje
 def test_stage_downloads_from_the_mirror_url_with_progress_then_reuses_the_cache(tmp_path: Path, http_server) -> None:
     http_server.serve_files(DEBIAN_FASHION, prefix="/mirror")
     directory = project(tmp_path, data={"mirror": http_server.url("mirror")})
-    result = run_stage(directory, "download", "fashion_mnist", tmp_path, OVERFIT_FIRST_OFFLINE="1")
+    result = run_data_stage(directory, "download", "fashion_mnist", tmp_path, OVERFIT_FIRST_OFFLINE="1")
     assert result.returncode == 0, result.stderr
     assert "train-images-idx3-ubyte.gz" in result.stderr and "100%" in result.stderr  # the progress bar
     raw = directory / "data" / "raw" / "fashion_mnist"
@@ -76,7 +76,7 @@ def test_stage_downloads_from_the_mirror_url_with_progress_then_reuses_the_cache
     assert files_under(tmp_path / "cache") == sorted(f"fashion_mnist/{name}" for name in FASHION_FILES)
 
     hits = len(http_server.hits)
-    again = run_stage(directory, "download", "fashion_mnist", tmp_path, OVERFIT_FIRST_OFFLINE="1")
+    again = run_data_stage(directory, "download", "fashion_mnist", tmp_path, OVERFIT_FIRST_OFFLINE="1")
     assert again.returncode == 0, again.stderr
     assert len(http_server.hits) == hits  # verified cache copies, no new request
 
@@ -85,7 +85,7 @@ def test_checksum_mismatch_lists_every_location_tried_and_leaves_nothing(tmp_pat
     for name in FASHION_FILES:
         http_server.routes[f"/{name}"] = Serve(b"not the official file")
     directory = project(tmp_path, data={"mirror": http_server.base_url})
-    result = run_stage(directory, "download", "fashion_mnist", tmp_path, OVERFIT_FIRST_OFFLINE="1")
+    result = run_data_stage(directory, "download", "fashion_mnist", tmp_path, OVERFIT_FIRST_OFFLINE="1")
     assert result.returncode == 1
     error = result.stderr
     assert "error: cannot obtain train-images-idx3-ubyte.gz for dataset fashion_mnist; tried:" in error
@@ -106,7 +106,7 @@ def test_404_from_a_mirror_with_credentials_never_prints_them(tmp_path: Path, ht
     directory = project(tmp_path)
     host = http_server.base_url.removeprefix("http://")
     mirror = f"http://user:s3cret@{host}/files?token=abc123"
-    result = run_stage(directory, "download", "mnist", tmp_path, OVERFIT_FIRST_OFFLINE="1", OVERFIT_FIRST_MIRROR=mirror)
+    result = run_data_stage(directory, "download", "mnist", tmp_path, OVERFIT_FIRST_OFFLINE="1", OVERFIT_FIRST_MIRROR=mirror)
     assert result.returncode == 1
     assert f"http://{host}/files/mnist.npz: HTTP 404" in result.stderr
     assert "s3cret" not in result.stderr + result.stdout and "abc123" not in result.stderr + result.stdout
@@ -115,7 +115,7 @@ def test_404_from_a_mirror_with_credentials_never_prints_them(tmp_path: Path, ht
 
 
 def test_unknown_dataset_lists_the_known_ones(tmp_path: Path) -> None:
-    result = run_stage(project(tmp_path), "download", "imagenet", tmp_path)
+    result = run_data_stage(project(tmp_path), "download", "imagenet", tmp_path)
     assert result.returncode == 1
     assert "unknown dataset 'imagenet': known datasets are fashion_mnist, mnist, cifar10, cifar100" in result.stderr
 
@@ -124,7 +124,7 @@ def test_stage_reads_an_image_folder_archive_with_superclasses(tmp_path: Path) -
     image_folder(tmp_path / "tree", hierarchy={"cat": "mammal", "dog": "mammal", "frog": "amphibian"})
     archive = tar_gz(tmp_path / "tree", tmp_path / "tiny.tar.gz")
     directory = project(tmp_path, data={"image_folders": {"tiny": str(archive)}})
-    result = run_stage(directory, "download", "tiny", tmp_path)
+    result = run_data_stage(directory, "download", "tiny", tmp_path)
     assert result.returncode == 0, result.stderr
     raw = directory / "data" / "raw" / "tiny"
     meta = json.loads((raw / "meta.json").read_text(encoding="utf-8"))
@@ -140,7 +140,7 @@ def test_stage_refuses_a_hostile_image_folder_archive(tmp_path: Path, kind: str)
     archive = tmp_path / "hostile.tar.gz"
     member = tar_with_bad_member(archive, kind, folder="tiny/train/cat")
     directory = project(tmp_path, data={"image_folders": {"hostile": str(archive)}})
-    result = run_stage(directory, "download", "hostile", tmp_path)
+    result = run_data_stage(directory, "download", "hostile", tmp_path)
     assert result.returncode == 1
     assert f"error: {archive}: unsafe member {member!r}" in result.stderr
     assert files_under(directory / "data") == []

@@ -7,8 +7,6 @@ makes them take turns. Slow (two whole pipelines in parallel, about a minute on 
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -18,50 +16,24 @@ import pytest
 import yaml
 
 from conftest import REPO
-from data_fixtures import image_folder, isolated_env, tar_gz
+from data_fixtures import image_folder, tar_gz
 from helpers_train import DATASET, RUN, project_params
+from scratch_repo import commit, dvc, new_repo
 
-CODE = ("dvc.yaml", "stages", "overfit_first", ".gitignore")
 DROPOUTS = ("0.2", "0.3")
 UNFINISHED = ("Queued", "Running")
 
 
-def dvc(repo: Path, env: dict[str, str], *args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env, capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
-
-
 def make_repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """The project's code and dvc.yaml, one tiny run of 2 epochs on a tiny image folder, committed."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    for name in CODE:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, repo / name)
     image_folder(tmp_path / "folder", classes=("cat", "dog", "frog"), n_train=8, n_test=2, size=(8, 8))
     archive = tar_gz(tmp_path / "folder", tmp_path / "tiny.tar.gz")
     params = project_params(epochs=2)
     params["data"]["image_folders"] = {DATASET: str(archive)}
     params["prepare"].update(valid_size=6, pad_to=None)
     params["evaluate"] = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))["evaluate"]
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
-
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("OVERFIT_FIRST_", "DVC_")) and key != "MLFLOW_TRACKING_URI"}
-    env.update(isolated_env(tmp_path, OVERFIT_FIRST_OFFLINE="1"))
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
-    dvc(repo, env, "init", "-q")
-    dvc(repo, env, "config", "core.analytics", "false")
-    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
-    subprocess.run([*git, "commit", "-qm", "pipeline"], cwd=repo, check=True)
+    repo, env = new_repo(tmp_path, params)
+    commit(repo, "pipeline")
     return repo, env
 
 

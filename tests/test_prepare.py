@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_fixtures import files_under, project, run_stage
+from data_fixtures import files_under, project, run_data_stage
 
 from overfit_first.data import prepare, raw
 from overfit_first.data.prepared import Split, file_sha256, load_split
@@ -35,7 +35,7 @@ def _write_raw(root: Path, n_train: int = 40, n_test: int = 8, side: int = 28, c
 def test_stage_splits_pads_and_summarises(tmp_path: Path) -> None:
     directory = project(tmp_path, prepare={"valid_size": 10, "limit": None, "pad_to": 32})
     _write_raw(directory)
-    result = run_stage(directory, "prepare", "tiny", tmp_path)
+    result = run_data_stage(directory, "prepare", "tiny", tmp_path)
     assert result.returncode == 0, result.stderr
     out = directory / "data" / "prepared" / "tiny"
     assert files_under(out) == ["summary.json", "test.npz", "train.npz", "valid.npz"]
@@ -59,7 +59,7 @@ def test_stage_splits_pads_and_summarises(tmp_path: Path) -> None:
 def test_stage_applies_a_stratified_order_keeping_limit(tmp_path: Path) -> None:
     directory = project(tmp_path, prepare={"valid_size": 8, "limit": 12, "pad_to": None, "seed": 3})
     _write_raw(directory, n_train=48, coarse=True)
-    result = run_stage(directory, "prepare", "tiny", tmp_path)
+    result = run_data_stage(directory, "prepare", "tiny", tmp_path)
     assert result.returncode == 0, result.stderr
     train = load_split(directory / "data" / "prepared" / "tiny", "train")
     indices = train.x[:, 0, 0, 0].astype(int)
@@ -94,7 +94,7 @@ def test_invalid_settings_fail_clearly_and_keep_previous_output(tmp_path: Path, 
     previous = directory / "data" / "prepared" / "tiny"
     previous.mkdir(parents=True)
     (previous / "summary.json").write_text("{}", encoding="utf-8")
-    result = run_stage(directory, "prepare", "tiny", tmp_path)
+    result = run_data_stage(directory, "prepare", "tiny", tmp_path)
     assert result.returncode == 1
     assert message in result.stderr
     assert files_under(directory / "data" / "prepared") == ["tiny/summary.json"]

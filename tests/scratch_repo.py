@@ -1,0 +1,69 @@
+"""A scratch git + DVC repository holding the project's code, for the tests that run real `dvc` commands
+(test_pipeline_dvc, test_experiments_dvc, test_parallel_experiments)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from conftest import REPO
+from data_fixtures import isolated_env
+
+CODE = ("dvc.yaml", "stages", "overfit_first", "profiles", ".gitignore")
+
+
+def dvc(repo: Path, env: dict[str, str], *args: str, timeout: float = 900) -> str:
+    """`dvc <args>` in `repo` with this interpreter's DVC; its stdout and stderr, or a failed assertion."""
+    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env, capture_output=True,
+                            text=True, timeout=timeout)
+    assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+
+def ran(output: str) -> set[str]:
+    """The stages a `dvc repro` / `dvc exp run` output says it ran."""
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+
+
+def new_repo(tmp_path: Path, params: dict, **env_extra: str) -> tuple[Path, dict[str, str]]:
+    """tmp_path/repo: the project's code and `params`, `git init` + `dvc init`, nothing committed yet.
+
+    Returns it with the environment to run `dvc` in: offline, the user's caches, stores and DVC settings
+    out of reach, this interpreter's scripts first on PATH (the stages run `python -m ...`).
+    """
+    repo = tmp_path / "repo"
+    for name in CODE:
+        source, target = REPO / name, repo / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, target)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("OVERFIT_FIRST_", "DVC_", "MLFLOW_"))}
+    env.update(isolated_env(tmp_path, OVERFIT_FIRST_OFFLINE="1", TF_CPP_MIN_LOG_LEVEL="2", **env_extra))
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    git(repo, "init", "-q")
+    # HOME is a scratch directory: experiments commit, so the repository needs an identity of its own.
+    git(repo, "config", "user.name", "overfit-first tests")
+    git(repo, "config", "user.email", "tests@overfit-first.invalid")
+    dvc(repo, env, "init", "-q")
+    shutil.copytree(REPO / ".dvc" / "plots", repo / ".dvc" / "plots")  # the project's custom plot templates
+    dvc(repo, env, "config", "core.analytics", "false")
+    return repo, env
+
+
+def commit(repo: Path, message: str) -> None:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", message)
