@@ -7,6 +7,7 @@ complete; os.replace is atomic on POSIX file systems, so readers (and DVC) see t
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -21,9 +22,13 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success rename it onto `target`, on error delete it.
 
     Works for files and directories alike: whatever the body creates at the yielded path is moved.
+    A temporary directory that a killed writer of the same target left behind is deleted first: each
+    output has one writer (its stage), so any such leftover is stale.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        shutil.rmtree(leftover, ignore_errors=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     tmp = tmp_dir / target.name
     try:

@@ -22,7 +22,7 @@ import pytest
 from conftest import stage_env
 from data_fixtures import image_folder, project, tar_gz
 from helpers_train import DATASET, MODEL, RUN, make_project
-from overfit_first import layout
+from overfit_first import atomic, layout
 from overfit_first.data import raw
 from overfit_first.data.prepared import Split, load_split
 
@@ -64,6 +64,22 @@ def _kill_at_random_points(command: list[str], cwd: Path, outputs: list[Path],
         leftovers = [path.name for output in outputs for path in output.parent.glob(f"{output.name}*")
                      if path.name != output.name]
         assert not leftovers, f"files that could pass for outputs: {leftovers}"
+    # The next complete run deletes whatever temporary directories the killed ones left beside the outputs.
+    _timed_run(command, cwd)
+    check_complete()
+    hidden = [path.name for output in outputs for path in output.parent.glob(f".{output.name}.*.tmp")]
+    assert not hidden, f"temporary directories left behind: {hidden}"
+
+
+def test_a_write_deletes_what_a_killed_writer_of_the_same_output_left(tmp_path: Path) -> None:
+    stale = tmp_path / ".metrics.json.k1ll3d.tmp"
+    (stale / "metrics.json").parent.mkdir()
+    (stale / "metrics.json").write_text('{"half": ')
+    other = tmp_path / ".other.json.k1ll3d.tmp"  # another output's: not this writer's to delete
+    other.mkdir()
+    atomic.write_json(tmp_path / "metrics.json", {"test_accuracy": 0.8})
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"test_accuracy": 0.8}
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".other.json.k1ll3d.tmp", "metrics.json"]
 
 
 def test_prepare_killed_anywhere_leaves_all_or_nothing(tmp_path: Path) -> None:
