@@ -1,5 +1,6 @@
-"""Run every benchmark and write BENCHMARKS.md: `python -m bench` from the repository root (about 10 minutes
-on 2 CPU cores).
+"""Run every benchmark and write BENCHMARKS.md: `python -m bench` from the repository root (about 20 minutes
+on 2 CPU cores). Each run also appends its headline ratios to bench/history.csv, which BENCHMARKS.md shows
+in full: on a shared machine one run is a sample.
 
     python -m bench [--only train,tracking,eval,dvc] [--prepared DIR] [--keep] [--output BENCHMARKS.md]
 
@@ -12,6 +13,7 @@ kept with --keep). Each benchmark runs in its own process and prints its figures
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shutil
 import subprocess
@@ -25,6 +27,7 @@ from bench.common import REPO, machine, stage_env
 
 BENCHES = ("train", "tracking", "eval", "dvc")
 COMMAND = "python -m bench"
+HISTORY = REPO / "bench" / "history.csv"
 
 
 def run(module: str, *args: str, out: Path) -> dict[str, Any]:
@@ -54,12 +57,59 @@ def onednn_conclusion(train: dict[str, Any]) -> str:
         return ("With oneDNN on both sides the project is slower: deterministic ops (the price of same params, same "
                 "metrics) cost more than its pipeline saves.")
     return (f"best {ratios[0]:.2f}, median {ratios[1]:.2f}, CPU time {ratios[2]:.2f}: they do not agree beyond this "
-            "machine's round-to-round noise, so the gain over the article's code is TensorFlow's oneDNN kernels, "
-            "which TensorFlow turns on by itself only on CPUs with AVX-512 or AMX, and which the project turns on "
-            "everywhere (overfit_first/__init__.py); its deterministic ops and tf.data pipeline cost nothing measurable.")
+            "machine's round-to-round noise, so this run shows no difference between the two. The gain over the "
+            "article's code as installed is TensorFlow's oneDNN kernels, which TensorFlow turns on by itself only on "
+            "CPUs with AVX-512 or AMX, and which the project turns on everywhere (overfit_first/__init__.py).")
 
 
-def render(info: dict[str, Any], results: dict[str, Any], minutes: float) -> str:
+def headline(info: dict[str, Any], results: dict[str, Any]) -> dict[str, str]:
+    """One row of bench/history.csv: the run's date, load and ratios (blank where a benchmark did not run)."""
+    train, tracking = results.get("train"), results.get("tracking")
+    values = {
+        "date": info["date"],
+        "load_1min": info["load_average"][0],
+        "train_ratio_best": train and train["ratio"],
+        "train_ratio_median": train and train["median_ms_per_step"]["article"] / train["median_ms_per_step"]["project"],
+        "train_ratio_cpu_time": train and train["cpu_ratio"],
+        "tracking_percent_15_epochs": tracking and tracking["percent_per_epoch"]["15"],
+        "noop_repro_seconds": results.get("dvc") and results["dvc"]["noop_median"],
+        "prepare_memory_ratio": results.get("data") and results["data"]["prepare"]["ratio"],
+        "eval_ratio": results.get("eval") and results["eval"]["ratio"],
+    }
+    return {key: "" if value is None else value if isinstance(value, str) else f"{value:.3g}"
+            for key, value in values.items()}
+
+
+def append_history(row: dict[str, str]) -> list[dict[str, str]]:
+    """Add this run to bench/history.csv (committed with BENCHMARKS.md) and return every run so far."""
+    rows = list(csv.DictReader(HISTORY.open(encoding="utf-8"))) if HISTORY.is_file() else []
+    rows.append(row)
+    with HISTORY.open("w", encoding="utf-8", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(row))
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def history_section(rows: list[dict[str, str]]) -> list[str]:
+    """Every recorded run: on a shared machine one run is a sample, not the answer."""
+    columns = list(rows[0])
+    return [
+        "## Every run (bench/history.csv)",
+        "",
+        "The same benchmarks at other times on this machine. The spread is the machine's: when other work",
+        "shares its cores, wall-clock ratios swing, while CPU time per step (what the process itself spent)",
+        "varies far less.",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+        *("| " + " | ".join(row.get(column, "") for column in columns) + " |" for row in rows),
+        "",
+    ]
+
+
+def render(info: dict[str, Any], results: dict[str, Any], minutes: float,
+           history: list[dict[str, str]] | None = None) -> str:
     """BENCHMARKS.md: the command, the machine, and one section per benchmark run."""
     packages = ", ".join(f"{name} {value}" for name, value in info["packages"].items())
     lines = [
@@ -98,12 +148,14 @@ def render(info: dict[str, Any], results: dict[str, Any], minutes: float) -> str
     if "dvc" in results:
         dvc = results["dvc"]
         lines.append(
-            f"| `dvc repro`, nothing to do | {dvc['noop_median']:.2f} s | `dvc --version` {dvc['version_median']:.2f} s | "
+            f"| `dvc repro`, nothing to do | {dvc['noop_median']:.2f} s | "
+            f"`dvc --version` {dvc['version_median']:.2f} s | "
             f"{dvc['ratio']:.2f} | <= 5 s | {verdict(dvc['noop_median'] <= 5.0)} |")
     if "data" in results:
         data = results["data"]
         lines.append(
-            f"| `prepare` peak memory | {mib(data['prepare']['peak_rss_bytes'])} | raw dataset {mib(data['raw_bytes'])} | "
+            f"| `prepare` peak memory | {mib(data['prepare']['peak_rss_bytes'])} | "
+            f"raw dataset {mib(data['raw_bytes'])} | "
             f"{data['prepare']['ratio']:.2f} | <= 2.0 | {verdict(data['prepare']['ratio'] <= 2.0)} |")
     if "eval" in results:
         evaluation = results["eval"]
@@ -179,13 +231,16 @@ def render(info: dict[str, Any], results: dict[str, Any], minutes: float) -> str
     if "eval" in results:
         evaluation = results["eval"]
         lines += [
-            f"**Evaluation throughput** (`bench/eval_throughput.py`): cnn_simplified predicts the {evaluation['images']:,} "
+            "**Evaluation throughput** (`bench/eval_throughput.py`): cnn_simplified predicts the "
+            f"{evaluation['images']:,} "
             f"test images at batch {evaluation['batch_size']}, through `evaluation.predict` (uint8 into tf.data, "
             "scaled there) and through `model.predict` on a float32 array scaled beforehand (the scaling counted), "
             f"best of {len(evaluation['seconds']['project'])} rounds each; the predictions agree on "
             f"{100 * evaluation['same_predictions']:.2f} % of the images.",
             "",
         ]
+    if history:
+        lines += history_section(history)
     lines += GPU_SECTION
     return "\n".join(lines) + "\n"
 
@@ -253,7 +308,8 @@ def main() -> None:
             print(f"kept {scratch}", flush=True)
         else:
             shutil.rmtree(scratch, ignore_errors=True)
-    args.output.write_text(render(info, results, (time.perf_counter() - started) / 60), encoding="utf-8")
+    history = append_history(headline(info, results))
+    args.output.write_text(render(info, results, (time.perf_counter() - started) / 60, history), encoding="utf-8")
     print(f"\nwrote {args.output}", flush=True)
 
 

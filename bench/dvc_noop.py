@@ -111,7 +111,8 @@ def measure(scratch: Path, rounds: int) -> dict[str, Any]:
     print(f"full `dvc repro` of {stages} stages on tiny data: {full:.1f} s")
     print(f"`dvc repro` with nothing to do: {result['noop_median']:.2f} s (median of {rounds}); "
           f"`dvc --version`: {result['version_median']:.2f} s")
-    print(f"RATIO no-op repro / dvc --version = {result['ratio']:.2f} (target: no-op <= {TARGET_SECONDS} s)", flush=True)
+    print(f"RATIO no-op repro / dvc --version = {result['ratio']:.2f} (target: no-op <= {TARGET_SECONDS} s)",
+          flush=True)
     return result
 
 
