@@ -52,7 +52,7 @@ def measure(prepared: Path, rounds: int) -> dict[str, Any]:
     ratio = rate["project"] / rate["plain"]
     print(f"project (evaluation.predict): {rate['project']:.0f} images/s; plain model.predict: "
           f"{rate['plain']:.0f} images/s; {len(test.y)} images, batch {batch_size}; same predictions: {agree:.4f}")
-    print(f"RATIO project/plain = {ratio:.2f} (>= 1.0: the input pipeline costs nothing)", flush=True)
+    print(f"RATIO project/plain = {ratio:.2f} (>= 1.0 means the input pipeline costs nothing)", flush=True)
     return {"images": len(test.y), "batch_size": batch_size, "seconds": seconds, "images_per_s": rate,
             "ratio": ratio, "same_predictions": agree}
 
