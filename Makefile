@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV := . .venv/bin/activate &&
 
-.PHONY: setup repro test article mlflow-ui
+.PHONY: setup repro test mlflow-ui
 
 setup:
 	bash scripts/setup.sh

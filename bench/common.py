@@ -15,7 +15,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-
 REPO = Path(__file__).resolve().parents[1]
 SEED = 0
 PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "jax", "dvc", "mlflow", "numpy")
@@ -41,7 +40,7 @@ def machine() -> dict[str, Any]:
         "load_average": [round(value, 2) for value in os.getloadavg()],
         "python": platform.python_version(),
         "packages": versions,
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
 
@@ -82,7 +81,3 @@ def write_result(path: Path | None, result: dict[str, Any]) -> None:
     """Save a benchmark's figures as JSON for `python -m bench` (each script prints them as it goes)."""
     if path is not None:
         path.write_text(json.dumps(result, indent=2), encoding="utf-8")
-
-
-def ratio_line(what: str, ratio: float, requirement: str) -> str:
-    return f"RATIO {what} = {ratio:.2f} ({requirement})"

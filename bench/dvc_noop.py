@@ -26,6 +26,7 @@ import yaml
 from PIL import Image
 
 from bench.common import REPO, stage_env, write_result
+from overfit_first.config import read_yaml
 
 CODE = ("dvc.yaml", "stages", "overfit_first", ".gitignore", ".dvcignore")
 DATASET = "tiny"
@@ -56,13 +57,14 @@ def build_repo(repo: Path, env: dict[str, str]) -> float:
             shutil.copy2(source, repo / name)
     archive = repo.parent / "tiny.tar.gz"
     tiny_image_folder(archive)
-    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    params = read_yaml(REPO / "params.yaml")
     params["data"].update(datasets=[DATASET], mirror=None, image_folders={DATASET: str(archive)})
-    params["prepare"].update(valid_size=4, limit=None, pad_to=32)
-    params["train"].update(limit=None, max_epochs=1)
+    params["prepare"].update(valid_size=4, sample_size=None, pad_to=32)
+    params["train"].update(subset_size=None)
     params["runs"] = {
-        f"{DATASET}-mlp": {"dataset": DATASET, "model": "mlp", "tuned_by": "train"},
-        f"{DATASET}-cnn_simplified": {"dataset": DATASET, "model": "cnn_simplified", "tuned_by": "model.dropout"},
+        f"{DATASET}-mlp": {"dataset": DATASET, "model": "mlp", "tuned_by": "train", "epochs": 1},
+        f"{DATASET}-cnn_simplified": {"dataset": DATASET, "model": "cnn_simplified", "tuned_by": "model.dropout",
+                                      "epochs": 1},
     }
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]

@@ -20,17 +20,18 @@ from bench.common import REPO, SEED, write_result
 def measure(prepared: Path, rounds: int) -> dict[str, Any]:
     import keras
     import numpy as np
-    import yaml
 
     from overfit_first import evaluation, models
+    from overfit_first.config import load_params
     from overfit_first.data.prepared import SCALE, load_split, load_summary
 
-    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
-    batch_size = params["evaluate"]["batch_size"]
+    params = load_params(REPO / "params.yaml")
+    batch_size = params.evaluate.batch_size
     test = load_split(prepared, "test")
     keras.utils.set_random_seed(SEED)
-    model = models.build_model(params["models"]["cnn_simplified"], test.x.shape[1:],
-                               load_summary(prepared)["num_classes"], params["model"]["dropout"])
+    knobs = {"$dropout": params.model.dropout, "$batchnorm_momentum": params.train.batchnorm_momentum}
+    model = models.build_model(params.models["cnn_simplified"], test.x.shape[1:],
+                               load_summary(prepared)["num_classes"], knobs)
     paths = {
         "project": lambda: evaluation.predict(model, test, batch_size),
         # The float conversion is part of the plain path: the arrays on disk are uint8.

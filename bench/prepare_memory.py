@@ -21,6 +21,7 @@ import numpy as np
 import yaml
 
 from bench.common import REPO, python_module, run_measured, stage_env, write_result
+from overfit_first.config import read_yaml
 
 DATASET = "cifar10_jpeg"
 TARGET = 2.0
@@ -40,9 +41,9 @@ def npz_array_bytes(path: Path) -> int:
 
 
 def scratch_project(project: Path, archive: Path) -> None:
-    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    params = read_yaml(REPO / "params.yaml")
     params["data"].update(datasets=[DATASET], mirror=None, image_folders={DATASET: str(archive.resolve())})
-    params["prepare"].update(valid_size=5000, limit=None)  # the article's split
+    params["prepare"].update(valid_size=5000, sample_size=None)  # the article's split
     params["runs"] = {f"{DATASET}-cnn_simplified": {"dataset": DATASET, "model": "cnn_simplified",
                                                     "tuned_by": "model.dropout"}}
     project.mkdir(parents=True, exist_ok=True)

@@ -31,13 +31,14 @@ from typing import Any
 import yaml
 
 from bench.common import REPO, stage_env, write_result
+from overfit_first.config import read_yaml
 
 TARGET_PERCENT = 3.0
 MODEL = "cnn_simplified"
 
 
 def measure(prepared: Path, images: int, epochs: int) -> dict[str, Any]:
-    from overfit_first import atomic, tracking, training
+    from overfit_first import atomic, metrics, tracking, training
     from overfit_first.config import load_params
     from overfit_first.data.prepared import load_split, load_summary
 
@@ -45,10 +46,10 @@ def measure(prepared: Path, images: int, epochs: int) -> dict[str, Any]:
     run_name = f"{dataset}-{MODEL}"
     with tempfile.TemporaryDirectory(prefix="bench-tracking-") as scratch:
         project = Path(scratch)
-        params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+        params = read_yaml(REPO / "params.yaml")
         params["data"].update(datasets=[dataset], image_folders={dataset: str(prepared)})
-        params["train"].update(limit=images, max_epochs=epochs)
-        params["runs"] = {run_name: {"dataset": dataset, "model": MODEL, "tuned_by": "model.dropout"}}
+        params["train"].update(subset_size=images)
+        params["runs"] = {run_name: {"dataset": dataset, "model": MODEL, "tuned_by": "model.dropout", "epochs": epochs}}
         (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
         (project / "data" / "prepared").mkdir(parents=True)
         (project / "data" / "prepared" / dataset).symlink_to(prepared.resolve())
@@ -56,21 +57,21 @@ def measure(prepared: Path, images: int, epochs: int) -> dict[str, Any]:
         for key in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME"):
             os.environ.pop(key, None)  # the default store: <project>/mlflow.db
 
-        run = training.load_run(load_params(), run_name)
+        run = load_params().run(run_name)
         summary = load_summary(prepared)
         train, valid = load_split(prepared, "train"), load_split(prepared, "valid")
         result = training.fit(run, train, valid, summary["num_classes"])
         epoch_seconds = statistics.mean(row["seconds"] for row in result.history[1:] or result.history)
 
         started = time.perf_counter()
-        atomic.write_json(run.cache_dir / "history.json", result.history)  # what EpochLog writes every epoch
+        atomic.write_json(training.cache_dir(run) / "history.json", result.history)  # what EpochLog writes per epoch
         per_epoch = time.perf_counter() - started
         started = time.perf_counter()
         training.write_outputs(run, result)
         outputs = time.perf_counter() - started
         started = time.perf_counter()
-        atomic.write_json(run.metrics_path, result.metrics)  # again, alone: the DVC metrics and plots files
-        atomic.write_text(run.history_path, training.history_csv(result.history))
+        metrics.write(run.train_metrics_path, result.metrics)  # again, alone: the DVC metrics and plots files
+        atomic.write_text(run.history_path, metrics.history_csv(result.history))
         dvc_files = time.perf_counter() - started
         started = time.perf_counter()
         if not tracking.log_run(run, summary, result.model):  # imports MLflow and creates mlflow.db
@@ -110,13 +111,13 @@ def measure(prepared: Path, images: int, epochs: int) -> dict[str, Any]:
 
 def log_once(run_name: str) -> None:
     """In the current project: what the end of a train stage does, timed (the model is already in memory there)."""
-    from overfit_first import tracking, training  # first, as in the train stage
+    import keras
+
+    from overfit_first import tracking  # first, as in the train stage
     from overfit_first.config import load_params
     from overfit_first.data.prepared import dataset_dir, load_summary
 
-    import keras
-
-    run = training.load_run(load_params(), run_name)
+    run = load_params().run(run_name)
     summary, model = load_summary(dataset_dir(run.dataset)), keras.saving.load_model(run.model_path)
     started = time.perf_counter()
     if not tracking.log_run(run, summary, model):

@@ -43,10 +43,10 @@ def run_side(side: str, prepared: Path, images: int, epochs: int) -> dict[str, A
     if side == "project":
         import overfit_first  # noqa: F401 - first, as in the train stage: it sets TensorFlow's defaults
     import keras  # the article's sides import TensorFlow with the environment as given
-    import yaml
 
     from overfit_first import accelerate, inputs, models, training
-    from overfit_first.data.prepared import load_split, load_summary
+    from overfit_first.config import load_params
+    from overfit_first.data.prepared import load_split, load_summary, stratified_subset
 
     class EpochTimer(keras.callbacks.Callback):
         def __init__(self) -> None:
@@ -67,22 +67,23 @@ def run_side(side: str, prepared: Path, images: int, epochs: int) -> dict[str, A
             self.cpu_seconds.append(time.process_time() - self.cpu_started)
             self.steps.append(self.batches)
 
-    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
-    spec = params["models"][MODEL]
-    batch_size = spec["training"]["batch_size"]
+    params = load_params(REPO / "params.yaml")
+    spec = params.models[MODEL]
+    batch_size = spec.fit.batch_size
+    knobs = params.run(next(name for name, run in params.runs.items() if run.model == MODEL)).knobs
     split = load_split(prepared, "train")
-    keep = training.stratified_limit(split.y, images)
+    keep = stratified_subset(split.y, images)
     x, y = split.x[keep], split.y[keep]
     num_classes = load_summary(prepared)["num_classes"]
 
     timer = EpochTimer()
     result: dict[str, Any] = {"side": side, "images": len(y), "batch_size": batch_size}
     if side == "project":
-        accelerator = accelerate.configure(params["train"])
+        accelerator = accelerate.configure(params.train)
         training.seed_everything(SEED, accelerator)
         with accelerator.scope():
-            model = models.build_model(spec, x.shape[1:], num_classes, params["model"]["dropout"], name=MODEL)
-            model.compile(optimizer=models.build_optimizer(spec["training"], MODEL),
+            model = models.build_model(spec, x.shape[1:], num_classes, knobs, name=MODEL)
+            model.compile(optimizer=models.build_optimizer(spec.fit),
                           loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                           jit_compile=accelerator.jit_compile)
         dataset = inputs.make_dataset(x, y, batch_size, training=True, seed=SEED)
@@ -94,8 +95,8 @@ def run_side(side: str, prepared: Path, images: int, epochs: int) -> dict[str, A
         result["accelerator"] = accelerator.describe()
     else:
         keras.utils.set_random_seed(SEED)
-        model = models.build_model(spec, x.shape[1:], num_classes, params["model"]["dropout"], name=MODEL)
-        model.compile(optimizer=models.build_optimizer(spec["training"], MODEL),
+        model = models.build_model(spec, x.shape[1:], num_classes, knobs, name=MODEL)
+        model.compile(optimizer=models.build_optimizer(spec.fit),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         model.fit(x / 255.0, y, batch_size=batch_size, epochs=1 + epochs, verbose=0, callbacks=[timer])
     seconds, steps = sum(timer.seconds[1:]), sum(timer.steps[1:])  # the warm-up epoch is left out

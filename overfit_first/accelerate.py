@@ -4,7 +4,8 @@ The one module that knows about devices. Models and training use only the backen
 the TensorFlow distribution strategies are made here, and only under the TensorFlow backend, so
 KERAS_BACKEND=jax (or torch) trains on its single default device with the same code.
 
-    train.mixed_precision  auto | true | false   keras "mixed_float16" policy (the output layer stays float32)
+    train.mixed_precision  auto | true | false   keras "mixed_float16" policy (each model's output layer says
+                                                 `dtype: float32` in params.yaml, as Keras' guide advises)
     train.xla              auto | true | false   model.compile(jit_compile=...)
 
 `auto` means on when a GPU is visible and off on a CPU, where both were measured slower (the article's
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import keras
+
+from overfit_first.config import TrainConfig
 
 Setting = Literal["auto"] | bool
 Distribution = Literal["multi_worker", "mirrored", "single"]
@@ -53,6 +56,10 @@ class Accelerator:
 
     def scope(self) -> contextlib.AbstractContextManager[Any]:
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The numerics in effect: a training backup made under others must not be resumed."""
+        return {"mixed_precision": self.mixed_precision, "xla": self.xla, "replicas": self.replicas}
 
     def describe(self) -> str:
         where = f"{self.gpus} GPU(s)" if self.gpus else "CPU"
@@ -101,7 +108,7 @@ def is_chief(tf_config: str | None = None) -> bool:
     return task.get("type") == "worker" and int(task.get("index", 0)) == 0
 
 
-def configure(train: dict[str, Any], devices: Sequence[str] | None = None) -> Accelerator:
+def configure(train: TrainConfig, devices: Sequence[str] | None = None) -> Accelerator:
     """Apply params.yaml `train.mixed_precision` and `train.xla`, and pick the distribution strategy.
 
     Call before anything else touches the backend: MultiWorkerMirroredStrategy must exist before TensorFlow's
@@ -109,8 +116,8 @@ def configure(train: dict[str, Any], devices: Sequence[str] | None = None) -> Ac
     CPUs); with the TensorFlow backend, more than one device means a MirroredStrategy.
     """
     gpus = gpu_count()
-    mixed_precision = resolve(train.get("mixed_precision", "auto"), gpus)
-    xla = resolve(train.get("xla", "auto"), gpus)
+    mixed_precision = resolve(train.mixed_precision, gpus)
+    xla = resolve(train.xla, gpus)
     # Set both ways: the policy is global state that an earlier run in the same process may have changed.
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed_precision else "float32")
     strategy = None
@@ -136,14 +143,3 @@ def deterministic_ops(accelerator: Accelerator) -> None:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-
-
-def float32_output(spec: dict[str, Any]) -> dict[str, Any]:
-    """The model spec with its last layer computing in float32, for mixed precision.
-
-    The softmax of float16 logits underflows and rounds: Keras's mixed-precision guide keeps the output
-    layer in float32 so the probabilities and the loss stay exact.
-    """
-    *body, last = spec["layers"]
-    name, kwargs = (last, {}) if isinstance(last, str) else next(iter(last.items()))
-    return {**spec, "layers": [*body, {name: {**(kwargs or {}), "dtype": "float32"}}]}

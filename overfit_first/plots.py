@@ -12,17 +12,15 @@ Figures are matplotlib.figure.Figure objects, not pyplot: no GUI backend, no glo
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from overfit_first import atomic, comparison, layout
-from overfit_first.comparison import ModelRun
+from overfit_first import atomic, comparison, layout, metrics
+from overfit_first.config import Run
 from overfit_first.data.prepared import dataset_dir, load_split, load_summary
 from overfit_first.errors import PipelineError
 
@@ -37,20 +35,19 @@ GRID_SIZE = 4  # the article's 4 x 4 grid of test images
 TICK_LABELS_MAX = 20  # more classes than this and the confusion matrices drop their class names
 
 
-def label(run: ModelRun) -> str:
+def label(run: Run) -> str:
     return f"{run.model} ({run.role})"
 
 
-def learning_curves(histories: dict[str, list[dict[str, float]]], best_epochs: dict[str, int]) -> Figure:
+def learning_curves(histories: dict[str, pd.DataFrame], best_epochs: dict[str, int]) -> Figure:
     """Train and validation accuracy (left) and loss (right) per epoch, one row per model; the dotted line is
     the best epoch, the one whose weights were kept."""
     figure = Figure(figsize=(11, 3.2 * len(histories)), layout="constrained")
     axes = figure.subplots(len(histories), 2, squeeze=False)
-    for row, (name, rows) in zip(axes, histories.items()):
-        epochs = [entry["epoch"] for entry in rows]
+    for row, (name, history) in zip(axes, histories.items()):
         for axis, metric in zip(row, ("accuracy", "loss")):
-            axis.plot(epochs, [entry[f"train_{metric}"] for entry in rows], label="train")
-            axis.plot(epochs, [entry[f"val_{metric}"] for entry in rows], label="validation")
+            axis.plot(history["epoch"], history[f"train_{metric}"], label="train")
+            axis.plot(history["epoch"], history[f"val_{metric}"], label="validation")
             axis.axvline(best_epochs[name], color="grey", linestyle=":", label=f"best epoch ({best_epochs[name]})")
             axis.set_title(f"{name}: {metric}")
             axis.set_xlabel("epoch")
@@ -59,14 +56,13 @@ def learning_curves(histories: dict[str, list[dict[str, float]]], best_epochs: d
     return figure
 
 
-def validation_overlay(histories: dict[str, list[dict[str, float]]]) -> Figure:
+def validation_overlay(histories: dict[str, pd.DataFrame]) -> Figure:
     """Validation accuracy and loss of several models on shared axes: the article's overfit-vs-simplified chart."""
     figure = Figure(figsize=(11, 4), layout="constrained")
     axes = figure.subplots(1, 2)
-    for name, rows in histories.items():
-        epochs = [entry["epoch"] for entry in rows]
+    for name, history in histories.items():
         for axis, metric in zip(axes, ("accuracy", "loss")):
-            axis.plot(epochs, [entry[f"val_{metric}"] for entry in rows], label=name)
+            axis.plot(history["epoch"], history[f"val_{metric}"], label=name)
     for axis, metric in zip(axes, ("accuracy", "loss")):
         axis.set_title(f"validation {metric}")
         axis.set_xlabel("epoch")
@@ -75,19 +71,19 @@ def validation_overlay(histories: dict[str, list[dict[str, float]]]) -> Figure:
     return figure
 
 
-def accuracy_bars(metrics: dict[str, dict[str, Any]]) -> Figure:
+def accuracy_bars(results: dict[str, metrics.EvalMetrics]) -> Figure:
     """Train, validation and test accuracy per model (inference mode), each model's verdict under its name."""
-    figure = Figure(figsize=(max(6.0, 2.6 * len(metrics)), 4.8), layout="constrained")
+    figure = Figure(figsize=(max(6.0, 2.6 * len(results)), 4.8), layout="constrained")
     axis = figure.subplots()
-    positions = np.arange(len(metrics))
+    positions = np.arange(len(results))
     width = 0.27
     for offset, (key, name) in zip((-width, 0.0, width), (("train_accuracy_inference", "train"),
                                                           ("val_accuracy_inference", "validation"),
                                                           ("test_accuracy", "test"))):
-        values = [entry[key] for entry in metrics.values()]
+        values = [getattr(entry, key) for entry in results.values()]
         bars = axis.bar(positions + offset, values, width, label=name)
         axis.bar_label(bars, fmt="%.2f", fontsize=8)
-    ticks = [name.replace(" (", "\n(") + "\n" + entry["verdict"] for name, entry in metrics.items()]
+    ticks = [name.replace(" (", "\n(") + "\n" + entry.verdict for name, entry in results.items()]
     axis.set_xticks(positions, ticks)
     axis.set_ylim(0, 1.08)
     axis.set_ylabel("accuracy")
@@ -144,32 +140,17 @@ def confusion_matrices(panels: dict[str, np.ndarray], class_names: list[str]) ->
     return figure
 
 
-def confusion_matrix(actual: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
-    """Counts: row = actual class, column = predicted class."""
-    return np.bincount(actual * num_classes + predicted, minlength=num_classes * num_classes).reshape(
-        num_classes, num_classes
-    )
-
-
 def save(figure: Figure, path: Path) -> None:
     with atomic.atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=100)
-
-
-def read_history(path: Path) -> list[dict[str, float]]:
-    if not path.is_file():
-        raise PipelineError(f"{path} not found: it is written by the train stage (`dvc repro train@...`)")
-    with path.open(encoding="utf-8", newline="") as stream:
-        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(stream)]
 
 
 def read_predictions(path: Path) -> tuple[list[str], list[str]]:
     """The actual and predicted class names of the test images, in test-split order."""
     if not path.is_file():
         raise PipelineError(f"{path} not found: it is written by the evaluate stage (`dvc repro evaluate@...`)")
-    with path.open(encoding="utf-8", newline="") as stream:
-        rows = list(csv.DictReader(stream))
-    return [row["actual"] for row in rows], [row["predicted"] for row in rows]
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)  # class names such as "None" stay strings
+    return frame["actual"].tolist(), frame["predicted"].tolist()
 
 
 def class_ids(names: list[str], class_names: list[str], path: Path) -> np.ndarray:
@@ -181,31 +162,29 @@ def class_ids(names: list[str], class_names: list[str], path: Path) -> np.ndarra
     return np.array([index[name] for name in names], dtype=np.int64)
 
 
-def validation_csv(histories: dict[str, list[dict[str, float]]]) -> str:
-    stream = io.StringIO()
-    writer = csv.writer(stream, lineterminator="\n")
-    writer.writerow(["epoch", "model", "val_accuracy"])
-    for name, rows in histories.items():
-        writer.writerows([int(entry["epoch"]), name, entry["val_accuracy"]] for entry in rows)
-    return stream.getvalue()
+def validation_csv(histories: dict[str, pd.DataFrame]) -> str:
+    """The overlay's data in long form: epoch, model, val_accuracy (DVC's overlay template reads it)."""
+    long = pd.concat([history.assign(model=name) for name, history in histories.items()])
+    long["epoch"] = long["epoch"].astype(int)
+    return long[["epoch", "model", "val_accuracy"]].to_csv(index=False, lineterminator="\n")
 
 
-def plot_dataset(dataset: str, runs: list[ModelRun], metrics: dict[str, dict[str, Any]]) -> list[Path]:
+def plot_dataset(dataset: str, runs: list[Run], results: dict[str, metrics.EvalMetrics]) -> list[Path]:
     """Every chart of `dataset` (module docstring) from the train and evaluate outputs of `runs` (in that
-    order; `metrics` maps run names to their evaluate metrics). Returns the files written."""
+    order; `results` maps run names to their evaluate metrics). Returns the files written."""
     summary = load_summary(dataset_dir(dataset))
     class_names = summary["class_names"]
     test = load_split(dataset_dir(dataset), "test")
     histories, predictions, matrices = {}, {}, {}
     for run in runs:
-        histories[run.name] = read_history(layout.history_file(run.dataset, run.model))
+        histories[run.name] = metrics.read_history(run.history_path, f"dvc repro train@{run.name}")
         path = layout.predictions_file(run.dataset, run.model)
         actual, predicted = read_predictions(path)
         if len(actual) != len(test.y):
             raise PipelineError(f"{path} has {len(actual)} rows but the test split {len(test.y)} images: it is "
                                 f"stale; rerun `dvc repro evaluate@{run.name}`")
         predictions[run.name] = actual, predicted
-        matrices[label(run)] = confusion_matrix(
+        matrices[label(run)] = metrics.confusion_matrix(
             class_ids(actual, class_names, path), class_ids(predicted, class_names, path), len(class_names)
         )
     compared = list(comparison.by_role(runs).values()) or runs[:1]
@@ -217,9 +196,9 @@ def plot_dataset(dataset: str, runs: list[ModelRun], metrics: dict[str, dict[str
     directory = layout.report_dir(dataset)
     figures = {
         LEARNING_CURVES: learning_curves({label(run): histories[run.name] for run in runs},
-                                         {label(run): metrics[run.name]["best_epoch"] for run in runs}),
+                                         {label(run): results[run.name].best_epoch for run in runs}),
         VALIDATION_OVERLAY: validation_overlay(overlay),
-        ACCURACY: accuracy_bars({label(run): metrics[run.name] for run in runs}),
+        ACCURACY: accuracy_bars({label(run): results[run.name] for run in runs}),
         PREDICTIONS: prediction_grid(test.x, actual, predicted, f"{shown.model} on the {dataset} test set"),
         CONFUSION: confusion_matrices(matrices, class_names),
     }

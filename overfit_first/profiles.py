@@ -15,7 +15,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from overfit_first import atomic
-from overfit_first.config import PARAMS_FILE
+from overfit_first.config import PARAMS_FILE, validate
 from overfit_first.errors import PipelineError, run_stage
 
 PROFILES_DIR = Path("profiles")
@@ -27,7 +27,11 @@ def available() -> list[str]:
 
 
 def apply(name: str, params_path: Path = PARAMS_FILE) -> list[str]:
-    """Merge profile `name` into params.yaml; return the keys that changed."""
+    """Merge profile `name` into params.yaml; return the keys that changed.
+
+    ruamel.yaml's round-trip mode reads YAML 1.2 as DVC and overfit_first.config do; the merged file is
+    validated before it replaces params.yaml, so a profile never leaves an invalid params.yaml behind.
+    """
     profile_path = PROFILES_DIR / f"{name}.yaml"
     if not profile_path.is_file():
         raise PipelineError(f"no profile '{name}' ({profile_path} not found); available: {', '.join(available())}")
@@ -50,6 +54,7 @@ def apply(name: str, params_path: Path = PARAMS_FILE) -> list[str]:
                 changed.append(f"{section}.{key}")
     buffer = io.StringIO()
     yaml.dump(params, buffer)
+    validate(YAML(typ="safe").load(buffer.getvalue()), source=f"{params_path} with profile {name}")
     atomic.write_text(params_path, buffer.getvalue())
     return changed
 

@@ -8,9 +8,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pandas as pd
+
 from overfit_first import comparison, layout, plots
+from overfit_first.config import Params, Run
 from overfit_first.errors import PipelineError
-from overfit_first.verdict import describe, settings
+from overfit_first.metrics import EvalMetrics
+from overfit_first.verdict import describe
 
 CHARTS = {
     plots.VALIDATION_OVERLAY: "Validation curves: overfitting vs simplified",
@@ -21,43 +25,49 @@ CHARTS = {
 }
 
 
-def accuracy(value: float) -> str:
-    return f"{value:.3f}"
+def markdown(table: pd.DataFrame, numeric: set[str]) -> list[str]:
+    """A GitHub table: `numeric` columns right-aligned, the others left; cells as given (already formatted)."""
+    align = ["right" if column in numeric else "left" for column in table.columns]
+    return table.to_markdown(index=False, colalign=align, disable_numparse=True).splitlines()
 
 
-def signed(value: float) -> str:
-    return f"{value:+.3f}"
-
-
-def model_table(runs: list[comparison.ModelRun], metrics: dict[str, dict[str, Any]]) -> list[str]:
-    superclasses = any("superclass_test_accuracy" in metrics[run.name] for run in runs)
-    header = ["model", "role", "trainable params", "epochs (best)", "train", "validation", "test",
-              *(["test, superclass"] if superclasses else []), "gap", "verdict", "recommendation"]
-    lines = ["| " + " | ".join(header) + " |",
-             "|---|---|--:|--:|--:|--:|--:|" + ("--:|" if superclasses else "") + "--:|---|---|"]
+def model_table(runs: list[Run], results: dict[str, EvalMetrics]) -> list[str]:
+    rows = []
     for run in runs:
-        entry = metrics[run.name]
-        cells = [f"`{run.model}`", run.role, f"{entry['trainable_params']:,}",
-                 f"{entry['epochs_run']} ({entry['best_epoch']})", accuracy(entry["train_accuracy_inference"]),
-                 accuracy(entry["val_accuracy_inference"]), accuracy(entry["test_accuracy"])]
-        if superclasses:
-            cells.append(accuracy(entry["superclass_test_accuracy"]) if "superclass_test_accuracy" in entry else "")
-        cells += [signed(entry["gap"]), f"**{entry['verdict']}**", entry["recommendation"]]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+        entry = results[run.name]
+        rows.append({
+            "model": f"`{run.model}`",
+            "role": run.role,
+            "trainable params": f"{entry.trainable_params:,}",
+            "epochs (best)": f"{entry.epochs_run} ({entry.best_epoch})",
+            "train": f"{entry.train_accuracy_inference:.3f}",
+            "validation": f"{entry.val_accuracy_inference:.3f}",
+            "test": f"{entry.test_accuracy:.3f}",
+            "test, superclass": "" if entry.superclass_test_accuracy is None else f"{entry.superclass_test_accuracy:.3f}",
+            "gap": f"{entry.gap:+.3f}",
+            "verdict": f"**{entry.verdict}**",
+            "recommendation": entry.recommendation,
+        })
+    table = pd.DataFrame(rows)
+    if not table["test, superclass"].any():
+        table = table.drop(columns="test, superclass")
+    numbers = {"trainable params", "epochs (best)", "train", "validation", "test", "test, superclass", "gap"}
+    return markdown(table, numbers)
 
 
 def comparison_table(compared: dict[str, Any]) -> list[str]:
     """The gains over the overfitting model (a metrics/<dataset>.comparison.json); none without one."""
-    rows = [role for role in ("simplified", "augmented") if f"{role}_gap_closed" in compared]
-    if not rows:
+    roles = [role for role in ("simplified", "augmented") if f"{role}_gap_closed" in compared]
+    if not roles:
         return []
-    lines = [f"Gains over the overfitting model `{compared['overfit']}`:", "",
-             "| model | validation accuracy | test accuracy | gap closed |", "|---|--:|--:|--:|"]
-    for role in rows:
-        lines.append(f"| `{compared[role]}` ({role}) | {signed(compared[f'{role}_val_accuracy_gain'])} | "
-                     f"{signed(compared[f'{role}_test_accuracy_gain'])} | {signed(compared[f'{role}_gap_closed'])} |")
-    return lines
+    table = pd.DataFrame([{
+        "model": f"`{compared[role]}` ({role})",
+        "validation accuracy": f"{compared[f'{role}_val_accuracy_gain']:+.3f}",
+        "test accuracy": f"{compared[f'{role}_test_accuracy_gain']:+.3f}",
+        "gap closed": f"{compared[f'{role}_gap_closed']:+.3f}",
+    } for role in roles])
+    return [f"Gains over the overfitting model `{compared['overfit']}`:", "",
+            *markdown(table, {"validation accuracy", "test accuracy", "gap closed"})]
 
 
 def read_comparison(dataset: str) -> dict[str, Any]:
@@ -67,9 +77,9 @@ def read_comparison(dataset: str) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def dataset_section(dataset: str, runs: list[comparison.ModelRun]) -> list[str]:
-    metrics = {run.name: comparison.read_metrics(run) for run in runs}
-    lines = [f"## {dataset}", "", *model_table(runs, metrics), ""]
+def dataset_section(dataset: str, runs: list[Run]) -> list[str]:
+    results = {run.name: comparison.read_metrics(run) for run in runs}
+    lines = [f"## {dataset}", "", *model_table(runs, results), ""]
     table = comparison_table(read_comparison(dataset))
     if table:
         lines += [*table, ""]
@@ -82,7 +92,7 @@ def dataset_section(dataset: str, runs: list[comparison.ModelRun]) -> list[str]:
     return lines
 
 
-def build(params: dict[str, Any]) -> str:
+def build(params: Params) -> str:
     """The whole reports/README.md for the datasets of params.yaml that have runs."""
     lines = [
         "# Results",
@@ -91,13 +101,13 @@ def build(params: dict[str, Any]) -> str:
         "",
         "Accuracies are measured on each saved model in inference mode (dropout off): *train* on the images it "
         "was trained on, *validation*, *test*. **gap** = train − validation accuracy. Verdicts: "
-        f"{describe(settings(params))}. The training log's best-epoch numbers (the article's measure) are in "
+        f"{describe(params.evaluate)}. The training log's best-epoch numbers (the article's measure) are in "
         "`metrics/<dataset>/train/`; `gap_history` in `metrics/<dataset>/<model>.json` is their gap.",
         "",
     ]
-    datasets = [dataset for dataset in params["data"]["datasets"] if comparison.dataset_runs(params, dataset)]
+    datasets = [dataset for dataset in params.data.datasets if params.dataset_runs(dataset)]
     if not datasets:
         raise PipelineError("params.yaml: `runs` trains no model on any dataset of data.datasets: nothing to report")
     for dataset in datasets:
-        lines += dataset_section(dataset, comparison.dataset_runs(params, dataset))
+        lines += dataset_section(dataset, params.dataset_runs(dataset))
     return "\n".join(lines).rstrip() + "\n"

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import fcntl
-import json
 import logging
 import os
 import subprocess
@@ -31,13 +29,15 @@ from typing import Any
 
 import keras
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure  # not pyplot: no GUI backend, no global figure registry
 
+from overfit_first import metrics, plots
 from overfit_first.accelerate import is_chief
-from overfit_first.config import load_params
+from overfit_first.config import KNOBS, Run, load_params
 from overfit_first.data.prepared import dataset_dir, file_sha256, load_summary
 from overfit_first.errors import PipelineError, run_stage
-from overfit_first.training import HISTORY_COLUMNS, Run, best_row, load_run
+from overfit_first.evaluation import Evaluation
 
 # An unreachable server must fail in seconds, not after MLflow's default 7 retries with backoff
 # (minutes). Set in the environment to change them.
@@ -108,7 +108,7 @@ def log_run(run: Run, summary: dict[str, Any], model: keras.Model | None = None)
         reason = textwrap.shorten(str(error), 160, placeholder=" ...") or type(error).__name__
         print(
             f"warning: MLflow logging failed ({reason}): run {run.name} is missing or incomplete in "
-            f"{uri}. Its model, metrics and history are saved in {run.model_path}, {run.metrics_path} and "
+            f"{uri}. Its model, metrics and history are saved in {run.model_path}, {run.train_metrics_path} and "
             f"{run.history_path}; log them once the tracking store is back with "
             f"`python -m overfit_first.tracking relog {run.name}`",
             file=sys.stderr, flush=True,
@@ -128,8 +128,9 @@ def _log(run: Run, summary: dict[str, Any], model: keras.Model | None, uri: str,
     from mlflow.entities import Metric
     from mlflow.models import infer_signature
 
-    metrics = json.loads(run.metrics_path.read_text(encoding="utf-8"))
-    rows = read_history(run.history_path)
+    rebuild = f"dvc repro --force train@{run.name}"
+    trained = metrics.read(run.train_metrics_path, metrics.TrainMetrics, rebuild)
+    history = metrics.read_history(run.history_path, rebuild)
     model = model if model is not None else keras.saving.load_model(run.model_path)
 
     mlflow.set_tracking_uri(uri)
@@ -139,15 +140,16 @@ def _log(run: Run, summary: dict[str, Any], model: keras.Model | None, uri: str,
         now = int(time.time() * 1000)
         per_epoch = [
             Metric(key, row[key], now, int(row["epoch"]))
-            for row in rows
-            for key in ("train_accuracy", "val_accuracy", "train_loss", "val_loss")
+            for row in history.to_dict("records")
+            for key in metrics.HISTORY_COLUMNS[1:]
         ]
         mlflow.MlflowClient().log_batch(active.info.run_id, metrics=per_epoch)
         # The best epoch's numbers get their own names: the per-epoch series above end at the last epoch.
         mlflow.log_metrics(
-            {f"best_{key}" if key in HISTORY_COLUMNS else key: float(value) for key, value in metrics.items()}
+            {f"best_{key}" if key in metrics.HISTORY_COLUMNS else key: float(value)
+             for key, value in trained.model_dump().items()}
         )
-        mlflow.log_figure(learning_curve(rows, f"{run.dataset} {run.model}"), "learning_curve.png")
+        mlflow.log_figure(learning_curve(history, f"{run.dataset} {run.model}"), "learning_curve.png")
         mlflow.log_text(model_summary(model), "model_summary.txt")
         example = np.zeros((1, *model.input_shape[1:]), dtype=np.float32)
         mlflow.keras.log_model(
@@ -196,16 +198,16 @@ def git_commit() -> str | None:
 
 
 def flat_params(run: Run, summary: dict[str, Any]) -> dict[str, Any]:
-    """Everything the run depends on, as dotted keys: models.<m>.layers.3.Conv2D.filters = 128."""
+    """Everything the run depends on, as params.yaml names it: models.<m>.layers.3.Conv2D.filters = 128."""
     params = {
         "run.name": run.name,
         "run.dataset": run.dataset,
         "run.model": run.model,
         "run.epochs": run.epochs,
-        "model.dropout": run.dropout,
     }
-    params.update(flatten(run.spec, f"models.{run.model}"))
-    params.update(flatten(run.train, "train"))
+    params.update({key: run.knobs[placeholder] for placeholder, key in KNOBS.items()})
+    params.update(flatten(run.spec.model_dump(exclude_none=True), f"models.{run.model}"))
+    params.update(flatten(run.shared.model_dump(), "train"))
     params.update(flatten({k: v for k, v in summary.items() if k not in SUMMARY_SKIP}, "data"))
     return params
 
@@ -224,20 +226,15 @@ def flatten(value: Any, prefix: str) -> dict[str, Any]:
     return flat
 
 
-def read_history(path: Path) -> list[dict[str, float]]:
-    with path.open(encoding="utf-8", newline="") as stream:
-        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(stream)]
-
-
-def learning_curve(rows: list[dict[str, float]], title: str) -> Figure:
+def learning_curve(history: pd.DataFrame, title: str) -> Figure:
     """Train and validation accuracy (left) and loss (right) per epoch; the dotted line is the best epoch."""
-    epochs = [row["epoch"] for row in rows]
-    best = best_row(rows)["epoch"]
+    epochs = history["epoch"]
+    best = history.loc[history["val_accuracy"].idxmax(), "epoch"]  # the first best, as ModelCheckpoint keeps
     figure = Figure(figsize=(11, 4))
     axes = figure.subplots(1, 2)
     for axis, metric in zip(axes, ("accuracy", "loss")):
-        axis.plot(epochs, [row[f"train_{metric}"] for row in rows], label=f"train {metric}")
-        axis.plot(epochs, [row[f"val_{metric}"] for row in rows], label=f"validation {metric}")
+        axis.plot(epochs, history[f"train_{metric}"], label=f"train {metric}")
+        axis.plot(epochs, history[f"val_{metric}"], label=f"validation {metric}")
         axis.axvline(best, color="grey", linestyle=":", label=f"best epoch ({int(best)})")
         axis.set_xlabel("epoch")
         axis.set_ylabel(metric)
@@ -265,10 +262,78 @@ def pip_requirements() -> list[str]:
     return requirements
 
 
+def log_evaluation(run: Run, evaluation: Evaluation) -> bool:
+    """Add the test metrics, verdict and evaluation charts to the MLflow run that trained this very model.
+
+    That run is found by its tags `run` and `model_sha256` (the SHA-256 of the .keras file). Tracking is
+    best-effort, as in training: any failure is one warning and False, never a failed stage.
+    """
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    uri = tracking_uri(repo_root())
+    sha256 = file_sha256(run.model_path)
+    try:
+        with store_lock(uri):
+            run_id = _log_evaluation(run, evaluation, uri, sha256)
+    except Exception as error:  # noqa: BLE001 - tracking is best-effort: the outputs are already written
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        _warn_evaluation(run, f"MLflow logging failed ({reason[:300]})", uri)
+        return False
+    if run_id is None:
+        _warn_evaluation(run, f"no MLflow run tagged run={run.name} and model_sha256={sha256[:12]}... in experiment "
+                   f"{experiment_name(run)}", uri)
+        return False
+    print(f"{run.name}: test metrics logged to MLflow run {run_id} at {uri}", flush=True)
+    return True
+
+
+def _warn_evaluation(run: Run, problem: str, uri: str) -> None:
+    print(
+        f"warning: {problem} at {uri}: the evaluation of {run.name} is in "
+        f"{run.eval_metrics_path} only. Once the training run is logged "
+        f"(`python -m overfit_first.tracking relog {run.name}`), rerun `python -m stages.evaluate {run.name}`",
+        file=sys.stderr, flush=True,
+    )
+
+
+def _log_evaluation(run: Run, evaluation: Evaluation, uri: str, sha256: str) -> str | None:
+    import mlflow  # imported here: a slow import that only tracking needs
+    from mlflow.entities import Metric
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(experiment_name(run))
+    if experiment is None:
+        return None
+    found = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.run = '{run.name}' and tags.model_sha256 = '{sha256}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not found:
+        return None
+    run_id = found[0].info.run_id
+    now = int(time.time() * 1000)
+    # Only the evaluation's own numbers: the training run already holds the copied training metrics.
+    values = evaluation.metrics.model_dump(include=set(metrics.EVALUATED), exclude_none=True)
+    numbers = {key: value for key, value in values.items() if isinstance(value, float | int)}
+    client.log_batch(run_id, metrics=[Metric(key, float(value), now, 0) for key, value in numbers.items()])
+    client.set_tag(run_id, "verdict", evaluation.metrics.verdict)
+    client.set_tag(run_id, "recommendation", evaluation.metrics.recommendation)
+    client.log_dict(run_id, evaluation.per_class, "evaluation/per_class.json")
+    class_names = list(evaluation.per_class["classes"])
+    client.log_figure(run_id, plots.confusion_matrices({run.model: evaluation.confusion}, class_names),
+                      "evaluation/confusion_matrix.png")
+    client.log_figure(run_id, plots.prediction_grid(evaluation.test_images, evaluation.actual, evaluation.predicted,
+                                                    f"{run.model} on the {run.dataset} test set"),
+                      "evaluation/predictions.png")
+    return run_id
+
+
 def relog(run_name: str) -> None:
     """Log an already trained run again, from its files (after the tracking server was down)."""
-    run = load_run(load_params(), run_name)
-    missing = [str(path) for path in (run.model_path, run.metrics_path, run.history_path) if not path.is_file()]
+    run = load_params().run(run_name)
+    missing = [str(path) for path in (run.model_path, run.train_metrics_path, run.history_path) if not path.is_file()]
     if missing:
         raise PipelineError(f"{', '.join(missing)} not found: train the run first with `dvc repro train@{run_name}`")
     if not log_run(run, load_summary(dataset_dir(run.dataset))):

@@ -9,8 +9,6 @@ BackupAndRestore does not (the history so far and the best-so-far of the checkpo
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import shutil
@@ -22,115 +20,28 @@ from typing import Any
 import keras
 import numpy as np
 
-from overfit_first import accelerate, atomic, layout
+from overfit_first import accelerate, atomic, metrics
 from overfit_first.accelerate import Accelerator
-from overfit_first.data.prepared import Split
+from overfit_first.config import Run
+from overfit_first.data.prepared import Split, stratified_subset
 from overfit_first.errors import PipelineError
 from overfit_first.inputs import make_dataset
 from overfit_first.models import build_model, build_optimizer
 
 CACHE_ROOT = Path(".cache/train")
-HISTORY_COLUMNS = ("epoch", "train_accuracy", "val_accuracy", "train_loss", "val_loss")
 PATIENCE = 10  # the article's EarlyStopping(patience=10)
-
-
-@dataclass(frozen=True)
-class Run:
-    """Everything params.yaml says about one training run."""
-
-    name: str
-    dataset: str
-    model: str
-    spec: dict[str, Any]  # models.<model>
-    dropout: float  # model.dropout
-    train: dict[str, Any]  # the global `train` section: seed, max_epochs, limit
-    max_epochs: int | None = None  # runs.<name>.max_epochs: this run's own cap (quick profiles)
-
-    @property
-    def training(self) -> dict[str, Any]:
-        return self.spec["training"]
-
-    @property
-    def epochs(self) -> int:
-        """The model's epoch count, capped by train.max_epochs and runs.<name>.max_epochs."""
-        caps = [cap for cap in (self.train.get("max_epochs"), self.max_epochs) if cap]
-        return min([self.training["epochs"], *caps])
-
-    @property
-    def seed(self) -> int:
-        return int(self.train.get("seed") or 0)
-
-    @property
-    def model_path(self) -> Path:
-        return layout.model_file(self.dataset, self.model)
-
-    @property
-    def metrics_path(self) -> Path:
-        return layout.train_metrics_file(self.dataset, self.model)
-
-    @property
-    def history_path(self) -> Path:
-        return layout.history_file(self.dataset, self.model)
-
-    @property
-    def cache_dir(self) -> Path:
-        return CACHE_ROOT / self.name
 
 
 @dataclass
 class Result:
     model: keras.Model
-    history: list[dict[str, float]]  # one row per epoch, HISTORY_COLUMNS (+ seconds)
-    metrics: dict[str, float | int]
+    history: list[dict[str, float]]  # one row per epoch, metrics.HISTORY_COLUMNS (+ seconds)
+    metrics: metrics.TrainMetrics
 
 
-def load_run(params: dict[str, Any], name: str) -> Run:
-    """Look up runs.<name> and its model in (validated) params.yaml."""
-    runs = params.get("runs") or {}
-    if name not in runs:
-        raise PipelineError(f"params.yaml: no run '{name}' under `runs`; defined runs: {', '.join(runs) or 'none'}")
-    entry = runs[name]
-    models = params.get("models") or {}
-    if entry.get("model") not in models:
-        raise PipelineError(f"params.yaml: runs.{name}.model is {entry.get('model')!r}, not one of: {', '.join(models)}")
-    train = params.get("train") or {}
-    return Run(
-        name=name,
-        dataset=entry["dataset"],
-        model=entry["model"],
-        spec=with_batchnorm_momentum(models[entry["model"]], train.get("batchnorm_momentum")),
-        dropout=params["model"]["dropout"],
-        train=train,
-        max_epochs=entry.get("max_epochs"),
-    )
-
-
-def with_batchnorm_momentum(spec: dict[str, Any], momentum: float | None) -> dict[str, Any]:
-    """The model spec with `train.batchnorm_momentum` as the default momentum of its BatchNormalization layers.
-
-    Short runs need it: at Keras's default 0.99 the moving statistics that validation uses take ~500 steps
-    to settle, so a few-epoch run validates on unsettled statistics (measured: 0.35 vs 0.79 val accuracy).
-    """
-    if momentum is None:
-        return spec
-    defaults = dict(spec.get("layer_defaults") or {})
-    defaults["BatchNormalization"] = {"momentum": momentum, **(defaults.get("BatchNormalization") or {})}
-    return {**spec, "layer_defaults": defaults}
-
-
-def stratified_limit(y: np.ndarray, limit: int | None) -> np.ndarray:
-    """Indices of the first `limit` images, taken from every class in proportion to its size.
-
-    Deterministic and seed-free: each class contributes its first images, in dataset order, so a larger
-    limit only adds images. A plain first-N cut would be skewed on class-sorted data (image folders).
-    """
-    if limit is None or limit >= len(y):
-        return np.arange(len(y))
-    position = np.empty(len(y))
-    for label in np.unique(y):
-        members = np.flatnonzero(y == label)
-        position[members] = np.arange(len(members)) / len(members)
-    return np.sort(np.argsort(position, kind="stable")[:limit])
+def cache_dir(run: Run) -> Path:
+    """Where a run's backup, history so far and best checkpoint live while it trains."""
+    return CACHE_ROOT / run.name
 
 
 def seed_everything(seed: int, accelerator: Accelerator) -> None:
@@ -203,31 +114,32 @@ def fit(run: Run, train: Split, valid: Split, num_classes: int, data_fingerprint
     `data_fingerprint` (e.g. the split checksums of summary.json) joins the run's settings in deciding
     whether a backup in the cache belongs to this very run; any difference starts training afresh.
     `accelerator` defaults to what params.yaml `train` asks for on the devices present (overfit_first.accelerate).
+    Raises PipelineError when the loss becomes NaN (nothing is written then).
     """
     # First: a multi-worker strategy must exist before the backend's runtime starts.
-    accelerator = accelerator or accelerate.configure(run.train)
-    training = run.training
-    keep = stratified_limit(train.y, run.train.get("limit"))
+    accelerator = accelerator or accelerate.configure(run.shared)
+    fit_config = run.spec.fit
+    keep = stratified_subset(train.y, run.shared.subset_size)
     x_train, y_train = train.x[keep], train.y[keep]
-    start_fresh_unless_same(run, data_fingerprint)
+    directory = cache_dir(run)
+    start_fresh_unless_same(run, {"data": data_fingerprint, "accelerator": accelerator.fingerprint()})
 
-    seed_everything(run.seed, accelerator)
-    spec = accelerate.float32_output(run.spec) if accelerator.mixed_precision else run.spec
+    seed_everything(run.shared.seed, accelerator)
     with accelerator.scope():  # under a distribution strategy, the variables are mirrored on every replica
-        model = build_model(spec, train.x.shape[1:], num_classes, run.dropout, name=run.model)
+        model = build_model(run.spec, train.x.shape[1:], num_classes, run.knobs, name=run.model)
         model.compile(
-            optimizer=build_optimizer(training, run.model),
+            optimizer=build_optimizer(fit_config),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
             jit_compile=accelerator.jit_compile,
         )
-    batch_size = training["batch_size"]
-    train_data = make_dataset(x_train, y_train, batch_size, training=True, seed=run.seed,
-                              augmentation=run.spec.get("augmentation"))
-    valid_data = make_dataset(valid.x, valid.y, batch_size, training=False)
+    augmentation = run.spec.augmentation.model_dump() if run.spec.augmentation else None
+    train_data = make_dataset(x_train, y_train, fit_config.batch_size, training=True, seed=run.shared.seed,
+                              augmentation=augmentation)
+    valid_data = make_dataset(valid.x, valid.y, fit_config.batch_size, training=False)
 
     checkpoint = keras.callbacks.ModelCheckpoint(
-        str(run.cache_dir / "best-{epoch:03d}.weights.h5"),
+        str(directory / "best-{epoch:03d}.weights.h5"),
         monitor="val_accuracy", mode="max", save_best_only=True, save_weights_only=True,
     )
     # Early stopping watches the checkpoint's quantity, so "the best epoch" is a single epoch: the one
@@ -235,59 +147,66 @@ def fit(run: Run, train: Split, valid: Split, num_classes: int, data_fingerprint
     # schedule: it could stop a run whose validation accuracy is still improving.)
     early_stopping = keras.callbacks.EarlyStopping(
         monitor="val_accuracy", mode="max", patience=PATIENCE, restore_best_weights=True,
-    ) if training.get("early_stopping") else None
+    ) if fit_config.early_stopping else None
+    epoch_log = EpochLog(directory, checkpoint, early_stopping)
     callbacks = [
-        EpochLog(run.cache_dir, checkpoint, early_stopping),
+        epoch_log,
         checkpoint,
         *([early_stopping] if early_stopping else []),
         keras.callbacks.TerminateOnNaN(),
         # Last, so that an epoch counts as done only once everything above has recorded it.
-        keras.callbacks.BackupAndRestore(str(run.cache_dir / "backup"), double_checkpoint=True),
+        keras.callbacks.BackupAndRestore(str(directory / "backup"), double_checkpoint=True),
     ]
     print(f"{run.name}: {run.model} on {run.dataset}, {len(y_train)} training and {len(valid.y)} validation "
-          f"images, up to {run.epochs} epochs, batch {batch_size}; {accelerator.describe()}", flush=True)
+          f"images, up to {run.epochs} epochs, batch {fit_config.batch_size}; {accelerator.describe()}", flush=True)
     # shuffle=False: the input pipeline shuffles (with the run's seed); verbose=2: one line per epoch in logs.
     model.fit(train_data, validation_data=valid_data, epochs=run.epochs, callbacks=callbacks, shuffle=False,
               verbose=2)
 
-    rows = callbacks[0].rows
+    rows = epoch_log.rows
     nan_rows = [row for row in rows if math.isnan(row["train_loss"])]
     if nan_rows:
-        shutil.rmtree(run.cache_dir, ignore_errors=True)  # a diverged backup must not be resumed
+        shutil.rmtree(directory, ignore_errors=True)  # a diverged backup must not be resumed
         raise PipelineError(
             f"loss became NaN at epoch {nan_rows[0]['epoch']} of run {run.name}: lower "
-            f"models.{run.model}.training.learning_rate (now {training['learning_rate']}) in params.yaml, or check "
+            f"models.{run.model}.fit.learning_rate (now {fit_config.learning_rate}) in params.yaml, or check "
             f"data/prepared/{run.dataset} for bad pixels or labels; nothing was written"
         )
     if not rows:  # only if the cache was tampered with: a backup of finished training, but no history
-        raise PipelineError(f"{run.cache_dir} holds a backup without its history: delete it and run the stage again")
+        raise PipelineError(f"{directory} holds a backup without its history: delete it and run the stage again")
     best = best_row(rows)
-    model.load_weights(checkpoint_path(run.cache_dir, int(best["epoch"])))
-    metrics = {
-        "train_accuracy": best["train_accuracy"],
-        "val_accuracy": best["val_accuracy"],
-        "train_loss": best["train_loss"],
-        "val_loss": best["val_loss"],
-        "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
-        "total_params": int(model.count_params()),
-        "epochs_run": len(rows),
-        "best_epoch": int(best["epoch"]),
-        "seconds_per_epoch": round(float(np.mean([row["seconds"] for row in rows])), 3),
-        "train_images": int(len(y_train)),
-    }
-    return Result(model=model, history=rows, metrics=metrics)
+    model.load_weights(checkpoint_path(directory, int(best["epoch"])))
+    result = metrics.TrainMetrics(
+        train_accuracy=best["train_accuracy"],
+        val_accuracy=best["val_accuracy"],
+        train_loss=best["train_loss"],
+        val_loss=best["val_loss"],
+        trainable_params=int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+        total_params=int(model.count_params()),
+        epochs_run=len(rows),
+        best_epoch=int(best["epoch"]),
+        seconds_per_epoch=round(float(np.mean([row["seconds"] for row in rows])), 3),
+        train_images=int(len(y_train)),
+    )
+    return Result(model=model, history=rows, metrics=result)
 
 
-def start_fresh_unless_same(run: Run, data_fingerprint: Any) -> None:
-    """Delete the run's backup unless it was made with exactly these settings and data."""
-    settings = {"spec": run.spec, "dropout": run.dropout, "train": run.train, "data": data_fingerprint}
-    marker = run.cache_dir / "settings.json"
+def start_fresh_unless_same(run: Run, context: dict[str, Any]) -> None:
+    """Delete the run's backup unless it was made with exactly these settings, data and devices.
+
+    The fingerprint is everything that changes training: the model as params.yaml holds it, the knobs it uses,
+    the whole `train` section, the epoch count, plus `context` (the data's checksums, the numerics in effect).
+    """
+    settings = {"spec": run.spec.model_dump(), "knobs": run.knobs, "train": run.shared.model_dump(),
+                "epochs": run.epochs, "backend": keras.backend.backend(), **context}
+    directory = cache_dir(run)
+    marker = directory / "settings.json"
     text = json.dumps(settings, sort_keys=True, default=str)
     if marker.is_file() and marker.read_text() == text:
-        if (run.cache_dir / "backup").is_dir():
-            print(f"{run.name}: resuming from the backup in {run.cache_dir}", flush=True)
+        if (directory / "backup").is_dir():
+            print(f"{run.name}: resuming from the backup in {directory}", flush=True)
         return
-    shutil.rmtree(run.cache_dir, ignore_errors=True)
+    shutil.rmtree(directory, ignore_errors=True)
     atomic.write_text(marker, text)
 
 
@@ -295,14 +214,6 @@ def write_outputs(run: Run, result: Result) -> None:
     """The model, metrics and history files, each atomically; then the backup is no longer needed."""
     with atomic.atomic_path(run.model_path) as tmp:
         result.model.save(tmp)
-    atomic.write_json(run.metrics_path, result.metrics)
-    atomic.write_text(run.history_path, history_csv(result.history))
-    shutil.rmtree(run.cache_dir, ignore_errors=True)
-
-
-def history_csv(rows: list[dict[str, float]]) -> str:
-    stream = io.StringIO()
-    writer = csv.DictWriter(stream, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return stream.getvalue()
+    metrics.write(run.train_metrics_path, result.metrics)
+    atomic.write_text(run.history_path, metrics.history_csv(result.history))
+    shutil.rmtree(cache_dir(run), ignore_errors=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from overfit_first import evaluation, training, verdict
+from overfit_first import evaluation, tracking
 from overfit_first.config import load_params
 from overfit_first.errors import run_stage
 
@@ -21,14 +21,14 @@ def main() -> None:
     args = parser.parse_args()
 
     params = load_params()
-    run = training.load_run(params, args.run)
-    result = evaluation.evaluate(run, verdict.settings(params))
+    run = params.run(args.run)
+    result = evaluation.evaluate(run, params.evaluate)
     evaluation.write_outputs(run, result)
-    metrics = result.metrics
-    print(f"{run.name}: test accuracy {metrics['test_accuracy']:.4f}; train {metrics['train_accuracy_inference']:.4f}, "
-          f"validation {metrics['val_accuracy_inference']:.4f} (gap {metrics['gap']:+.4f}) -> {metrics['verdict']} "
-          f"({metrics['recommendation']})", flush=True)
-    evaluation.log_to_training_run(run, result)
+    done = result.metrics
+    print(f"{run.name}: test accuracy {done.test_accuracy:.4f}; train {done.train_accuracy_inference:.4f}, "
+          f"validation {done.val_accuracy_inference:.4f} (gap {done.gap:+.4f}) -> {done.verdict} "
+          f"({done.recommendation})", flush=True)
+    tracking.log_evaluation(run, result)
 
 
 if __name__ == "__main__":

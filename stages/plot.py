@@ -20,14 +20,14 @@ def main() -> None:
     args = parser.parse_args()
 
     params = load_params()
-    runs = comparison.dataset_runs(params, args.dataset)
+    runs = params.dataset_runs(args.dataset)
     if not runs:
         raise PipelineError(f"params.yaml: no run under `runs` uses dataset {args.dataset!r}; add one, or remove "
                             "the dataset from data.datasets")
-    metrics = {run.name: comparison.read_metrics(run) for run in runs}
-    compared = comparison.compare(comparison.by_role(runs), metrics)
+    results = {run.name: comparison.read_metrics(run) for run in runs}
+    compared = comparison.compare(comparison.by_role(runs), results)
     atomic.write_json(layout.comparison_file(args.dataset), compared)
-    written = plots.plot_dataset(args.dataset, runs, metrics)
+    written = plots.plot_dataset(args.dataset, runs, results)
     print(f"{args.dataset}: wrote {layout.comparison_file(args.dataset)} and {len(written)} files in "
           f"{layout.report_dir(args.dataset)}", flush=True)
 

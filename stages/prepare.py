@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from overfit_first import config
-from overfit_first.data.prepare import Settings, prepare
+from overfit_first.config import load_params
+from overfit_first.data.prepare import prepare
 from overfit_first.errors import run_stage
 
 
@@ -16,8 +16,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("dataset", help="a dataset already written to data/raw/ by the download stage")
     args = parser.parse_args()
-    settings = Settings.from_params(config.section(config.load_params(), "prepare"))
-    summary = prepare(args.dataset, settings)
+    summary = prepare(args.dataset, load_params().prepare)
     counts = ", ".join(f"{name} {split['count']}" for name, split in summary["splits"].items())
     print(f"prepared {args.dataset}: {counts}; images {'x'.join(map(str, summary['image_shape']))}")
 

@@ -21,16 +21,16 @@ def main() -> None:
     parser.add_argument("run", help="a key of `runs` in params.yaml, e.g. fashion_mnist-cnn_overfit")
     args = parser.parse_args()
 
-    run = training.load_run(load_params(), args.run)
+    run = load_params().run(args.run)
     directory = dataset_dir(run.dataset)
     summary = load_summary(directory)
     train, valid = load_split(directory, "train"), load_split(directory, "valid")
     checksums = {split: summary["splits"][split].get("sha256") for split in ("train", "valid")}
     result = training.fit(run, train, valid, summary["num_classes"], data_fingerprint=checksums)
     training.write_outputs(run, result)
-    print(f"{run.name}: best epoch {result.metrics['best_epoch']} of {result.metrics['epochs_run']}: "
-          f"train accuracy {result.metrics['train_accuracy']:.4f}, "
-          f"validation accuracy {result.metrics['val_accuracy']:.4f}", flush=True)
+    best = result.metrics
+    print(f"{run.name}: best epoch {best.best_epoch} of {best.epochs_run}: train accuracy {best.train_accuracy:.4f}, "
+          f"validation accuracy {best.val_accuracy:.4f}", flush=True)
     tracking.log_run(run, summary, result.model)
 
 

@@ -26,6 +26,7 @@ import yaml
 from PIL import Image
 
 from conftest import REPO, run_stage, stage_env
+
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 FASHION_FILES = (
     "train-images-idx3-ubyte.gz",
@@ -308,7 +309,7 @@ def serve() -> Iterator[FileServer]:
 
 # ---------------------------------------------------------------- isolation and stage runs
 
-ISOLATED = ("OVERFIT_FIRST_MIRROR", "OVERFIT_FIRST_OFFLINE", "OVERFIT_FIRST_PARAMS")
+ISOLATED = ("OVERFIT_FIRST_MIRROR", "OVERFIT_FIRST_OFFLINE")
 
 
 def isolated_env(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -22,10 +22,12 @@ import numpy as np
 import pytest
 import yaml
 
+from overfit_first import training
+from overfit_first.config import validate
+from overfit_first.data.prepared import Split, file_sha256, load_split, save_split
+
 from conftest import REPO, stage_env, write_params
 from helpers_train import DATASET, IMAGE_SHAPE, NUM_CLASSES, TINY_CNN, make_images
-from overfit_first import atomic, layout, training
-from overfit_first.data.prepared import Split, file_sha256, load_split, save_split
 
 CLASS_NAMES = ["top-left", "top-right", "bottom"]
 SUPERCLASS_NAMES = ["top", "bottom"]
@@ -78,13 +80,13 @@ def project_params() -> dict[str, Any]:
         spec["role"] = role
         if role == "overfit":  # the same net without its dropout layer
             spec["layers"] = [layer for layer in spec["layers"] if not (isinstance(layer, dict) and "Dropout" in layer)]
-        spec["training"].update(epochs=4, learning_rate=0.02)
+        spec["fit"].update(epochs=4, learning_rate=0.02)
         models[model] = spec
     return {
         "data": {"datasets": [DATASET], "mirror": None, "image_folders": {DATASET: "data/raw/tiny"}},
-        "prepare": {"valid_size": COUNTS[1], "limit": None, "pad_to": None, "seed": 0},
+        "prepare": {"valid_size": COUNTS[1], "sample_size": None, "sample_seed": 0, "pad_to": None},
         "model": {"dropout": 0.25},
-        "train": {"seed": 0, "max_epochs": None, "limit": None},
+        "train": {"seed": 0, "subset_size": None, "batchnorm_momentum": None},
         "models": models,
         "runs": {run: {"dataset": DATASET, "model": model, "tuned_by": "model.dropout"} for run, model in RUNS.items()},
         "evaluate": repo_evaluate_section(),
@@ -97,13 +99,8 @@ def train_into(project: Path, params: dict[str, Any]) -> None:
     train, valid = load_split(directory, "train"), load_split(directory, "valid")
     with contextlib.chdir(project):  # the training cache and the outputs are relative to the project
         for name in params["runs"]:
-            run = training.load_run(params, name)
-            result = training.fit(run, train, valid, NUM_CLASSES)
-            with atomic.atomic_path(layout.model_file(run.dataset, run.model)) as tmp:
-                result.model.save(tmp)
-            atomic.write_json(layout.train_metrics_file(run.dataset, run.model), result.metrics)
-            atomic.write_text(layout.history_file(run.dataset, run.model), training.history_csv(result.history))
-    shutil.rmtree(project / ".cache", ignore_errors=True)  # the resume backups, as the train stage does
+            run = validate(params).run(name)
+            training.write_outputs(run, training.fit(run, train, valid, NUM_CLASSES))
 
 
 def tiny_trained(factory: pytest.TempPathFactory) -> Path:

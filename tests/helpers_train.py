@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from conftest import stage_env, write_params
 from overfit_first import layout
 from overfit_first.data.prepared import Split, file_sha256, save_split
+
+from conftest import stage_env, write_params
 
 DATASET = "tiny"
 MODEL = "tiny_cnn"
@@ -38,9 +39,9 @@ TINY_CNN: dict[str, Any] = {
         "MaxPooling2D",
         {"Dropout": {"rate": "$dropout"}},
         "Flatten",
-        {"Dense": {"units": "$num_classes", "activation": "softmax"}},
+        {"Dense": {"units": "$num_classes", "activation": "softmax", "dtype": "float32"}},
     ],
-    "training": {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 16, "epochs": 3, "early_stopping": False},
+    "fit": {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 16, "epochs": 3, "early_stopping": False},
 }
 
 
@@ -84,18 +85,19 @@ def make_prepared(root: Path, counts: tuple[int, int, int] = (160, 64, 32)) -> P
     return directory
 
 
-def project_params(**training: Any) -> dict[str, Any]:
+def project_params(**fit: Any) -> dict[str, Any]:
     """A params.yaml that passes the pipeline's validation, with one run of the tiny CNN."""
     model = copy.deepcopy(TINY_CNN)
-    model["training"].update(training)
-    # Keras's default momentum (0.99) needs hundreds of steps before the moving statistics used at
-    # validation mean anything; these runs take a few dozen.
-    model["layer_defaults"]["BatchNormalization"] = {"momentum": 0.5}
+    model["fit"].update(fit)
+    model["layer_defaults"]["BatchNormalization"] = {"momentum": "$batchnorm_momentum"}
     return {
         "data": {"datasets": [DATASET], "mirror": None, "image_folders": {DATASET: "data/raw/tiny"}},
-        "prepare": {"valid_size": 64, "limit": None, "pad_to": None, "seed": 0},
+        "prepare": {"valid_size": 64, "sample_size": None, "sample_seed": 0, "pad_to": None},
         "model": {"dropout": 0.25},
-        "train": {"seed": 0, "max_epochs": None, "limit": None},
+        # Keras's default momentum (0.99) needs hundreds of steps before the moving statistics used at
+        # validation mean anything; these runs take a few dozen.
+        "train": {"seed": 0, "subset_size": None, "batchnorm_momentum": 0.5},
+        "evaluate": {"overfit_train_min": 0.95, "overfit_gap_min": 0.1, "underfit_train_max": 0.7, "batch_size": 512},
         "models": {MODEL: model},
         "runs": {RUN: {"dataset": DATASET, "model": MODEL, "tuned_by": "model.dropout"}},
     }

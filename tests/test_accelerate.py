@@ -16,9 +16,20 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import run_stage
-from helpers_train import IMAGE_SHAPE, RUN, make_project, output_paths, project_params, read_metrics, sqlite_uri, train_env
 from overfit_first import accelerate
+from overfit_first.config import TrainConfig
+
+from conftest import run_stage
+from helpers_train import (
+    IMAGE_SHAPE,
+    RUN,
+    make_project,
+    output_paths,
+    project_params,
+    read_metrics,
+    sqlite_uri,
+    train_env,
+)
 
 TWO_CPU_REPLICAS = """
 import json, sys
@@ -31,15 +42,15 @@ from overfit_first import accelerate, training
 from overfit_first.config import load_params
 from overfit_first.data.prepared import dataset_dir, load_split, load_summary
 
-run = training.load_run(load_params(), sys.argv[1])
+run = load_params().run(sys.argv[1])
 devices = [device.name for device in tf.config.list_logical_devices("CPU")]
-accelerator = accelerate.configure(run.train, devices=devices)
+accelerator = accelerate.configure(run.shared, devices=devices)
 directory = dataset_dir(run.dataset)
 train, valid = load_split(directory, "train"), load_split(directory, "valid")
 result = training.fit(run, train, valid, load_summary(directory)["num_classes"], accelerator=accelerator)
 training.write_outputs(run, result)
 print(json.dumps({"devices": devices, "replicas": accelerator.replicas,
-                  "strategy": type(accelerator.strategy).__name__, "metrics": result.metrics}))
+                  "strategy": type(accelerator.strategy).__name__, "metrics": result.metrics.model_dump()}))
 """
 
 
@@ -67,21 +78,12 @@ def test_only_the_chief_worker_writes_results() -> None:
     assert not accelerate.is_chief(json.dumps({"cluster": with_chief, "task": {"type": "worker", "index": 0}}))
 
 
-def test_mixed_precision_keeps_the_output_layer_in_float32() -> None:
-    spec = project_params()["models"]["tiny_cnn"]
-    changed = accelerate.float32_output(spec)
-    assert changed["layers"][:-1] == spec["layers"][:-1]
-    assert changed["layers"][-1] == {"Dense": {"units": "$num_classes", "activation": "softmax", "dtype": "float32"}}
-    assert accelerate.float32_output({"layers": ["Flatten", "Softmax"]})["layers"][-1] == {"Softmax": {"dtype": "float32"}}
-    assert "dtype" not in spec["layers"][-1]["Dense"], "the run's own spec (logged to MLflow) is left alone"
-
-
 def test_cpu_defaults_are_a_single_device_in_float32_without_xla() -> None:
     if accelerate.gpu_count():
         pytest.skip("a GPU is visible: auto turns mixed precision and XLA on")
     before = keras.mixed_precision.global_policy().name
     try:
-        accelerator = accelerate.configure({"mixed_precision": "auto", "xla": "auto"})
+        accelerator = accelerate.configure(TrainConfig(mixed_precision="auto", xla="auto"))
         assert (accelerator.gpus, accelerator.mixed_precision, accelerator.xla) == (0, False, False)
         assert accelerator.strategy is None and accelerator.replicas == 1 and accelerator.jit_compile is False
         assert keras.mixed_precision.global_policy().name == "float32"

@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import stage_env
-from data_fixtures import image_folder, project, tar_gz
-from helpers_train import DATASET, MODEL, RUN, make_project
 from overfit_first import atomic, layout
 from overfit_first.data import raw
 from overfit_first.data.prepared import Split, load_split
+
+from conftest import stage_env
+from data_fixtures import image_folder, project, tar_gz
+from helpers_train import DATASET, MODEL, RUN, make_project
 
 KILLS_PER_STAGE = 4
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_fixtures import project, run_data_stage
 from overfit_first.data import raw
 from overfit_first.data.prepared import Split, load_split, save_split
 from overfit_first.errors import PipelineError
+
+from data_fixtures import project, run_data_stage
 
 
 def _prepared(directory: Path, count: int = 12) -> Path:

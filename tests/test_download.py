@@ -14,6 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from overfit_first.config import DataConfig
+from overfit_first.data import download, fetch, sources
+from overfit_first.data.sources import RemoteFile
+from overfit_first.errors import PipelineError
+
 from data_fixtures import (
     DEBIAN_FASHION,
     FASHION_FILES,
@@ -33,10 +39,6 @@ from data_fixtures import (
     tar_with_bad_member,
     to_nhwc,
 )
-
-from overfit_first.data import download, fetch, sources
-from overfit_first.data.sources import RemoteFile
-from overfit_first.errors import PipelineError
 
 QUICK = fetch.Downloader(retries=1, backoff_s=0.0, timeout_s=(2.0, 2.0))
 
@@ -236,7 +238,7 @@ def _cifar10_served(http_server, archive: Path, monkeypatch: pytest.MonkeyPatch,
 def test_cifar10_download_end_to_end(isolated: Path, http_server, monkeypatch: pytest.MonkeyPatch) -> None:
     made = cifar10_archive(isolated / "served.tar.gz")
     _cifar10_served(http_server, isolated / "served.tar.gz", monkeypatch)
-    directory = download.download("cifar10", {"mirror": None}, root=isolated / "raw")
+    directory = download.download("cifar10", DataConfig(datasets=["cifar10"]), root=isolated / "raw")
     with np.load(directory / "train.npz") as train:
         np.testing.assert_array_equal(train["x"], to_nhwc(np.concatenate([b["data"] for b in made["train"]])))
     meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
@@ -249,7 +251,7 @@ def test_hostile_cifar_archive_from_http_writes_nothing(isolated: Path, http_ser
     member = tar_with_bad_member(isolated / "served.tar.gz", kind)
     _cifar10_served(http_server, isolated / "served.tar.gz", monkeypatch)
     with pytest.raises(PipelineError, match=f"unsafe member {member!r}"):
-        download.download("cifar10", {"mirror": None}, root=isolated / "raw")
+        download.download("cifar10", DataConfig(datasets=["cifar10"]), root=isolated / "raw")
     assert files_under(isolated / "raw") == []
     assert files_under(isolated / "cache") == ["cifar10/cifar-10-python.tar.gz"]  # verified, so kept
     assert not Path("/tmp/overfit-first-evil.txt").exists()
@@ -261,5 +263,5 @@ def test_parsers_only_see_verified_files(isolated: Path, http_server, monkeypatc
     _cifar10_served(http_server, isolated / "served.tar.gz", monkeypatch, parse=opened.append)
     http_server.routes["/cifar-10-python.tar.gz"] = Serve(b"tampered")
     with pytest.raises(PipelineError, match="checksum mismatch"):
-        download.download("cifar10", {"mirror": None}, root=isolated / "raw")
+        download.download("cifar10", DataConfig(datasets=["cifar10"]), root=isolated / "raw")
     assert opened == []

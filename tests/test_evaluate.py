@@ -12,8 +12,15 @@ import keras
 import mlflow
 import numpy as np
 import pytest
+import yaml
 
-from conftest import run_stage
+from overfit_first import evaluation, layout, tracking
+from overfit_first.config import EvaluateConfig, load_params, validate
+from overfit_first.data.prepared import Split, file_sha256, load_split
+from overfit_first.errors import PipelineError
+from overfit_first.verdict import RECOMMENDATIONS, verdict
+
+from conftest import REPO, run_stage
 from helpers_eval import (
     OVERFIT_RUN,
     SIMPLIFIED_RUN,
@@ -25,11 +32,6 @@ from helpers_eval import (
     unreachable_tracking_uri,
 )
 from helpers_train import DATASET
-from overfit_first import evaluation, layout, training
-from overfit_first.config import load_params
-from overfit_first.data.prepared import Split, file_sha256, load_split
-from overfit_first.errors import PipelineError
-from overfit_first.verdict import RECOMMENDATIONS, settings, verdict
 
 TRAIN_KEYS = ("train_accuracy", "val_accuracy", "train_loss", "val_loss", "trainable_params", "total_params",
               "epochs_run", "best_epoch", "seconds_per_epoch", "train_images")
@@ -47,18 +49,27 @@ ARTICLE = {
 @pytest.mark.parametrize("name", ARTICLE)
 def test_the_article_numbers_get_the_article_verdicts(name: str) -> None:
     train, val, expected = ARTICLE[name]
-    assert verdict(train, val, settings({"evaluate": repo_evaluate_section()})) == expected
+    assert verdict(train, val, EvaluateConfig(**repo_evaluate_section())) == expected
+
+
+def with_evaluate(section: dict | None) -> dict:
+    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    if section is None:
+        params.pop("evaluate")
+    else:
+        params["evaluate"] = section
+    return params
 
 
 def test_bad_thresholds_are_named_with_the_fix() -> None:
     with pytest.raises(PipelineError, match=r"evaluate\.overfit_gap_min = 1\.5: .*less than or equal to 1"):
-        settings({"evaluate": {"overfit_gap_min": 1.5}})
+        validate(with_evaluate({"overfit_gap_min": 1.5}))
     with pytest.raises(PipelineError, match=r"underfit_train_max \(0\.9\) must not exceed overfit_train_min \(0\.8\)"):
-        settings({"evaluate": {"overfit_train_min": 0.8, "underfit_train_max": 0.9}})
-    with pytest.raises(PipelineError, match=r"missing section 'evaluate'"):
-        settings({})
+        validate(with_evaluate({"overfit_train_min": 0.8, "underfit_train_max": 0.9}))
+    with pytest.raises(PipelineError, match=r"evaluate = \(missing\): Field required"):
+        validate(with_evaluate(None))
     with pytest.raises(PipelineError, match=r"evaluate\.gap_min = 0\.1: Extra inputs are not permitted"):
-        settings({"evaluate": {"gap_min": 0.1}})
+        validate(with_evaluate({"gap_min": 0.1}))
 
 
 def test_superclass_map_comes_from_the_label_pairs() -> None:
@@ -126,7 +137,7 @@ def test_evaluation_is_right_and_lands_in_the_training_run(
     assert metrics["gap_history"] == pytest.approx(trained["train_accuracy"] - trained["val_accuracy"], **rounded)
     # Keras validated the best epoch in inference mode too: the same weights give the same accuracy.
     assert metrics["val_accuracy_inference"] == pytest.approx(trained["val_accuracy"], abs=1 / 60)
-    rules = settings(load_params(project / "params.yaml"))
+    rules = load_params(project / "params.yaml").evaluate
     assert metrics["verdict"] == verdict(metrics["train_accuracy_inference"], metrics["val_accuracy_inference"], rules)
     assert metrics["recommendation"] == RECOMMENDATIONS[metrics["verdict"]]
 
@@ -183,8 +194,8 @@ def test_tracking_problems_never_fail_the_stage(
     monkeypatch.chdir(project)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_store)
     params = load_params(project / "params.yaml")
-    run = training.load_run(params, SIMPLIFIED_RUN)
-    found = evaluation.log_to_training_run(run, evaluation.evaluate(run, settings(params)))
+    run = params.run(SIMPLIFIED_RUN)
+    found = tracking.log_evaluation(run, evaluation.evaluate(run, params.evaluate))
     assert found is False
     warning = capsys.readouterr().err
     assert f"no MLflow run tagged run={SIMPLIFIED_RUN} and model_sha256=" in warning
@@ -197,17 +208,19 @@ def test_missing_or_broken_inputs_name_the_file_and_the_fix(
     project = copy_project(tiny_trained(tmp_path_factory), tmp_path / "project")
     monkeypatch.chdir(project)
     params = load_params(project / "params.yaml")
-    run = training.load_run(params, OVERFIT_RUN)
+    run = params.run(OVERFIT_RUN)
     model_path = layout.model_file(run.dataset, run.model)
     model_path.write_bytes(b"not a keras file")
     with pytest.raises(PipelineError, match=rf"{model_path} cannot be loaded .*dvc repro --force train@{OVERFIT_RUN}"):
-        evaluation.evaluate(run, settings(params))
+        evaluation.evaluate(run, params.evaluate)
     model_path.unlink()
     with pytest.raises(PipelineError, match=rf"{model_path} not found: train the run first with `dvc repro train@"):
-        evaluation.evaluate(run, settings(params))
+        evaluation.evaluate(run, params.evaluate)
 
-    # A model trained on another train.limit than params.yaml now says: stale, retrain.
-    params["train"]["limit"] = 30
-    run = training.load_run(params, SIMPLIFIED_RUN)
-    with pytest.raises(PipelineError, match=r"trained on 150 images, but train.limit .* select 30: the model is stale"):
-        evaluation.evaluate(run, settings(params))
+    # A model trained on another train.subset_size than params.yaml now says: stale, retrain.
+    raw = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
+    raw["train"]["subset_size"] = 30
+    params = validate(raw)
+    run = params.run(SIMPLIFIED_RUN)
+    with pytest.raises(PipelineError, match=r"trained on 150 images, but train.subset_size .* select 30: the model is stale"):
+        evaluation.evaluate(run, params.evaluate)

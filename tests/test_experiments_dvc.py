@@ -23,7 +23,7 @@ TINY_SIMPLIFIED = {
         "Flatten",
         {"Dense": {"units": "$num_classes", "activation": "softmax"}},
     ],
-    "training": {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 8, "epochs": 2, "early_stopping": False},
+    "fit": {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 8, "epochs": 2, "early_stopping": False},
 }
 
 
@@ -36,8 +36,10 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
     archive = tar_gz(tmp_path / "folder", tmp_path / "pets.tar.gz")
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     params["data"].update(datasets=["pets"], mirror=None, image_folders={"pets": str(archive)})
-    params["prepare"].update(valid_size=6, limit=None, pad_to=None)
-    params["train"].update(max_epochs=2, limit=None)
+    params["prepare"].update(valid_size=6, sample_size=None, pad_to=None)
+    params["train"].update(subset_size=None)
+    for run in params["runs"].values():
+        run["epochs"] = 2
     params["models"]["tiny_simplified"] = TINY_SIMPLIFIED
     params["runs"] = {
         "pets-mlp": {"dataset": "pets", "model": "mlp", "tuned_by": "train"},

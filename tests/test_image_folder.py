@@ -6,11 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_fixtures import image_folder, tar_gz
 from PIL import Image
 
 from overfit_first.data import image_folder as reader
 from overfit_first.errors import PipelineError
+
+from data_fixtures import image_folder, tar_gz
 
 
 def _rows(x: np.ndarray) -> set[bytes]:

@@ -3,28 +3,31 @@
 from __future__ import annotations
 
 import copy
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from conftest import run_stage, write_params
+from overfit_first import profiles
+from overfit_first.config import load_params, read_yaml, validate
 from overfit_first.errors import PipelineError
-from overfit_first.validation import validate
+
+from conftest import REPO, run_stage, write_params
 
 Mutation = Callable[[dict], None]
 
 # (what is wrong, how to break params.yaml, text the error must contain)
 BAD_INPUTS: list[tuple[str, Mutation, list[str]]] = [
     ("dropout above 1", lambda p: p["model"].update(dropout=1.5), ["model.dropout", "1.5", "less than 1"]),
-    ("batch size 0", lambda p: p["models"]["mlp"]["training"].update(batch_size=0),
-     ["models.mlp.training.batch_size", "0", "greater than or equal to 1"]),
+    ("batch size 0", lambda p: p["models"]["mlp"]["fit"].update(batch_size=0),
+     ["models.mlp.fit.batch_size", "0", "greater than or equal to 1"]),
     ("unknown layer type", lambda p: p["models"]["mlp"]["layers"].insert(1, {"Conv3D": {"filters": 8}}),
      ["models.mlp.layers[1]", "Conv3D", "allowed: Activation"]),
     ("unknown dataset", lambda p: p["data"]["datasets"].append("imagenet"),
      ["data.datasets", "imagenet", "known: cifar10"]),
-    ("missing key", lambda p: p["models"]["cnn_overfit"]["training"].pop("learning_rate"),
-     ["models.cnn_overfit.training.learning_rate", "(missing)", "Field required"]),
+    ("missing key", lambda p: p["models"]["cnn_overfit"]["fit"].pop("learning_rate"),
+     ["models.cnn_overfit.fit.learning_rate", "(missing)", "Field required"]),
     ("wrong type", lambda p: p["prepare"].update(valid_size="many"),
      ["prepare.valid_size", "'many'", "valid integer"]),
     ("unknown model in a run", lambda p: p["runs"][next(iter(p["runs"]))].update(model="resnet"),
@@ -36,16 +39,26 @@ BAD_INPUTS: list[tuple[str, Mutation, list[str]]] = [
      ["tuned_by", "must be 'model.dropout'"]),
     ("missing section", lambda p: p.pop("train"), ["train", "(missing)"]),
     ("misspelt key", lambda p: p["train"].update(max_epoch=3), ["train.max_epoch", "Extra inputs"]),
-    ("unknown optimizer", lambda p: p["models"]["mlp"]["training"].update(optimizer="adamw2"),
-     ["models.mlp.training.optimizer", "adamw2", "'adam', 'nadam'"]),
-    ("negative learning rate", lambda p: p["models"]["mlp"]["training"].update(learning_rate=-0.1),
-     ["models.mlp.training.learning_rate", "-0.1", "greater than 0"]),
+    ("unknown optimizer", lambda p: p["models"]["mlp"]["fit"].update(optimizer="adamw2"),
+     ["models.mlp.fit.optimizer", "adamw2", "'adam', 'nadam'"]),
+    ("negative learning rate", lambda p: p["models"]["mlp"]["fit"].update(learning_rate=-0.1),
+     ["models.mlp.fit.learning_rate", "-0.1", "greater than 0"]),
     ("dataset listed twice", lambda p: p["data"]["datasets"].append(p["data"]["datasets"][0]),
      ["data.datasets", "twice"]),
     ("mixed precision neither auto nor a boolean", lambda p: p["train"].update(mixed_precision="fp16"),
      ["train.mixed_precision", "'fp16'", "must be auto, true or false"]),
     ("xla as a quoted 'true'", lambda p: p["train"].update(xla="true"),
      ["train.xla", "'true'", "must be auto, true or false"]),
+    ("unknown placeholder", lambda p: p["models"]["mlp"]["layers"][-1]["Dense"].update(units="$classes"),
+     ["models.mlp", "unknown placeholder '$classes'", "$num_classes"]),
+    ("a renamed key of an older params.yaml", lambda p: p["train"].update(limit=1000),
+     ["train.limit", "Extra inputs are not permitted"]),
+    ("image folder shadowing a built-in dataset", lambda p: p["data"]["image_folders"].update(mnist="x"),
+     ["data.image_folders", "mnist", "shadow built-in"]),
+    ("image folder name unusable as a directory", lambda p: p["data"]["image_folders"].update({"a/b": "x"}),
+     ["data.image_folders.a/b", "letters, digits"]),
+    ("prepare key misspelt", lambda p: p["prepare"].update(valid_szie=10), ["prepare.valid_szie", "Extra inputs"]),
+    ("sample size as a boolean", lambda p: p["prepare"].update(sample_size=True), ["prepare.sample_size", "True"]),
 ]
 
 
@@ -76,3 +89,47 @@ def test_stage_stops_before_work(tmp_path: Path, default_params: dict) -> None:
     assert "model.dropout = 1.5" in result.stderr and "prepare.valid_size = 0" in result.stderr
     assert "Traceback" not in result.stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == ["params.yaml"]
+
+
+YAML_1_2_SPELLINGS = """\
+learning_rate: 1e-4
+other_rate: 1.0e-4
+flags: [no, off, on, yes, n, true, false]
+empty: ~
+octal_looking: 010
+"""
+
+
+def test_params_are_read_exactly_as_dvc_reads_them(tmp_path: Path) -> None:
+    """YAML 1.2: `1e-4` is a float and `no`/`on` are strings, in our loader as in DVC's own parser."""
+    from dvc.utils.serialize import load_yaml
+
+    path = tmp_path / "params.yaml"
+    path.write_text(YAML_1_2_SPELLINGS, encoding="utf-8")
+    ours = read_yaml(path)
+    assert ours == load_yaml(str(path))
+    assert ours["learning_rate"] == 1e-4 and isinstance(ours["learning_rate"], float)
+    assert ours["flags"] == ["no", "off", "on", "yes", "n", True, False]
+
+
+def test_a_hand_written_learning_rate_is_accepted(tmp_path: Path) -> None:
+    text = (REPO / "params.yaml").read_text(encoding="utf-8")
+    edited = text.replace("learning_rate: 1.0e-4", "learning_rate: 1e-4")
+    assert edited != text
+    (tmp_path / "params.yaml").write_text(edited, encoding="utf-8")
+    assert load_params(tmp_path / "params.yaml").models["mlp"].fit.learning_rate == 1e-4
+
+
+def test_every_profile_gives_valid_params(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A profile is merged with the same loader and validated before params.yaml is replaced."""
+    shutil.copytree(REPO / "profiles", tmp_path / "profiles")
+    monkeypatch.chdir(tmp_path)
+    for name in profiles.available():
+        shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+        profiles.apply(name, tmp_path / "params.yaml")
+        load_params(tmp_path / "params.yaml")
+    (tmp_path / "profiles" / "broken.yaml").write_text("train: {subset_size: 0}\n", encoding="utf-8")
+    before = (tmp_path / "params.yaml").read_text(encoding="utf-8")
+    with pytest.raises(PipelineError, match=r"with profile broken is invalid:\n  train.subset_size = 0"):
+        profiles.apply("broken", tmp_path / "params.yaml")
+    assert (tmp_path / "params.yaml").read_text(encoding="utf-8") == before, "params.yaml left as it was"

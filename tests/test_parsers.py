@@ -11,6 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from overfit_first.data import archives, parsers
+from overfit_first.errors import PipelineError
+
 from data_fixtures import (
     FASHION_FILES,
     cifar10_archive,
@@ -21,9 +25,6 @@ from data_fixtures import (
     to_nhwc,
     write_idx,
 )
-
-from overfit_first.data import archives, parsers
-from overfit_first.errors import PipelineError
 
 NAMES = [str(index) for index in range(10)]
 

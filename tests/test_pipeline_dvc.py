@@ -26,7 +26,7 @@ def pipeline_repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     params["data"].update(datasets=["fashion_mnist", "tiny_folder"], mirror=None,
                           image_folders={"tiny_folder": str(archive)})
-    params["prepare"].update(valid_size=4, limit=None, pad_to=32)
+    params["prepare"].update(valid_size=4, sample_size=None, pad_to=32)
     repo, env = new_repo(tmp_path, params, OVERFIT_FIRST_SYSTEM_DATASETS=str(DEBIAN_FASHION.parent))
     commit(repo, "pipeline")
     return repo, env

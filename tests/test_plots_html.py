@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from overfit_first import plots
+
 from conftest import REPO, run_stage
 from helpers_eval import dvc, stage_env_for, tiny_reproduced, unreachable_tracking_uri
-from overfit_first import plots
 
 CHROMIUM = shutil.which("chromium")
 DATA_PLOTS = 3  # two confusion matrices (one per evaluated run) and the validation-curve overlay

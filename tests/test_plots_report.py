@@ -13,10 +13,12 @@ import pytest
 import yaml
 from PIL import Image
 
-from helpers_eval import OVERFIT_RUN, SIMPLIFIED_RUN, dvc, stage_env_for, tiny_reproduced, unreachable_tracking_uri
-from helpers_train import DATASET
 from overfit_first import comparison, layout, plots
+from overfit_first.config import validate
 from overfit_first.errors import PipelineError
+
+from helpers_eval import OVERFIT_RUN, SIMPLIFIED_RUN, dvc, stage_env_for, tiny_reproduced, unreachable_tracking_uri
+from helpers_train import DATASET, MODEL, project_params
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +89,7 @@ def test_report_tables_and_every_link_resolves(project: Path) -> None:
     assert all((project / layout.REPORTS / link).is_file() for link in links), links
     for model in ("tiny_overfit", "tiny_simplified"):
         metrics = read_json(project / layout.eval_metrics_file(DATASET, model))
-        row = next(line for line in text.splitlines() if line.startswith(f"| `{model}` |"))
+        row = next(line for line in text.splitlines() if re.match(rf"\| `{model}` +\|", line))
         assert f"**{metrics['verdict']}**" in row and f"{metrics['test_accuracy']:.3f}" in row
     assert "Gains over the overfitting model `tiny_overfit`" in text
     rules = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))["evaluate"]
@@ -106,9 +108,14 @@ def test_grid_titles_say_actual_and_pred() -> None:
 
 
 def test_duplicate_roles_and_missing_evaluations_name_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    runs = [comparison.ModelRun("d-a", "d", "a", "overfit"), comparison.ModelRun("d-b", "d", "b", "overfit")]
+    raw = project_params()
+    raw["data"]["datasets"] = ["d"]
+    raw["data"]["image_folders"] = {"d": "folder"}
+    raw["models"]["a"] = raw["models"]["b"] = {**raw["models"].pop(MODEL), "role": "overfit"}
+    raw["runs"] = {name: {"dataset": "d", "model": name[-1], "tuned_by": "model.dropout"} for name in ("d-a", "d-b")}
+    runs = validate(raw).dataset_runs("d")
     with pytest.raises(PipelineError, match=r"runs d-a and d-b both train a model with role 'overfit' on d.*role: oth"):
         comparison.by_role(runs)
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(PipelineError, match=r"metrics/d/a.json not found: evaluate the run first with `dvc repro"):
+    with pytest.raises(PipelineError, match=r"metrics/d/a.json not found: run `dvc repro --force evaluate@d-a`"):
         comparison.read_metrics(runs[0])

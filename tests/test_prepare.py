@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_fixtures import files_under, project, run_data_stage
 
+from overfit_first.config import PrepareConfig
 from overfit_first.data import prepare, raw
 from overfit_first.data.prepared import Split, file_sha256, load_split
 from overfit_first.errors import PipelineError
+
+from data_fixtures import files_under, project, run_data_stage
 
 CLASSES = [f"class{index}" for index in range(4)]
 
@@ -33,7 +35,7 @@ def _write_raw(root: Path, n_train: int = 40, n_test: int = 8, side: int = 28, c
 
 
 def test_stage_splits_pads_and_summarises(tmp_path: Path) -> None:
-    directory = project(tmp_path, prepare={"valid_size": 10, "limit": None, "pad_to": 32})
+    directory = project(tmp_path, prepare={"valid_size": 10, "sample_size": None, "pad_to": 32})
     _write_raw(directory)
     result = run_data_stage(directory, "prepare", "tiny", tmp_path)
     assert result.returncode == 0, result.stderr
@@ -57,7 +59,7 @@ def test_stage_splits_pads_and_summarises(tmp_path: Path) -> None:
 
 
 def test_stage_applies_a_stratified_order_keeping_limit(tmp_path: Path) -> None:
-    directory = project(tmp_path, prepare={"valid_size": 8, "limit": 12, "pad_to": None, "seed": 3})
+    directory = project(tmp_path, prepare={"valid_size": 8, "sample_size": 12, "pad_to": None, "sample_seed": 3})
     _write_raw(directory, n_train=48, coarse=True)
     result = run_data_stage(directory, "prepare", "tiny", tmp_path)
     assert result.returncode == 0, result.stderr
@@ -84,12 +86,12 @@ def test_stratified_sample_keeps_proportions_and_every_class() -> None:
     ("settings", "message"),
     [
         ({"valid_size": 40}, "prepare.valid_size = 40: must be at least 1 and below the 40 training images of tiny"),
-        ({"limit": 3}, "prepare.limit = 3: must be null or at least the 4 classes of tiny"),
+        ({"sample_size": 3}, "prepare.sample_size = 3: must be null or at least the 4 classes of tiny"),
         ({"pad_to": 16}, "prepare.pad_to = 16: smaller than the 28x28 images of tiny; use null or at least 28"),
     ],
 )
 def test_invalid_settings_fail_clearly_and_keep_previous_output(tmp_path: Path, settings: dict, message: str) -> None:
-    directory = project(tmp_path, prepare={"valid_size": 10, "limit": None, "pad_to": 32, **settings})
+    directory = project(tmp_path, prepare={"valid_size": 10, "sample_size": None, "pad_to": 32, **settings})
     _write_raw(directory)
     previous = directory / "data" / "prepared" / "tiny"
     previous.mkdir(parents=True)
@@ -98,13 +100,6 @@ def test_invalid_settings_fail_clearly_and_keep_previous_output(tmp_path: Path, 
     assert result.returncode == 1
     assert message in result.stderr
     assert files_under(directory / "data" / "prepared") == ["tiny/summary.json"]
-
-
-def test_settings_reject_unknown_keys_and_non_integers() -> None:
-    with pytest.raises(PipelineError, match=r"prepare has unknown keys \['valid_szie'\]"):
-        prepare.Settings.from_params({"valid_szie": 10})
-    with pytest.raises(PipelineError, match=r"prepare\.limit must be an integer or null, got True"):
-        prepare.Settings.from_params({"limit": True})
 
 
 def test_a_failure_while_writing_leaves_no_partial_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -120,10 +115,10 @@ def test_a_failure_while_writing_leaves_no_partial_output(tmp_path: Path, monkey
 
     monkeypatch.setattr(prepare, "save_split", save_then_fail)
     with pytest.raises(OSError, match="disk full"):
-        prepare.prepare("tiny", prepare.Settings(valid_size=10), tmp_path / "data" / "raw", tmp_path / "out")
+        prepare.prepare("tiny", PrepareConfig(valid_size=10), tmp_path / "data" / "raw", tmp_path / "out")
     assert list((tmp_path / "out").iterdir()) == []  # not even an empty temporary directory
 
 
 def test_missing_raw_data_says_which_stage_to_run(tmp_path: Path) -> None:
     with pytest.raises(PipelineError, match=r"run `dvc repro download@tiny` first"):
-        prepare.prepare("tiny", prepare.Settings(), raw_root=tmp_path, root=tmp_path / "out")
+        prepare.prepare("tiny", PrepareConfig(), raw_root=tmp_path, root=tmp_path / "out")

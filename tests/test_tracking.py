@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import run_stage
-from helpers_train import RUN, make_project, output_paths, read_metrics, train_env
 from overfit_first.data.prepared import file_sha256
 from overfit_first.tracking import repo_root, tracking_uri
+
+from conftest import run_stage
+from helpers_train import RUN, make_project, output_paths, read_metrics, train_env
 
 
 def free_port() -> int:
@@ -101,9 +102,11 @@ def test_run_is_logged_to_a_tracking_server(tmp_path: Path, mlflow_server: str) 
     assert run["info"]["run_name"] == RUN and run["info"]["status"] == "FINISHED"
     params = {item["key"]: item["value"] for item in run["data"]["params"]}
     assert params["run.dataset"] == "tiny" and params["run.model"] == "tiny_cnn"
-    assert params["models.tiny_cnn.training.learning_rate"] == "0.01"
+    assert params["models.tiny_cnn.fit.learning_rate"] == "0.01"
     assert params["models.tiny_cnn.layers.3.Dropout.rate"] == "$dropout" and params["model.dropout"] == "0.25"
     assert params["train.seed"] == "0" and params["data.num_classes"] == "3"
+    assert params["train.batchnorm_momentum"] == "0.5"  # the knobs as params.yaml names them
+    assert params["models.tiny_cnn.layer_defaults.BatchNormalization.momentum"] == "$batchnorm_momentum"
     assert params["data.splits.train.count"] == "160"
     tags = {item["key"]: item["value"] for item in run["data"]["tags"]}
     assert tags["dataset"] == "tiny" and tags["model"] == "tiny_cnn" and tags["run"] == RUN

@@ -3,16 +3,25 @@ reproducible, safe on divergence, and resumable after a hard kill."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
 import numpy as np
+import pytest
+
+from overfit_first import training
+from overfit_first.config import validate
+from overfit_first.data.prepared import load_split, stratified_subset
+from overfit_first.training import EpochLog, checkpoint_path
 
 from conftest import run_stage, write_params
 from helpers_train import (
+    MODEL,
     RUN,
     make_project,
     output_paths,
@@ -23,8 +32,6 @@ from helpers_train import (
     start_train,
     train_env,
 )
-from overfit_first.data.prepared import load_split
-from overfit_first.training import EpochLog, checkpoint_path, load_run, stratified_limit
 
 
 def test_same_params_give_the_same_metrics(tmp_path: Path) -> None:
@@ -75,7 +82,7 @@ def test_nan_loss_is_a_clear_error_and_writes_nothing(tmp_path: Path) -> None:
     result = run_stage("stages.train", RUN, cwd=project, env=train_env(sqlite_uri(tmp_path)))
     assert result.returncode == 1
     assert "error: loss became NaN at epoch 1" in result.stderr
-    assert "models.tiny_cnn.training.learning_rate" in result.stderr
+    assert "models.tiny_cnn.fit.learning_rate" in result.stderr
     assert "Traceback" not in result.stderr
     assert not any(path.exists() for path in output_paths(project))
     assert not (project / ".cache" / "train" / RUN).exists(), "a diverged backup must not be resumed"
@@ -109,7 +116,9 @@ def test_killed_run_resumes_from_its_last_epoch(tmp_path: Path) -> None:
     assert not (project / ".cache" / "train" / RUN).exists()
 
 
-def test_changed_params_do_not_resume_an_old_backup(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_a_lowered_epoch_budget_does_not_resume_an_old_backup(tmp_path: Path) -> None:
+    """Killed at epoch 2 of 6, the run's epochs lowered to 3: a fresh start, not "best epoch 2 of 6"."""
     project = make_project(tmp_path / "project", project_params(epochs=6))
     process = start_train(project, train_env(sqlite_uri(tmp_path)))
     for line in process.stdout:
@@ -117,11 +126,47 @@ def test_changed_params_do_not_resume_an_old_backup(tmp_path: Path) -> None:
             os.kill(process.pid, signal.SIGKILL)
             break
     process.wait(timeout=60)
-    write_params(project, project_params(epochs=2, learning_rate=0.005))
+    params = project_params(epochs=6)
+    params["runs"][RUN]["epochs"] = 3
+    write_params(project, params)
     result = run_stage("stages.train", RUN, cwd=project, env=train_env(sqlite_uri(tmp_path)))
     assert result.returncode == 0, result.stderr
-    assert "resuming" not in result.stdout and "Epoch 1/2" in result.stdout
-    assert read_metrics(project)["epochs_run"] == 2
+    assert "resuming" not in result.stdout and "Epoch 1/3" in result.stdout
+    assert read_metrics(project)["epochs_run"] == 3
+
+
+CHANGES_TO_TRAINING = {
+    "the run's epochs": lambda p: p["runs"][RUN].update(epochs=2),
+    "the seed": lambda p: p["train"].update(seed=1),
+    "the training subset": lambda p: p["train"].update(subset_size=50),
+    "a knob: batch-norm momentum": lambda p: p["train"].update(batchnorm_momentum=0.9),
+    "a knob: dropout": lambda p: p["model"].update(dropout=0.3),
+    "the learning rate": lambda p: p["models"][MODEL]["fit"].update(learning_rate=0.005),
+    "a layer": lambda p: p["models"][MODEL]["layers"][0]["Conv2D"].update(filters=8),
+    "mixed precision": lambda p: p["train"].update(mixed_precision=True),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES_TO_TRAINING.values(), ids=CHANGES_TO_TRAINING.keys())
+def test_every_setting_that_changes_training_discards_the_backup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: Callable[[dict], None]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    context = {"data": {"train": "abc"}, "accelerator": {"mixed_precision": False}}
+
+    def backup_survives(params: dict, context: dict) -> bool:
+        training.start_fresh_unless_same(validate(params).run(RUN), context)
+        kept = (training.cache_dir(validate(params).run(RUN)) / "backup").is_dir()
+        (training.cache_dir(validate(params).run(RUN)) / "backup").mkdir(exist_ok=True)
+        return kept
+
+    params = project_params(epochs=6)
+    backup_survives(params, context)
+    assert backup_survives(params, context), "the same settings resume"
+    changed = copy.deepcopy(params)
+    change(changed)
+    assert not backup_survives(changed, context)
+    assert not backup_survives(changed, {**context, "data": {"train": "def"}}), "other data: a fresh start"
 
 
 def test_resume_restores_best_so_far_and_drops_unbacked_epochs(tmp_path: Path) -> None:
@@ -147,19 +192,19 @@ def test_resume_restores_best_so_far_and_drops_unbacked_epochs(tmp_path: Path) -
     assert sorted(path.name for path in tmp_path.glob("best-*")) == ["best-002.weights.h5"]
 
 
-def test_limit_is_stratified_and_deterministic() -> None:
+def test_subset_is_stratified_and_deterministic() -> None:
     y = np.array([0] * 60 + [1] * 30 + [2] * 10)  # class-sorted, as an image-folder dataset can be
-    keep = stratified_limit(y, 20)
+    keep = stratified_subset(y, 20)
     assert np.bincount(y[keep]).tolist() == [12, 6, 2]
-    assert set(stratified_limit(y, 10)) <= set(keep), "a larger limit only adds images"
-    assert np.array_equal(keep, np.sort(keep)) and np.array_equal(keep, stratified_limit(y, 20))
-    assert len(stratified_limit(y, None)) == len(stratified_limit(y, 1000)) == 100
+    assert set(stratified_subset(y, 10)) <= set(keep), "a larger subset only adds images"
+    assert np.array_equal(keep, np.sort(keep)) and np.array_equal(keep, stratified_subset(y, 20))
+    assert len(stratified_subset(y, None)) == len(stratified_subset(y, 1000)) == 100
 
 
-def test_epochs_are_capped_globally_and_per_run() -> None:
+def test_a_run_lowers_its_models_epochs() -> None:
     params = project_params(epochs=30)
-    assert load_run(params, RUN).epochs == 30
-    params["train"]["max_epochs"] = 12
-    assert load_run(params, RUN).epochs == 12
-    params["runs"][RUN]["max_epochs"] = 5  # a quick profile's cap for this run only
-    assert load_run(params, RUN).epochs == 5
+    assert validate(params).run(RUN).epochs == 30
+    params["runs"][RUN]["epochs"] = 5  # a quick profile's budget for this run only
+    assert validate(params).run(RUN).epochs == 5
+    params["runs"][RUN]["epochs"] = 50  # never above the model's own (the article's) epochs
+    assert validate(params).run(RUN).epochs == 30

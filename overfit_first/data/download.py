@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
+from overfit_first.config import DataConfig
 from overfit_first.data import fetch, image_folder, raw, sources
 from overfit_first.data.raw import RawData
 
 
-def download(dataset: str, data_params: dict[str, Any], root: Path = raw.RAW_ROOT) -> Path:
+def download(dataset: str, settings: DataConfig, root: Path = raw.RAW_ROOT) -> Path:
     """Build `root/<dataset>/` from params section `data`; return the directory written."""
-    source = sources.resolve(dataset, data_params.get("image_folders"))
-    data, files = _acquire(source, fetch.mirror_setting(data_params.get("mirror")))
+    source = sources.resolve(dataset, settings.image_folders)
+    data, files = _acquire(source, fetch.mirror_setting(settings.mirror))
     raw.check(data, source.description)
     meta = {
         "dataset": dataset,

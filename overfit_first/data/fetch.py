@@ -63,12 +63,9 @@ def offline() -> bool:
     return os.environ.get("OVERFIT_FIRST_OFFLINE", "").strip().lower() in ("1", "true", "yes")
 
 
-def mirror_setting(params_mirror: object) -> str | None:
+def mirror_setting(params_mirror: str | None) -> str | None:
     """The mirror to search: env OVERFIT_FIRST_MIRROR wins over params `data.mirror`."""
-    mirror = os.environ.get("OVERFIT_FIRST_MIRROR") or params_mirror
-    if mirror is not None and not isinstance(mirror, str):
-        raise PipelineError(f"params.yaml: data.mirror must be a directory, a base URL or null, got {mirror!r}")
-    return mirror or None
+    return os.environ.get("OVERFIT_FIRST_MIRROR") or params_mirror or None
 
 
 def public_url(url: str) -> str:

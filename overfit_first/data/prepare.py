@@ -8,13 +8,13 @@ apply unchanged. Pixels stay uint8 throughout: no float copy of a dataset is eve
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from overfit_first import atomic
+from overfit_first.config import PrepareConfig
 from overfit_first.data import raw
 from overfit_first.data.prepared import PREPARED_ROOT, SCALE, SPLITS, Split, file_sha256, save_split
 from overfit_first.errors import PipelineError
@@ -22,30 +22,7 @@ from overfit_first.errors import PipelineError
 SCALE_NOTE = f"x is uint8 0..255; multiply by {SCALE!r} (overfit_first.data.prepared.SCALE) when loading"
 
 
-@dataclass(frozen=True)
-class Settings:
-    valid_size: int = 5000
-    limit: int | None = None
-    pad_to: int | None = 32
-    seed: int = 0
-
-    @classmethod
-    def from_params(cls, section: dict[str, Any]) -> Settings:
-        """Params section `prepare`; the checks that need the data are in `check`."""
-        unknown = sorted(set(section) - set(cls.__dataclass_fields__))
-        if unknown:
-            allowed = list(cls.__dataclass_fields__)
-            raise PipelineError(f"params.yaml: prepare has unknown keys {unknown}; allowed: {allowed}")
-        settings = cls(**section)
-        for key, value in vars(settings).items():
-            nullable = key in ("limit", "pad_to")
-            if not (isinstance(value, int) and not isinstance(value, bool)) and not (nullable and value is None):
-                kind = "an integer or null" if nullable else "an integer"
-                raise PipelineError(f"params.yaml: prepare.{key} must be {kind}, got {value!r}")
-        return settings
-
-
-def check(settings: Settings, data: raw.RawData, dataset: str) -> None:
+def check(settings: PrepareConfig, data: raw.RawData, dataset: str) -> None:
     """The checks that depend on the data: sizes against the training set and the images."""
     train_size, num_classes = len(data.train.y), len(data.class_names)
     height, width = data.train.x.shape[1:3]
@@ -54,9 +31,9 @@ def check(settings: Settings, data: raw.RawData, dataset: str) -> None:
             f"params.yaml: prepare.valid_size = {settings.valid_size}: must be at least 1 and below the "
             f"{train_size} training images of {dataset}"
         )
-    if settings.limit is not None and settings.limit < num_classes:
+    if settings.sample_size is not None and settings.sample_size < num_classes:
         raise PipelineError(
-            f"params.yaml: prepare.limit = {settings.limit}: must be null or at least the {num_classes} classes "
+            f"params.yaml: prepare.sample_size = {settings.sample_size}: must be null or at least the {num_classes} classes "
             f"of {dataset} (one image per class)"
         )
     if settings.pad_to is not None and settings.pad_to < max(height, width):
@@ -67,7 +44,7 @@ def check(settings: Settings, data: raw.RawData, dataset: str) -> None:
 
 
 def prepare(
-    dataset: str, settings: Settings, raw_root: Path = raw.RAW_ROOT, root: Path = PREPARED_ROOT
+    dataset: str, settings: PrepareConfig, raw_root: Path = raw.RAW_ROOT, root: Path = PREPARED_ROOT
 ) -> dict[str, Any]:
     """Write `root/<dataset>/` (three npz files and summary.json) atomically; return the summary."""
     data, meta = raw.load(raw_root / dataset)
@@ -75,8 +52,8 @@ def prepare(
     num_classes = len(data.class_names)
     valid = _take(data.train, slice(0, settings.valid_size))
     train = _take(data.train, slice(settings.valid_size, None))
-    if settings.limit is not None and settings.limit < len(train.y):
-        train = _take(train, stratified_sample(train.y, settings.limit, num_classes, settings.seed))
+    if settings.sample_size is not None and settings.sample_size < len(train.y):
+        train = _take(train, stratified_sample(train.y, settings.sample_size, num_classes, settings.sample_seed))
     splits = {name: pad(split, settings.pad_to) for name, split in zip(SPLITS, (train, valid, data.test), strict=True)}
     summary = {
         "dataset": dataset,
@@ -85,7 +62,7 @@ def prepare(
         "class_names": data.class_names,
         "superclass_names": data.superclass_names,
         "source": meta.get("source"),
-        "settings": vars(settings),
+        "settings": settings.model_dump(),
         "scale": SCALE_NOTE,
         "splits": {},
     }

@@ -91,3 +91,18 @@ def load_split(directory: Path, split: str) -> Split:
     if y.size and (y.min() < 0 or y.max() >= summary["num_classes"]):
         raise PipelineError(f"{path} has labels outside 0..{summary['num_classes'] - 1}: {rebuild}")
     return Split(x=x, y=y, y_coarse=y_coarse)
+
+
+def stratified_subset(y: np.ndarray, size: int | None) -> np.ndarray:
+    """Indices of the first `size` images (params `train.subset_size`), taken from every class in proportion.
+
+    Deterministic and seed-free: each class contributes its first images, in dataset order, so a larger
+    size only adds images. A plain first-N cut would be skewed on class-sorted data (image folders).
+    """
+    if size is None or size >= len(y):
+        return np.arange(len(y))
+    position = np.empty(len(y))
+    for label in np.unique(y):
+        members = np.flatnonzero(y == label)
+        position[members] = np.arange(len(members)) / len(members)
+    return np.sort(np.argsort(position, kind="stable")[:size])

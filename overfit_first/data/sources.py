@@ -8,12 +8,10 @@ Checksums are written "algorithm:hex"; a file is accepted when it matches ANY of
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from overfit_first.data import image_folder, parsers
 from overfit_first.data.raw import RawData
@@ -152,18 +150,9 @@ CIFAR100 = Source(
 
 BUILTIN = {source.name: source for source in (FASHION_MNIST, MNIST, CIFAR10, CIFAR100)}
 
-# Dataset names become directory names (data/raw/<name>) and DVC stage keys.
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
-
-def resolve(dataset: str, image_folders: Mapping[str, Any] | None) -> Source:
-    """The source of `dataset`: a built-in name or a key of params `data.image_folders`."""
-    image_folders = image_folders or {}
-    if not isinstance(image_folders, Mapping):
-        raise PipelineError("params.yaml: data.image_folders must be a mapping of name: path")
-    clash = sorted(set(image_folders) & set(BUILTIN))
-    if clash:
-        raise PipelineError(f"params.yaml: data.image_folders: {clash} shadow built-in datasets; rename them")
+def resolve(dataset: str, image_folders: Mapping[str, str]) -> Source:
+    """The source of `dataset`: a built-in name or a key of params `data.image_folders` (config.DataConfig)."""
     if dataset in BUILTIN:
         return BUILTIN[dataset]
     if dataset in image_folders:
@@ -175,12 +164,8 @@ def resolve(dataset: str, image_folders: Mapping[str, Any] | None) -> Source:
     )
 
 
-def _image_folder_source(dataset: str, spec: Any) -> Source:
+def _image_folder_source(dataset: str, spec: str) -> Source:
     key = f"params.yaml: data.image_folders.{dataset}"
-    if not _NAME.match(dataset):
-        raise PipelineError(f"{key}: the name may only hold letters, digits, '_', '.', '-'")
-    if not isinstance(spec, str):
-        raise PipelineError(f"{key} must be the path of a directory or a .tar.gz, got {spec!r}")
     path = Path(spec)
     if not path.exists():
         raise PipelineError(

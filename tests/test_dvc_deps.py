@@ -1,0 +1,116 @@
+"""dvc.yaml's code deps follow one rule, checked here: a stage depends on every module it imports (directly or
+through others) that can change its outputs, and on no module that only observes.
+
+DVC reruns a stage when a dependency changes. A module missing from the deps lets a change of the numbers
+go unnoticed (stale results); an observer listed as a dep retrains models when only the logging changed.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+# Modules that cannot change a stage's outputs, each with the reason. They are not followed: what they import
+# for their own work is theirs. Everything else a stage imports must be among its deps.
+OBSERVERS = {
+    "overfit_first/errors.py": "error types and the message printed on failure",
+    "overfit_first/atomic.py": "how a file is written (temporary name, then rename), not what",
+    "overfit_first/layout.py": "the output paths, which dvc.yaml declares itself: a change shows as a new output",
+    "overfit_first/tracking.py": "MLflow logging of what the stage already wrote",
+}
+
+
+def module_file(name: str) -> Path | None:
+    """`overfit_first.data.fetch` -> its file in the repository, or None for a third-party module."""
+    base = REPO / Path(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def has_code(path: Path) -> bool:
+    """False for a module that is only a docstring (an empty package __init__)."""
+    body = ast.parse(path.read_text(encoding="utf-8")).body
+    return not all(isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) for node in body)
+
+
+def imported(path: Path) -> set[Path]:
+    """The repository's modules that `path` imports, with the package __init__ files Python runs for them."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)  # `from pkg import module`
+    found: set[Path] = set()
+    for name in names:
+        parts = name.split(".")
+        for end in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ first
+            file = module_file(".".join(parts[:end]))
+            if file is not None:
+                found.add(file)
+    return found
+
+
+def closure(entry: Path) -> set[str]:
+    """Every repository module `entry` runs, observers not followed; paths relative to the repository."""
+    seen: set[Path] = set()
+    todo = [entry]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        if path.relative_to(REPO).as_posix() not in OBSERVERS:
+            todo.extend(imported(path))
+    return {path.relative_to(REPO).as_posix() for path in seen if has_code(path)}
+
+
+def stages() -> dict[str, dict]:
+    return yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+
+
+def stage_module(stage: dict) -> Path:
+    command = (stage.get("do") or stage)["cmd"]
+    module = command.split("python -m ", 1)[1].split()[0]
+    path = module_file(module)
+    assert path is not None, f"dvc.yaml: {command!r} runs no module of the repository"
+    return path
+
+
+def code_deps(stage: dict) -> set[str]:
+    deps = (stage.get("do") or stage).get("deps", [])
+    return {dep for dep in deps if dep.endswith(".py")}
+
+
+@pytest.mark.parametrize("name", list(stages()))
+def test_stage_depends_on_every_module_that_can_change_its_outputs(name: str) -> None:
+    stage = stages()[name]
+    needed = closure(stage_module(stage)) - set(OBSERVERS)
+    missing = sorted(needed - code_deps(stage))
+    assert not missing, f"dvc.yaml stage {name} imports {missing} but does not list them under deps"
+
+
+@pytest.mark.parametrize("name", list(stages()))
+def test_stage_lists_no_observer_or_unused_module(name: str) -> None:
+    stage = stages()[name]
+    deps = code_deps(stage)
+    observers = sorted(deps & set(OBSERVERS))
+    assert not observers, f"dvc.yaml stage {name} depends on observers {observers}: editing them would rerun it"
+    unused = sorted(deps - closure(stage_module(stage)))
+    assert not unused, f"dvc.yaml stage {name} lists {unused}, which it never imports"
+
+
+def test_closure_follows_imports_and_stops_at_observers() -> None:
+    """The rule itself on the train stage: training's model builder is in, tracking's own imports are not."""
+    train = closure(REPO / "stages" / "train.py")
+    assert {"overfit_first/training.py", "overfit_first/models.py", "overfit_first/config.py",
+            "overfit_first/__init__.py", "overfit_first/tracking.py"} <= train
+    assert "overfit_first/evaluation.py" not in train  # imported only by tracking, an observer
