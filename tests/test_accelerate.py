@@ -92,6 +92,7 @@ def test_cpu_defaults_are_a_single_device_in_float32_without_xla() -> None:
         keras.mixed_precision.set_global_policy(before)
 
 
+@pytest.mark.slow
 def test_training_under_a_mirrored_strategy_of_two_cpus(tmp_path: Path) -> None:
     project = make_project(tmp_path / "project")
     result = subprocess.run([sys.executable, "-c", TWO_CPU_REPLICAS, RUN], cwd=project,
@@ -107,6 +108,7 @@ def test_training_under_a_mirrored_strategy_of_two_cpus(tmp_path: Path) -> None:
     assert all(path.is_file() for path in output_paths(project))
 
 
+@pytest.mark.slow
 def test_mixed_precision_run_through_the_train_stage(tmp_path: Path) -> None:
     params = project_params()
     params["train"]["mixed_precision"] = True
@@ -123,6 +125,7 @@ def test_mixed_precision_run_through_the_train_stage(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None,
                     reason='jax is not installed: pip install -e ".[jax]"')
+@pytest.mark.slow
 def test_train_stage_runs_on_the_jax_backend(tmp_path: Path) -> None:
     project = make_project(tmp_path / "project")
     result = run_stage("stages.train", RUN, cwd=project, env=train_env(sqlite_uri(tmp_path), KERAS_BACKEND="jax"))

@@ -83,6 +83,7 @@ def test_a_write_deletes_what_a_killed_writer_of_the_same_output_left(tmp_path: 
     assert sorted(path.name for path in tmp_path.iterdir()) == [".other.json.k1ll3d.tmp", "metrics.json"]
 
 
+@pytest.mark.slow
 def test_prepare_killed_anywhere_leaves_all_or_nothing(tmp_path: Path) -> None:
     directory = project(tmp_path, prepare={"valid_size": 500, "pad_to": 32})
     x = np.random.default_rng(0).integers(0, 256, (6000, 28, 28, 1), dtype=np.uint8)
@@ -99,6 +100,7 @@ def test_prepare_killed_anywhere_leaves_all_or_nothing(tmp_path: Path) -> None:
     _kill_at_random_points([sys.executable, "-m", "stages.prepare", "tiny"], directory, [out], complete, seed=1)
 
 
+@pytest.mark.slow
 def test_download_killed_anywhere_leaves_all_or_nothing(tmp_path: Path) -> None:
     image_folder(tmp_path / "folder", classes=("cat", "dog"), n_train=150, n_test=30, size=(16, 16))
     archive = tar_gz(tmp_path / "folder", tmp_path / "pets.tar.gz")
@@ -112,6 +114,7 @@ def test_download_killed_anywhere_leaves_all_or_nothing(tmp_path: Path) -> None:
     _kill_at_random_points([sys.executable, "-m", "stages.download", "pets"], directory, [out], complete, seed=2)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_train_killed_anywhere_leaves_no_output_that_looks_complete(tmp_path: Path) -> None:
     import keras

@@ -114,6 +114,7 @@ def read_predictions(project: Path, model: str) -> list[dict[str, str]]:
         return list(csv.DictReader(stream))
 
 
+@pytest.mark.slow
 def test_evaluation_is_right_and_lands_in_the_training_run(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, tracking_store: str
 ) -> None:
@@ -179,6 +180,7 @@ def test_evaluation_is_right_and_lands_in_the_training_run(
     assert "test_accuracy" not in client.get_run(ids["older"]).data.metrics
 
 
+@pytest.mark.slow
 def test_tracking_problems_never_fail_the_stage(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, tracking_store: str, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
@@ -202,6 +204,7 @@ def test_tracking_problems_never_fail_the_stage(
     assert f"python -m overfit_first.tracking relog {SIMPLIFIED_RUN}" in warning
 
 
+@pytest.mark.slow
 def test_missing_or_broken_inputs_name_the_file_and_the_fix(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -20,6 +20,8 @@ from data_fixtures import image_folder, tar_gz
 from helpers_train import DATASET, RUN, project_params
 from scratch_repo import commit, dvc, new_repo
 
+pytestmark = pytest.mark.slow  # real dvc, git, MLflow or a browser in every test
+
 DROPOUTS = ("0.2", "0.3")
 UNFINISHED = ("Queued", "Running")
 

@@ -12,6 +12,8 @@ from conftest import REPO
 from data_fixtures import image_folder, tar_gz
 from scratch_repo import commit, dvc, new_repo, ran
 
+pytestmark = pytest.mark.slow  # real dvc, git, MLflow or a browser in every test
+
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 

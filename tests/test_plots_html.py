@@ -16,6 +16,8 @@ from overfit_first import plots
 from conftest import REPO, run_stage
 from helpers_eval import dvc, stage_env_for, tiny_reproduced, unreachable_tracking_uri
 
+pytestmark = pytest.mark.slow  # real dvc, git, MLflow or a browser in every test
+
 CHROMIUM = shutil.which("chromium")
 DATA_PLOTS = 3  # two confusion matrices (one per evaluated run) and the validation-curve overlay
 IMAGE_PLOTS = len(plots.PNG_FILES)

@@ -30,6 +30,7 @@ def read_json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+@pytest.mark.slow
 def test_repro_is_complete_and_then_up_to_date(project: Path) -> None:
     log = (project / "repro.log").read_text()
     for stage in (f"evaluate@{OVERFIT_RUN}", f"evaluate@{SIMPLIFIED_RUN}", f"plot@{DATASET}", "report"):
@@ -51,6 +52,7 @@ def test_repro_is_complete_and_then_up_to_date(project: Path) -> None:
     assert "Running stage" not in again.stdout, again.stdout
 
 
+@pytest.mark.slow
 def test_comparison_holds_the_gains_of_simplifying(project: Path) -> None:
     compared = read_json(project / layout.comparison_file(DATASET))
     overfit = read_json(project / layout.eval_metrics_file(DATASET, "tiny_overfit"))
@@ -66,6 +68,7 @@ def test_comparison_holds_the_gains_of_simplifying(project: Path) -> None:
     }
 
 
+@pytest.mark.slow
 def test_charts_are_real_images(project: Path) -> None:
     for name in plots.PNG_FILES:
         path = project / layout.report_dir(DATASET) / name
@@ -82,6 +85,7 @@ def test_charts_are_real_images(project: Path) -> None:
     assert len(rows) == epochs and set(rows[0]) == {"epoch", "model", "val_accuracy"}
 
 
+@pytest.mark.slow
 def test_report_tables_and_every_link_resolves(project: Path) -> None:
     text = (project / layout.REPORT_FILE).read_text(encoding="utf-8")
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)

@@ -17,6 +17,8 @@ from overfit_first.pr_comment import MARKER
 
 from conftest import stage_env
 
+pytestmark = pytest.mark.slow  # real dvc, git, MLflow or a browser in every test
+
 IMAGES_URL = "https://github.com/owner/repo/raw/0123abc"
 ARTIFACT_URL = "https://github.com/owner/repo/actions/runs/1/artifacts/2"
 

@@ -86,6 +86,7 @@ def git_init(project: Path) -> str:
                           text=True).stdout.strip()
 
 
+@pytest.mark.slow
 def test_run_is_logged_to_a_tracking_server(tmp_path: Path, mlflow_server: str) -> None:
     project = make_project(tmp_path / "project")
     commit = git_init(project)
@@ -132,6 +133,7 @@ def test_run_is_logged_to_a_tracking_server(tmp_path: Path, mlflow_server: str) 
     assert {"MLmodel", "data", "requirements.txt"} <= files
 
 
+@pytest.mark.slow
 def test_training_completes_when_the_server_is_down_and_relog_recovers(tmp_path: Path, mlflow_server: str) -> None:
     project = make_project(tmp_path / "project")
     started = time.monotonic()
@@ -155,6 +157,7 @@ def test_training_completes_when_the_server_is_down_and_relog_recovers(tmp_path:
     assert len(history) == read_metrics(project)["epochs_run"]
 
 
+@pytest.mark.slow
 def test_default_store_is_the_original_repository_for_queued_experiments(tmp_path: Path) -> None:
     """`dvc exp run --queue` runs the stage in <repo>/.dvc/tmp/exps/<tmp>/: MLflow must still use <repo>."""
     repo = tmp_path / "repo"

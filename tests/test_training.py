@@ -34,6 +34,7 @@ from helpers_train import (
 )
 
 
+@pytest.mark.slow
 def test_same_params_give_the_same_metrics(tmp_path: Path) -> None:
     runs = []
     for name in ("first", "second"):
@@ -51,6 +52,7 @@ def test_same_params_give_the_same_metrics(tmp_path: Path) -> None:
     assert not (runs[0] / ".cache" / "train" / RUN).exists(), "the resume backup is removed on success"
 
 
+@pytest.mark.slow
 def test_saved_model_and_metrics_are_the_best_epoch(tmp_path: Path) -> None:
     project = make_project(tmp_path / "project", project_params(epochs=8))
     result = run_stage("stages.train", RUN, cwd=project, env=train_env(sqlite_uri(tmp_path)))
@@ -70,6 +72,7 @@ def test_saved_model_and_metrics_are_the_best_epoch(tmp_path: Path) -> None:
     assert abs(float(np.mean(predicted == valid.y)) - metrics["val_accuracy"]) < 1e-6
 
 
+@pytest.mark.slow
 def test_nan_loss_is_a_clear_error_and_writes_nothing(tmp_path: Path) -> None:
     params = project_params()
     # exp() of the sum of 1,024 pixels (about 200) overflows float32 in the first forward pass: loss NaN.
@@ -88,6 +91,7 @@ def test_nan_loss_is_a_clear_error_and_writes_nothing(tmp_path: Path) -> None:
     assert not (project / ".cache" / "train" / RUN).exists(), "a diverged backup must not be resumed"
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_its_last_epoch(tmp_path: Path) -> None:
     epochs = 6
     reference = make_project(tmp_path / "reference", project_params(epochs=epochs))
