@@ -31,7 +31,7 @@ from overfit_first.config import EvaluateConfig, Run
 from overfit_first.data.prepared import Split, dataset_dir, load_split, load_summary, stratified_subset
 from overfit_first.errors import PipelineError
 from overfit_first.inputs import make_dataset
-from overfit_first.verdict import RECOMMENDATIONS, verdict
+from overfit_first.verdict import RECOMMENDATIONS, still_learning, verdict
 
 EPSILON = 1e-7  # Keras clips probabilities to [EPSILON, 1 - EPSILON] in its cross-entropy
 
@@ -146,7 +146,8 @@ def evaluate(run: Run, settings: EvaluateConfig) -> Evaluation:
         predicted_coarse = mapping[predicted]
         superclass_accuracy = round(float(np.mean(predicted_coarse == test.y_coarse)), 6)
         per_class["superclasses"] = per_class_accuracy(test.y_coarse, predicted_coarse, summary["superclass_names"])
-    fit = verdict(train_accuracy, val_accuracy, settings)
+    history = metrics.read_history(run.history_path, f"dvc repro --force train@{run.name}")
+    fit = verdict(train_accuracy, val_accuracy, settings, still_learning(history["val_accuracy"], settings))
     evaluated = metrics.EvalMetrics(
         **trained.model_dump(),
         train_accuracy_inference=round(train_accuracy, 6),

@@ -27,7 +27,7 @@ Gap = Annotated[float, Field(ge=-1.0, le=1.0, description="difference of two fra
 Loss = Annotated[float, Field(description="cross-entropy plus regularization penalties, nats")]
 Seconds = Annotated[float, Field(ge=0.0, description="wall-clock seconds")]
 Count = Annotated[int, Field(ge=0, description="count")]
-Verdict = Literal["true overfit", "partial overfit", "underfit", "good fit"]
+Verdict = Literal["still learning", "true overfit", "partial overfit", "underfit", "good fit"]
 
 # The per-epoch training log (train stage), in column order; `seconds` is kept in the cache only.
 HISTORY_COLUMNS = ("epoch", "train_accuracy", "val_accuracy", "train_loss", "val_loss")

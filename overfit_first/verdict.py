@@ -3,6 +3,7 @@
 
 The rules apply in this order (gap = train - validation accuracy):
 
+    still improving at its last epochs (`still_learning`)  -> still learning: train longer before judging
     train >= overfit_train_min and gap >= overfit_gap_min  -> true overfit: the architecture has the capacity
     gap >= overfit_gap_min                                 -> partial overfit: memorizes, yet cannot fit
     train < underfit_train_max                             -> underfit: cannot fit even its training set
@@ -15,9 +16,15 @@ CIFAR-10 (0.540/0.512) underfits, the MLP on CIFAR-100 (0.401/0.243) partially o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
+
 from overfit_first.config import EvaluateConfig
 
 RECOMMENDATIONS = {
+    "still learning": "validation accuracy was still rising when its epochs ran out: train longer (raise "
+                      "runs.<run>.epochs) before judging its fit",
     "true overfit": "capacity confirmed: simplify it (dropout, batch norm, fewer or smaller layers) or add data "
                     "(augmentation)",
     "partial overfit": "memorizes without fitting its training set: change the architecture or get more data; "
@@ -28,8 +35,29 @@ RECOMMENDATIONS = {
 }
 
 
-def verdict(train_accuracy: float, val_accuracy: float, rules: EvaluateConfig) -> str:
-    """'true overfit', 'partial overfit', 'underfit' or 'good fit' (the rules of the module docstring)."""
+def still_learning(val_accuracy: Sequence[float], rules: EvaluateConfig) -> bool:
+    """Whether validation accuracy per epoch (first to last) was still improving when training stopped.
+
+    Both must hold for the last `rules.still_learning_window` epochs (fewer in a short run, at least one
+    epoch before them): the best epoch is among them, and their mean is above the mean of the epochs before.
+    A run ended by early stopping has its best epoch `patience` (10) epochs back, so it never counts, and a
+    plateau with one lucky last epoch does not raise the mean of its last epochs.
+    """
+    values = np.asarray(val_accuracy, dtype=float)
+    split = max(1, len(values) - rules.still_learning_window)
+    recent, earlier = values[split:], values[:split]
+    if not len(recent):
+        return False
+    return bool(int(np.argmax(values)) >= split and recent.mean() > earlier.mean())
+
+
+def verdict(train_accuracy: float, val_accuracy: float, rules: EvaluateConfig, learning: bool = False) -> str:
+    """'still learning', 'true overfit', 'partial overfit', 'underfit' or 'good fit' (the module's rules).
+
+    `learning`: `still_learning` of the run's validation curve; the article's reported numbers have none.
+    """
+    if learning:
+        return "still learning"
     gap = train_accuracy - val_accuracy
     if train_accuracy >= rules.overfit_train_min and gap >= rules.overfit_gap_min:
         return "true overfit"
@@ -43,6 +71,8 @@ def verdict(train_accuracy: float, val_accuracy: float, rules: EvaluateConfig) -
 def describe(rules: EvaluateConfig) -> str:
     """The rules with their thresholds, in words, for the report."""
     return (
+        f"**still learning**: the best epoch among the last {rules.still_learning_window} and their mean "
+        "validation accuracy above the epochs' before (train longer before judging); "
         f"**true overfit**: train ≥ {rules.overfit_train_min:g} and gap ≥ {rules.overfit_gap_min:g}; "
         f"**partial overfit**: gap ≥ {rules.overfit_gap_min:g} otherwise; "
         f"**underfit**: train < {rules.underfit_train_max:g}; **good fit**: the rest"

@@ -18,7 +18,7 @@ from overfit_first import evaluation, layout, tracking
 from overfit_first.config import EvaluateConfig, load_params, validate
 from overfit_first.data.prepared import Split, file_sha256, load_split
 from overfit_first.errors import PipelineError
-from overfit_first.verdict import RECOMMENDATIONS, verdict
+from overfit_first.verdict import RECOMMENDATIONS, still_learning, verdict
 
 from conftest import REPO, run_stage
 from helpers_eval import (
@@ -59,6 +59,32 @@ def with_evaluate(section: dict | None) -> dict:
     else:
         params["evaluate"] = section
     return params
+
+
+RULES = EvaluateConfig(still_learning_window=5)
+# Validation accuracy per epoch, and whether the run was still learning when it stopped.
+HISTORIES = {
+    "rising to the last epoch": ([0.30, 0.40, 0.45, 0.50, 0.52, 0.55, 0.58, 0.60], True),
+    "rising, last epoch a small dip": ([0.30, 0.40, 0.45, 0.50, 0.52, 0.55, 0.60, 0.59], True),
+    "plateau for ten epochs (what early stopping sees)": ([0.5, 0.7, *[0.71, 0.70] * 5, 0.705], False),
+    "best long ago, falling since (overfitting)": ([0.5, 0.7, 0.8, 0.78, 0.76, 0.75, 0.74, 0.73, 0.72], False),
+    "flat with a lucky last epoch": ([0.70, 0.71, 0.70, 0.71, 0.70, 0.71, 0.70, 0.69, 0.72], False),
+    "short run, best at the end": ([0.3, 0.5], True),
+    "single epoch": ([0.3], False),
+}
+
+
+@pytest.mark.parametrize("name", HISTORIES)
+def test_a_run_still_improving_is_still_learning(name: str) -> None:
+    values, expected = HISTORIES[name]
+    assert still_learning(values, RULES) is expected
+
+
+def test_still_learning_wins_over_the_accuracies() -> None:
+    """The default profile's augmented run (train 0.39, validation 0.54, rising) was called "underfit"."""
+    assert verdict(0.386, 0.537, RULES, learning=True) == "still learning"
+    assert verdict(0.386, 0.537, RULES, learning=False) == "underfit"
+    assert RECOMMENDATIONS["still learning"].startswith("validation accuracy was still rising")
 
 
 def test_bad_thresholds_are_named_with_the_fix() -> None:
