@@ -41,6 +41,7 @@ from matplotlib.figure import Figure  # not pyplot: no GUI backend, no global fi
 from overfit_first.accelerate import is_chief
 from overfit_first.config import load_params
 from overfit_first.data.prepared import dataset_dir, file_sha256, load_summary
+from overfit_first import layout
 from overfit_first.errors import PipelineError, run_stage
 from overfit_first.training import HISTORY_COLUMNS, Run, best_row, load_run
 
@@ -328,6 +329,7 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("relog", help="log a trained run to MLflow from its output files").add_argument("run")
     args = parser.parse_args()
+    layout.require_repo_root()
     relog(args.run)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from overfit_first import config
+from overfit_first import config, layout
 from overfit_first.data.download import download
 from overfit_first.errors import run_stage
 
@@ -13,6 +13,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("dataset", help="fashion_mnist, mnist, cifar10, cifar100, or a key of data.image_folders")
     args = parser.parse_args()
+    layout.require_repo_root()
     directory = download(args.dataset, config.section(config.load_params(), "data"))
     print(f"wrote {directory}")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from overfit_first import evaluation, training, verdict
+from overfit_first import evaluation, layout, training, verdict
 from overfit_first.config import load_params
 from overfit_first.errors import run_stage
 
@@ -19,6 +19,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m stages.evaluate", description="Evaluate one run of params.yaml.")
     parser.add_argument("run", help="a key of `runs` in params.yaml, e.g. fashion_mnist-cnn_overfit")
     args = parser.parse_args()
+    layout.require_repo_root()
 
     params = load_params()
     run = training.load_run(params, args.run)

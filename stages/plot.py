@@ -18,6 +18,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m stages.plot", description="Compare and plot one dataset's runs.")
     parser.add_argument("dataset", help="a dataset of data.datasets in params.yaml, e.g. fashion_mnist")
     args = parser.parse_args()
+    layout.require_repo_root()
 
     params = load_params()
     runs = comparison.dataset_runs(params, args.dataset)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from overfit_first import config
+from overfit_first import config, layout
 from overfit_first.data.prepare import Settings, prepare
 from overfit_first.errors import run_stage
 
@@ -16,6 +16,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("dataset", help="a dataset already written to data/raw/ by the download stage")
     args = parser.parse_args()
+    layout.require_repo_root()
     settings = Settings.from_params(config.section(config.load_params(), "prepare"))
     summary = prepare(args.dataset, settings)
     counts = ", ".join(f"{name} {split['count']}" for name, split in summary["splits"].items())

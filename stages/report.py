@@ -14,6 +14,7 @@ from overfit_first.errors import run_stage
 
 def main() -> None:
     argparse.ArgumentParser(prog="python -m stages.report", description="Write reports/README.md.").parse_args()
+    layout.require_repo_root()
     atomic.write_text(layout.REPORT_FILE, report.build(load_params()))
     print(f"wrote {layout.REPORT_FILE}", flush=True)
 

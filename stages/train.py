@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from overfit_first import tracking, training
+from overfit_first import layout, tracking, training
 from overfit_first.config import load_params
 from overfit_first.data.prepared import dataset_dir, load_split, load_summary
 from overfit_first.errors import run_stage
@@ -20,6 +20,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m stages.train", description="Train one run of params.yaml.")
     parser.add_argument("run", help="a key of `runs` in params.yaml, e.g. fashion_mnist-cnn_overfit")
     args = parser.parse_args()
+    layout.require_repo_root()
 
     run = training.load_run(load_params(), args.run)
     directory = dataset_dir(run.dataset)
