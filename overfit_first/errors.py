@@ -53,9 +53,9 @@ def interruption_message(signum: int) -> str:
     written = atomic.written_outputs()
     name = signal.Signals(signum).name
     if not written:
-        return f"interrupted by {name}: no output of this stage was written"
+        return f"interrupted by {name}: no output was written"
     return (f"interrupted by {name}: wrote {', '.join(str(path) for path in written)} (each complete); "
-            "no other output of this stage was written")
+            "no other output was written")
 
 
 def run_stage(main: Callable[[], None]) -> None:

@@ -38,10 +38,10 @@ import keras
 import numpy as np
 from matplotlib.figure import Figure  # not pyplot: no GUI backend, no global figure registry
 
+from overfit_first import layout, progress
 from overfit_first.accelerate import is_chief
 from overfit_first.config import load_params
 from overfit_first.data.prepared import dataset_dir, file_sha256, load_summary
-from overfit_first import layout, progress
 from overfit_first.errors import PipelineError, run_stage
 from overfit_first.training import HISTORY_COLUMNS, Run, best_row, load_run
 
@@ -104,7 +104,7 @@ def log_run(run: Run, summary: dict[str, Any], model: keras.Model | None = None)
         return True
     for key, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
-    # MLflow's artifact transfer bars redraw in place: in a log they are a flood of partial lines (overfit_first.progress).
+    # MLflow's artifact transfer bars redraw in place: in a log, a flood of partial lines (overfit_first.progress).
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", str(progress.is_terminal(sys.stderr)).lower())
     logging.getLogger("urllib3").setLevel(logging.ERROR)  # our one warning replaces its retry messages
     root = repo_root()

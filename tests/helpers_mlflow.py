@@ -1,4 +1,4 @@
-"""A real MLflow tracking server for the tests, its REST API, and a relay that can stall it mid-run.
+"""The REST API of the tests' MLflow server (conftest.mlflow_server), and a relay that can stall it mid-run.
 
 The relay is a plain HTTP forwarder on 127.0.0.1 in front of the real server: it holds one chosen request
 (say the first `runs/log-batch`, sent right after a run starts), so that a test can act at a known moment
@@ -8,9 +8,7 @@ of a stage's logging, as a slow network would let it, instead of racing a run th
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,40 +20,6 @@ import requests
 
 # Headers that belong to one connection, not to the message: the relay's own connections set them.
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-encoding", "content-length", "host"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real tracking server on a free port, with its own SQLite store and artifact root."""
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root / 'db'}",
-         "--default-artifact-root", str(root / "art"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=(root / "server.log").open("w"), stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not start:\n{(root / 'server.log').read_text()}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def api(url: str, endpoint: str, **query: str) -> dict:

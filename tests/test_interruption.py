@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_stage, stage_env
-from helpers_mlflow import mlflow_server, relay_to, search_runs, tags, wait_for  # noqa: F401 - mlflow_server: a fixture
+from helpers_mlflow import relay_to, search_runs, tags, wait_for
 from helpers_train import DATASET, MODEL, RUN, make_project, start_train, train_env
 from overfit_first import atomic, layout
 
@@ -68,7 +68,7 @@ def test_every_stop_signal_takes_the_clean_way_out(tmp_path: Path, stop: signal.
     assert "cleaning up" in stdout, "the finally blocks ran"
     # The message lists the outputs written, cleanup.txt included (written on the way out), not the hidden state.
     assert stderr.strip() == (f"interrupted by {stop.name}: wrote out/a.json, cleanup.txt (each complete); "
-                              "no other output of this stage was written")
+                              "no other output was written")
     assert "Traceback" not in stderr
 
 
@@ -77,7 +77,7 @@ def test_the_message_says_so_when_nothing_was_written(tmp_path: Path) -> None:
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 143
-    assert stderr.strip() == "interrupted by SIGTERM: no output of this stage was written"
+    assert stderr.strip() == "interrupted by SIGTERM: no output was written"
 
 
 def test_a_second_signal_does_not_cut_the_cleanup_short(tmp_path: Path) -> None:
@@ -156,8 +156,7 @@ def test_train_stopped_while_logging_ends_its_run_as_killed(tmp_path: Path, mlfl
 
     assert process.returncode == 128 + stop, output
     # The model, metrics and history were written before logging began: the message says so.
-    assert (f"interrupted by {stop.name}: wrote {OUTPUTS} (each complete); no other output of this stage was "
-            "written") in output
+    assert f"interrupted by {stop.name}: wrote {OUTPUTS} (each complete); no other output was written" in output
     assert "Traceback" not in output
     run = run_of(mlflow_server, process)
     assert run["info"]["status"] == "KILLED" and int(run["info"]["end_time"]) > 0

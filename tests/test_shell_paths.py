@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import REPO
-from helpers_mlflow import free_port
+from conftest import REPO, free_port
 
 # bash calls this for every command it cannot find: with PATH empty, every external command.
 RECORDER = r"""command_not_found_handle() { printf '%s\0' "$@" >> "$RECORD"; printf '\036' >> "$RECORD"; return 0; }

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_stage
-from helpers_mlflow import api, free_port, mlflow_server, search_runs  # noqa: F401 - mlflow_server: a fixture
+from conftest import free_port, run_stage
+from helpers_mlflow import api, search_runs
 from helpers_train import RUN, make_project, output_paths, read_metrics, train_env
 from overfit_first.data.prepared import file_sha256
 from overfit_first.tracking import repo_root, tracking_uri
