@@ -1,6 +1,8 @@
 # Shortcuts for the README's commands; each target sets itself up first (scripts/setup.sh is idempotent).
+# Every path a recipe passes on is quoted: a checkout may live under a path with spaces.
 SHELL := /bin/bash
 VENV := . .venv/bin/activate &&
+MLFLOW_PORT ?= 5000
 
 .PHONY: setup repro test mlflow-ui
 
@@ -14,5 +16,7 @@ test:
 	bash scripts/setup.sh --dev
 	$(VENV) pytest
 
+# "$$PWD" (the shell's, quoted) rather than $(CURDIR): make pastes CURDIR in unquoted, and a quote, `$` or
+# backquote in the path would break any quoting put around it.
 mlflow-ui:
-	$(VENV) mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+	$(VENV) mlflow ui --backend-store-uri "sqlite:///$$PWD/mlflow.db" --host 127.0.0.1 --port $(MLFLOW_PORT)

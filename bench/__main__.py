@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import REPO, machine, stage_env
+from overfit_first import layout
+from overfit_first.errors import run_stage
 
 BENCHES = ("train", "tracking", "eval", "dvc")
 COMMAND = "python -m bench"
@@ -281,6 +283,7 @@ def main() -> None:
     unknown = sorted(set(only) - set(BENCHES))
     if unknown:
         parser.error(f"--only: unknown benchmarks {unknown}; choose from {', '.join(BENCHES)}")
+    layout.require_repo_root()  # the benchmarks run from the root, where a relative --prepared DIR is resolved
 
     started = time.perf_counter()
     info = machine()
@@ -314,4 +317,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

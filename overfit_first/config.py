@@ -277,9 +277,13 @@ def read_yaml(path: Path) -> Any:
 
 
 def load_params(path: Path = PARAMS_FILE) -> Params:
-    """params.yaml, validated: every problem found in one PipelineError (key, bad value, what is allowed)."""
+    """params.yaml, validated: every problem found in one PipelineError (key, bad value, what is allowed).
+
+    Every stage starts here, so this is where a stage run from a subdirectory stops (layout.require_repo_root).
+    """
+    layout.require_repo_root()
     if not path.is_file():
-        raise PipelineError(f"{path} not found: run the stage from the repository root (where dvc.yaml is)")
+        raise PipelineError(f"{path} not found: {layout.RUN_FROM_ROOT}")
     raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise PipelineError(f"{path} must hold a mapping of sections (data, prepare, train, ...)")

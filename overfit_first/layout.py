@@ -12,11 +12,20 @@ each other's files through these paths (relative to the repository root, where D
 
 The comparison sits beside metrics/<dataset>/, not inside it: the plot stage depends on that whole
 directory, and DVC rejects a stage whose output lies inside one of its own dependencies (a cycle).
+
+Every entry point (`python -m stages.*`, `overfit_first.pr_comment`, ...) starts with require_repo_root(): run
+from a subdirectory, these relative paths would name files that do not exist, or the wrong ones.
 """
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
+
+from overfit_first.errors import PipelineError
+
+ROOT_MARKER = "dvc.yaml"
+RUN_FROM_ROOT = f"run from the repository root (where {ROOT_MARKER} is)"
 
 MODELS = Path("models")
 METRICS = Path("metrics")
@@ -54,3 +63,18 @@ def comparison_file(dataset: str) -> Path:
 
 def report_dir(dataset: str) -> Path:
     return REPORTS / dataset
+
+
+def require_repo_root(directory: Path | None = None) -> None:
+    """Stop with one shared error when `directory` (default: the working directory) lies inside a project
+    but is not its root: an ancestor holds dvc.yaml and the directory does not.
+
+    A directory outside any project passes (a scratch project with only params.yaml, as the tests build):
+    what it lacks is then reported by whatever needs it, e.g. "params.yaml not found".
+    """
+    here = (directory or Path.cwd()).resolve()
+    if (here / ROOT_MARKER).is_file():
+        return
+    root = next((parent for parent in here.parents if (parent / ROOT_MARKER).is_file()), None)
+    if root is not None:
+        raise PipelineError(f"{RUN_FROM_ROOT}: {here} is inside the repository; cd {shlex.quote(str(root))} first")

@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from overfit_first import layout
 from overfit_first.errors import PipelineError, run_stage
 
 NODE_MODULES = Path(__file__).resolve().parents[1] / "js" / "node_modules"
@@ -57,6 +58,7 @@ def main() -> None:
     parser.add_argument("--node-modules", type=Path, default=NODE_MODULES,
                         help=f"where `npm ci --prefix js` installed the libraries (default: {NODE_MODULES})")
     args, rest = parser.parse_known_args()
+    layout.require_repo_root()
     with tempfile.TemporaryDirectory() as scratch:
         template = Path(scratch) / "offline.html"
         template.write_text(html_template(args.node_modules), encoding="utf-8")

@@ -109,6 +109,7 @@ def main() -> None:
     parser.add_argument("--images-url", help="URL prefix under which the pull request's committed files are served")
     parser.add_argument("--artifact-url", help="URL of the workflow artifact with everything CI reproduced")
     args = parser.parse_args()
+    layout.require_repo_root()
     atomic.write_text(args.out, build(args.base, args.images_url, args.artifact_url))
     print(f"wrote {args.out}")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from overfit_first import atomic
+from overfit_first import atomic, layout
 from overfit_first.config import PARAMS_FILE, validate
 from overfit_first.errors import PipelineError, run_stage
 
@@ -63,6 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("profile", help=f"one of: {', '.join(available())}")
     args = parser.parse_args()
+    layout.require_repo_root()
     changed = apply(args.profile)
     print(f"params.yaml: profile '{args.profile}' applied; changed: {', '.join(changed) or 'nothing'}")
     print("next: dvc repro   (or dvc exp run, to keep it as an experiment)")

@@ -6,6 +6,10 @@ logged later from the same files with
 
     python -m overfit_first.tracking relog <run-name>
 
+A run cut short by Ctrl-C, SIGTERM or SIGHUP while logging ends as KILLED (overfit_first.errors turns the
+signals into Interrupted). One that its process could not end (SIGKILL, a power cut) is ended as KILLED by
+the next logging of the same run name on the same machine, once its process is gone: no run stays RUNNING.
+
 Where runs go: MLFLOW_TRACKING_URI when set, else a SQLite store `mlflow.db` in the repository root, with
 artifacts in `mlartifacts/` beside it, both absolute paths, so `dvc exp run --queue` (which runs the stage
 in a copy of the repository under .dvc/tmp/exps/) still logs to the original repository.
@@ -18,6 +22,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -32,7 +37,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure  # not pyplot: no GUI backend, no global figure registry
 
-from overfit_first import metrics, plots
+from overfit_first import layout, metrics, plots, progress
 from overfit_first.accelerate import is_chief
 from overfit_first.config import KNOBS, Run, load_params
 from overfit_first.data.prepared import dataset_dir, file_sha256, load_summary
@@ -98,6 +103,8 @@ def log_run(run: Run, summary: dict[str, Any], model: keras.Model | None = None)
         return True
     for key, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
+    # MLflow's artifact transfer bars redraw in place: in a log, a flood of partial lines (overfit_first.progress).
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", str(progress.is_terminal(sys.stderr)).lower())
     logging.getLogger("urllib3").setLevel(logging.ERROR)  # our one warning replaces its retry messages
     root = repo_root()
     uri = tracking_uri(root)
@@ -135,7 +142,9 @@ def _log(run: Run, summary: dict[str, Any], model: keras.Model | None, uri: str,
 
     mlflow.set_tracking_uri(uri)
     experiment_id = ensure_experiment(mlflow, experiment_name(run), uri, root / "mlartifacts" / run.dataset)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run.name, tags=run_tags(run)) as active:
+    end_orphans(mlflow.MlflowClient(), experiment_id, run.name)
+    with (mlflow.start_run(experiment_id=experiment_id, run_name=run.name, tags=run_tags(run)) as active,
+          killed_if_interrupted(mlflow)):
         mlflow.log_params(flat_params(run, summary))
         now = int(time.time() * 1000)
         per_epoch = [
@@ -162,6 +171,45 @@ def _log(run: Run, summary: dict[str, Any], model: keras.Model | None, uri: str,
         return active.info.run_id
 
 
+@contextlib.contextmanager
+def killed_if_interrupted(mlflow: Any) -> Iterator[None]:
+    """End the active run as KILLED when Ctrl-C or a stop signal arrives inside (MLflow's own exit says FAILED)."""
+    try:
+        yield
+    except KeyboardInterrupt:  # errors.Interrupted too: SIGTERM and SIGHUP
+        mlflow.end_run("KILLED")
+        raise
+
+
+def end_orphans(client: Any, experiment_id: str, run_name: str) -> None:
+    """End as KILLED the runs of `run_name` left RUNNING by a process of this machine that no longer exists.
+
+    Such a process was killed without a chance to end its run (SIGKILL, a reboot). A run of another machine,
+    or of a live process (a parallel `dvc exp run`), is not touched.
+    """
+    host = socket.gethostname()
+    running = f"tags.run = '{run_name}' and attributes.status = 'RUNNING'"
+    for orphan in client.search_runs([experiment_id], filter_string=running):
+        tags = orphan.data.tags
+        if tags.get("host") == host and tags.get("pid", "").isdigit() and not process_exists(int(tags["pid"])):
+            client.set_terminated(orphan.info.run_id, "KILLED")
+            print(f"{run_name}: MLflow run {orphan.info.run_id}, left RUNNING by process {tags['pid']} which no "
+                  "longer exists, ended as KILLED", flush=True)
+
+
+def process_exists(pid: int) -> bool:
+    """Whether a process `pid` exists on this machine (signal 0 checks without sending anything)."""
+    if pid <= 0:  # 0 and negative numbers name process groups, not a process
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by another user
+        pass
+    return True
+
+
 def ensure_experiment(mlflow: Any, name: str, uri: str, artifacts: Path) -> str:
     """The experiment's id, creating it if needed; a local store gets an absolute artifact location."""
     experiment = mlflow.get_experiment_by_name(name)
@@ -180,7 +228,9 @@ def ensure_experiment(mlflow: Any, name: str, uri: str, artifacts: Path) -> str:
 
 def run_tags(run: Run) -> dict[str, str]:
     # model_sha256 ties the MLflow run to the exact model file: evaluate finds the run by it.
-    tags = {"dataset": run.dataset, "model": run.model, "run": run.name, "model_sha256": file_sha256(run.model_path)}
+    tags = {"dataset": run.dataset, "model": run.model, "run": run.name, "model_sha256": file_sha256(run.model_path),
+            # Which process logs the run: a later run of the same name ends it if that process died (end_orphans).
+            "host": socket.gethostname(), "pid": str(os.getpid())}
     commit = git_commit()
     if commit:
         tags["git_commit"] = commit
@@ -345,6 +395,7 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("relog", help="log a trained run to MLflow from its output files").add_argument("run")
     args = parser.parse_args()
+    layout.require_repo_root()
     relog(args.run)
 
 

@@ -1,13 +1,18 @@
-"""Fixtures shared by the suite: the repository root, a scratch project, and running stages for real."""
+"""Fixtures shared by the suite: the repository root, a scratch project, running stages for real, and a real
+MLflow tracking server."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,6 +40,40 @@ def run_stage(module: str, *args: str, cwd: Path, env: dict[str, str] | None = N
 def default_params() -> dict:
     """A fresh copy of the repository's params.yaml, for tests to modify."""
     return yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real tracking server on a free port, with its own SQLite store and artifact root."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root / 'db'}",
+         "--default-artifact-root", str(root / "art"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=(root / "server.log").open("w"), stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if requests.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not start:\n{(root / 'server.log').read_text()}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def write_params(directory: Path, params: dict) -> Path:

@@ -3,78 +3,18 @@ a tracking server that is down."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
 from overfit_first.data.prepared import file_sha256
 from overfit_first.tracking import repo_root, tracking_uri
 
-from conftest import run_stage
+from conftest import free_port, run_stage
+from helpers_mlflow import api, search_runs
 from helpers_train import RUN, make_project, output_paths, read_metrics, train_env
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real tracking server on a free port, with its own SQLite store and artifact root."""
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root / 'db'}",
-         "--default-artifact-root", str(root / "art"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=(root / "server.log").open("w"), stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not start:\n{(root / 'server.log').read_text()}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-def api(url: str, endpoint: str, **query: str) -> dict:
-    response = requests.get(f"{url}/api/2.0/mlflow/{endpoint}", params=query, timeout=10)
-    response.raise_for_status()
-    return response.json()
-
-
-def search_runs(url: str, dataset: str = "tiny") -> list[dict]:
-    """The runs of experiment overfit-first/<dataset>, newest first (none if it does not exist yet)."""
-    response = requests.get(f"{url}/api/2.0/mlflow/experiments/get-by-name",
-                            params={"experiment_name": f"overfit-first/{dataset}"}, timeout=10)
-    if response.status_code == 404:
-        return []
-    response.raise_for_status()
-    response = requests.post(
-        f"{url}/api/2.0/mlflow/runs/search",
-        json={"experiment_ids": [response.json()["experiment"]["experiment_id"]],
-              "order_by": ["attributes.start_time DESC"]},
-        timeout=10,
-    )
-    response.raise_for_status()
-    return response.json().get("runs", [])
 
 
 def git_init(project: Path) -> str:

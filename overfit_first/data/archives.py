@@ -8,14 +8,12 @@ with an error naming the archive and the member instead of being half-read.
 
 from __future__ import annotations
 
-import sys
 import tarfile
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
-from tqdm import tqdm
-
+from overfit_first import progress
 from overfit_first.errors import PipelineError
 
 # tarfile's "data" filter (Python >= 3.11.4) is applied as a second line of defence; its checks need a
@@ -62,8 +60,8 @@ def iter_files(archive: Path, wanted: Callable[[str], bool] = lambda _: True) ->
     Every member is checked, wanted or not; a progress bar (stderr) follows the compressed bytes read.
     """
     try:
-        with archive.open("rb") as raw, tqdm.wrapattr(
-            raw, "read", total=archive.stat().st_size, desc=archive.name, file=sys.stderr, leave=False
+        with archive.open("rb") as raw, progress.wrapattr(
+            raw, "read", total=archive.stat().st_size, desc=archive.name, leave=False
         ) as stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
             for member in tar:
                 yield from _read_member(archive, tar, member, wanted)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -22,8 +21,8 @@ from typing import BinaryIO
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
-from tqdm import tqdm
 
+from overfit_first import progress
 from overfit_first.data.sources import RemoteFile
 from overfit_first.errors import PipelineError
 
@@ -114,7 +113,7 @@ def _verify(file: RemoteFile, found: dict[str, str]) -> None:
 
 @dataclass(frozen=True)
 class Downloader:
-    """HTTP(S) downloads with retries, exponential back-off, a timeout and a progress bar on stderr."""
+    """HTTP(S) downloads with retries, exponential back-off, a timeout and a progress bar (overfit_first.progress)."""
 
     retries: int = 3
     backoff_s: float = 1.0
@@ -155,7 +154,7 @@ class Downloader:
             with self.session.get(url, stream=True, timeout=self.timeout_s) as response:
                 _check_status(response.status_code)
                 total = int(response.headers.get("Content-Length", 0)) or None
-                with tqdm(total=total, desc=name, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr) as bar:
+                with progress.bar(total=total, desc=name, unit="B", unit_scale=True, unit_divisor=1024) as bar:
                     for chunk in response.iter_content(_CHUNK):
                         out.write(chunk)
                         found.update(chunk)

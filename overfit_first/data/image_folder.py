@@ -15,19 +15,18 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
 
 from overfit_first.data import archives
 from overfit_first.data.prepared import Split, file_sha256
 from overfit_first.data.raw import RawData
 from overfit_first.errors import PipelineError
+from overfit_first.progress import bar as progress_bar
 
 SPLIT_NAMES = ("train", "test")
 HIERARCHY = "hierarchy.csv"
@@ -62,7 +61,7 @@ def _files(path: Path) -> Iterator[tuple[str, bytes]]:
 
 def _directory_files(root: Path, progress: bool) -> Iterator[tuple[str, bytes]]:
     files = sorted(p for p in root.rglob("*") if p.is_file())
-    for file in tqdm(files, desc=root.name, unit="file", file=sys.stderr, leave=False, disable=not progress):
+    for file in progress_bar(files, desc=root.name, unit="file", leave=False, disable=not progress):
         yield file.relative_to(root).as_posix(), file.read_bytes()
 
 

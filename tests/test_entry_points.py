@@ -1,0 +1,105 @@
+"""Every entry point goes through run_stage and, run from a subdirectory of the repository, stops with the one
+shared "run from the repository root" error before doing anything (overfit_first.layout.require_repo_root).
+
+Before, `python -m overfit_first.pr_comment` run from reports/ exited 0 with a wrong comment: paths shown
+as ../metrics/..., and "no dataset has a comparison" although the files existed.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from overfit_first import layout
+from overfit_first.errors import PipelineError
+
+from conftest import REPO, run_stage
+from data_fixtures import files_under
+
+# Each entry point with arguments that would make it work from the repository root.
+ENTRY_POINTS = {
+    "stages.download": ["fashion_mnist"],
+    "stages.prepare": ["fashion_mnist"],
+    "stages.train": ["fashion_mnist-cnn_overfit"],
+    "stages.evaluate": ["fashion_mnist-cnn_overfit"],
+    "stages.plot": ["fashion_mnist"],
+    "stages.report": [],
+    "overfit_first.pr_comment": ["--base", "HEAD"],
+    "overfit_first.plots_html": ["show"],
+    "overfit_first.tracking": ["relog", "fashion_mnist-cnn_overfit"],
+    "overfit_first.profiles": ["article"],
+    "bench": ["--only", "dvc"],
+}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__main__" else parts)
+
+
+def main_block(path: Path) -> ast.If | None:
+    """The `if __name__ == "__main__":` block of a module, if it has one."""
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.If) and "__name__" in ast.unparse(node.test) and "__main__" in ast.unparse(node.test):
+            return node
+    return None
+
+
+def test_every_entry_point_is_listed_and_runs_in_run_stage() -> None:
+    """A new `python -m` module is caught here: it must join ENTRY_POINTS (and so the test below) and run_stage."""
+    # bench's other modules are the parts `python -m bench` runs itself, from the repository root.
+    candidates = [*sorted((REPO / "stages").glob("*.py")), *sorted((REPO / "overfit_first").rglob("*.py")),
+                  REPO / "bench" / "__main__.py"]
+    found = {module_name(path): block for path in candidates if (block := main_block(path)) is not None}
+    assert sorted(found) == sorted(ENTRY_POINTS)
+    for module, block in found.items():
+        assert [ast.unparse(statement) for statement in block.body] == ["run_stage(main)"], module
+
+
+@pytest.fixture(scope="module")
+def scratch_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the repository's files that mark and configure it, with the results the commands read."""
+    root = tmp_path_factory.mktemp("entry") / "repo"
+    for name in ("dvc.yaml", "params.yaml", "profiles", "metrics", "reports"):
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, root / name)
+        else:
+            root.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, root / name)
+    return root
+
+
+@pytest.mark.parametrize("module", sorted(ENTRY_POINTS))
+def test_entry_point_run_from_a_subdirectory_stops_before_any_work(scratch_repo: Path, module: str) -> None:
+    before = files_under(scratch_repo)
+    result = run_stage(module, *ENTRY_POINTS[module], cwd=scratch_repo / "reports", timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {layout.RUN_FROM_ROOT}: {(scratch_repo / 'reports').resolve()} is inside the repository; "
+        f"cd {scratch_repo.resolve()} first")
+    assert files_under(scratch_repo) == before, "nothing written"
+
+
+def test_require_repo_root(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    (root / "metrics" / "fashion_mnist").mkdir(parents=True)
+    (root / "dvc.yaml").write_text("stages: {}\n")
+    layout.require_repo_root(root)
+    for subdirectory in (root / "metrics", root / "metrics" / "fashion_mnist"):
+        with pytest.raises(PipelineError, match=r"run from the repository root \(where dvc.yaml is\)"):
+            layout.require_repo_root(subdirectory)
+    # Outside any DVC project (a scratch project of the tests): nothing to say here.
+    layout.require_repo_root(tmp_path)
+
+
+def test_the_message_quotes_a_root_with_a_space(tmp_path: Path) -> None:
+    root = tmp_path / "my repo"
+    (root / "reports").mkdir(parents=True)
+    (root / "dvc.yaml").write_text("stages: {}\n")
+    with pytest.raises(PipelineError, match=re.escape(f"cd '{root.resolve()}' first")):
+        layout.require_repo_root(root / "reports")

@@ -1,0 +1,188 @@
+"""Ctrl-C, SIGTERM and SIGHUP take one clean way out of every entry point (overfit_first.errors.run_stage):
+the message says truthfully which outputs were written, and an MLflow run being logged ends as KILLED.
+
+Real signals to real processes: a small script through run_stage for the mechanics, and the train stage
+stopped while it logs to a real MLflow server for the whole story.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from overfit_first import atomic, layout
+
+from conftest import run_stage, stage_env
+from helpers_mlflow import relay_to, search_runs, tags, wait_for
+from helpers_train import DATASET, MODEL, RUN, make_project, start_train, train_env
+
+# Writes the files named on its command line (atomically), says "ready", then waits to be stopped; on the way
+# out, a `finally` announces itself, takes a moment, and writes the names given with a leading "+", as a real
+# cleanup would.
+SCRIPT = textwrap.dedent("""
+    import sys, time
+    from overfit_first import atomic
+    from overfit_first.errors import run_stage
+
+    def main():
+        for name in sys.argv[1:]:
+            if not name.startswith("+"):
+                atomic.write_text(name, "complete\\n")
+        try:
+            print("ready", flush=True)
+            time.sleep(120)
+        finally:
+            print("cleaning up", flush=True)
+            time.sleep(1)
+            for name in sys.argv[1:]:
+                if name.startswith("+"):
+                    atomic.write_text(name[1:], "complete\\n")
+
+    run_stage(main)
+""")
+
+
+def start_script(directory: Path, *outputs: str, ignore: signal.Signals | None = None) -> subprocess.Popen[str]:
+    def ignore_signal() -> None:  # what `nohup` does for SIGHUP before it starts the command
+        if ignore is not None:
+            signal.signal(ignore, signal.SIG_IGN)
+
+    process = subprocess.Popen([sys.executable, "-c", SCRIPT, *outputs], cwd=directory, env=stage_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore_signal)
+    assert process.stdout is not None and process.stdout.readline() == "ready\n", process.communicate()
+    return process
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=lambda stop: stop.name)
+def test_every_stop_signal_takes_the_clean_way_out(tmp_path: Path, stop: signal.Signals) -> None:
+    process = start_script(tmp_path, "out/a.json", ".cache/state.json", "+cleanup.txt")
+    process.send_signal(stop)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + stop, stderr
+    assert "cleaning up" in stdout, "the finally blocks ran"
+    # The message lists the outputs written, cleanup.txt included (written on the way out), not the hidden state.
+    assert stderr.strip() == (f"interrupted by {stop.name}: wrote out/a.json, cleanup.txt (each complete); "
+                              "no other output was written")
+    assert "Traceback" not in stderr
+
+
+def test_the_message_says_so_when_nothing_was_written(tmp_path: Path) -> None:
+    process = start_script(tmp_path)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143
+    assert stderr.strip() == "interrupted by SIGTERM: no output was written"
+
+
+def test_a_second_signal_does_not_cut_the_cleanup_short(tmp_path: Path) -> None:
+    """CI cancellation sends SIGINT, then SIGTERM a few seconds later: the cleanup still completes."""
+    process = start_script(tmp_path, "+cleanup.txt")
+    process.send_signal(signal.SIGINT)
+    assert process.stdout is not None and process.stdout.readline() == "cleaning up\n"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert (tmp_path / "cleanup.txt").read_text() == "complete\n"
+    assert "interrupted by SIGINT: wrote cleanup.txt" in stderr
+
+
+def test_a_signal_ignored_at_start_stays_ignored(tmp_path: Path) -> None:
+    """`nohup cmd` ignores SIGHUP before cmd starts: a closed terminal must not stop it then."""
+    process = start_script(tmp_path, ignore=signal.SIGHUP)
+    process.send_signal(signal.SIGHUP)
+    time.sleep(1)
+    assert process.poll() is None, process.communicate()
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=60)
+    assert process.returncode == 143
+
+
+def test_written_outputs_are_those_still_holding_this_process_content(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(atomic, "_replaced", {})
+    monkeypatch.chdir(tmp_path)
+    atomic.write_text("first.txt", "1")
+    atomic.write_json("metrics/second.json", {"a": 1})
+    atomic.write_text("first.txt", "written twice, listed once")
+    atomic.write_text(".cache/train/run/history.json", "[]")  # working state, not an output
+    with pytest.raises(RuntimeError), atomic.atomic_path("failed.txt") as tmp:
+        tmp.write_text("never renamed into place")
+        raise RuntimeError
+    atomic.write_text("replaced_later.txt", "mine")
+    (tmp_path / "other.txt").write_text("another writer's")
+    os.replace(tmp_path / "other.txt", tmp_path / "replaced_later.txt")
+    with atomic.atomic_path("directory") as tmp:
+        tmp.mkdir()
+        (tmp / "inner.txt").write_text("x")
+    assert atomic.written_outputs() == [Path("first.txt"), Path("metrics/second.json"), Path("directory")]
+
+
+# ---------------------------------------------------------------- the train stage, logging to a real server
+
+OUTPUTS = ", ".join(str(path) for path in (layout.model_file(DATASET, MODEL), layout.train_metrics_file(DATASET, MODEL),
+                                           layout.history_file(DATASET, MODEL)))
+
+
+def stop_while_logging(project: Path, server: str, stop: signal.Signals) -> tuple[subprocess.Popen[str], str]:
+    """Start the train stage, stop it with `stop` once its MLflow run is open and logging; its output."""
+    # The first log-batch follows the start of the run: held there, the stage is mid-logging, its run RUNNING.
+    with relay_to(server, hold="/runs/log-batch") as relay:
+        process = start_train(project, train_env(relay.url, MLFLOW_HTTP_REQUEST_TIMEOUT="300"))
+        wait_for(relay.held, process, "the stage's first log-batch request")
+        os.kill(process.pid, stop)
+        output = process.communicate(timeout=120)[0]
+    return process, output
+
+
+def run_of(server: str, process: subprocess.Popen[str]) -> dict:
+    """The MLflow run that process logged (tag pid)."""
+    mine = [run for run in search_runs(server) if tags(run).get("pid") == str(process.pid)]
+    assert len(mine) == 1, search_runs(server)
+    return mine[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=lambda stop: stop.name)
+def test_train_stopped_while_logging_ends_its_run_as_killed(tmp_path: Path, mlflow_server: str,
+                                                            stop: signal.Signals) -> None:
+    project = make_project(tmp_path / "project")
+    process, output = stop_while_logging(project, mlflow_server, stop)
+
+    assert process.returncode == 128 + stop, output
+    # The model, metrics and history were written before logging began: the message says so.
+    assert f"interrupted by {stop.name}: wrote {OUTPUTS} (each complete); no other output was written" in output
+    assert "Traceback" not in output
+    run = run_of(mlflow_server, process)
+    assert run["info"]["status"] == "KILLED" and int(run["info"]["end_time"]) > 0
+
+    if stop == signal.SIGTERM:  # the rerun logs a run of its own, and leaves none RUNNING
+        rerun = run_stage("stages.train", RUN, cwd=project, env=train_env(mlflow_server))
+        assert rerun.returncode == 0, rerun.stderr
+        runs = search_runs(mlflow_server)
+        assert runs[0]["info"]["status"] == "FINISHED" and tags(runs[0])["pid"] != str(process.pid)
+        assert not [run for run in runs if run["info"]["status"] == "RUNNING"]
+        # Keras's log (verbose=2) suits a log file too: whole lines, no in-place redraws.
+        assert "\r" not in rerun.stdout + rerun.stderr
+
+
+@pytest.mark.slow
+def test_a_run_left_running_by_sigkill_is_ended_by_the_next_logging(tmp_path: Path, mlflow_server: str) -> None:
+    """SIGKILL cannot be handled: the next logging of the same run on this machine ends the orphan as KILLED."""
+    project = make_project(tmp_path / "project")
+    process, _ = stop_while_logging(project, mlflow_server, signal.SIGKILL)
+    assert process.returncode == -signal.SIGKILL
+    assert run_of(mlflow_server, process)["info"]["status"] == "RUNNING"
+
+    rerun = run_stage("overfit_first.tracking", "relog", RUN, cwd=project, env=train_env(mlflow_server))
+    assert rerun.returncode == 0, rerun.stderr
+    orphan = run_of(mlflow_server, process)
+    assert orphan["info"]["status"] == "KILLED" and int(orphan["info"]["end_time"]) > 0
+    assert f"MLflow run {orphan['info']['run_id']}, left RUNNING by process {process.pid}" in rerun.stdout
+    assert not [run for run in search_runs(mlflow_server) if run["info"]["status"] == "RUNNING"]
