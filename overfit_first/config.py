@@ -183,7 +183,8 @@ class ModelSpec(Strict):
         """The `$name` values its layers and layer defaults use."""
         kwargs = [next(iter(entry.values())) or {} for entry in self.layers if isinstance(entry, dict)]
         kwargs += list(self.layer_defaults.values())
-        return {value for mapping in kwargs for value in mapping.values() if isinstance(value, str) and value[:1] == "$"}
+        values = [value for mapping in kwargs for value in mapping.values()]
+        return {value for value in values if isinstance(value, str) and value.startswith("$")}
 
 
 class RunSpec(Strict):
@@ -300,7 +301,8 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
     known_datasets = set(BUILTIN_DATASETS) | set(params.data.image_folders)
     for dataset in params.data.datasets:
         if dataset not in known_datasets:
-            errors.append(f"  data.datasets: {dataset!r} is not a known dataset; known: {', '.join(sorted(known_datasets))}")
+            known = ", ".join(sorted(known_datasets))
+            errors.append(f"  data.datasets: {dataset!r} is not a known dataset; known: {known}")
     if len(set(params.data.datasets)) != len(params.data.datasets):
         errors.append(f"  data.datasets = {params.data.datasets}: lists a dataset twice")
     clash = sorted(set(params.data.image_folders) & set(BUILTIN_DATASETS))
@@ -314,10 +316,12 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
     for run_name, run in params.runs.items():
         if run.dataset not in params.data.datasets:
             errors.append(
-                f"  runs.{run_name}.dataset = {run.dataset!r}: not in data.datasets {params.data.datasets}; add it there"
+                f"  runs.{run_name}.dataset = {run.dataset!r}: not in data.datasets {params.data.datasets}; "
+                "add it there"
             )
         if run.model not in params.models:
-            errors.append(f"  runs.{run_name}.model = {run.model!r}: unknown model; defined: {', '.join(params.models)}")
+            defined = ", ".join(params.models)
+            errors.append(f"  runs.{run_name}.model = {run.model!r}: unknown model; defined: {defined}")
             continue
         if not _has_key(raw, run.tuned_by):
             errors.append(f"  runs.{run_name}.tuned_by = {run.tuned_by!r}: no such key in {source}")
@@ -358,17 +362,16 @@ def _format(error: ValidationError, source: str) -> str:
 
 def _layer_errors(name: str, spec: ModelSpec) -> list[str]:
     errors = []
+    allowed = ", ".join(LAYER_TYPES)
     for index, entry in enumerate(spec.layers):
         layer_type = entry if isinstance(entry, str) else next(iter(entry), None)
         if isinstance(entry, dict) and len(entry) != 1:
             errors.append(f"  models.{name}.layers[{index}] = {entry!r}: one layer per entry ({{Type: {{kwargs}}}})")
         elif layer_type not in LAYER_TYPES:
-            errors.append(
-                f"  models.{name}.layers[{index}] = {layer_type!r}: unknown layer type; allowed: {', '.join(LAYER_TYPES)}"
-            )
+            errors.append(f"  models.{name}.layers[{index}] = {layer_type!r}: unknown layer type; allowed: {allowed}")
     for layer_type in spec.layer_defaults:
         if layer_type not in LAYER_TYPES:
-            errors.append(f"  models.{name}.layer_defaults.{layer_type}: unknown layer type; allowed: {', '.join(LAYER_TYPES)}")
+            errors.append(f"  models.{name}.layer_defaults.{layer_type}: unknown layer type; allowed: {allowed}")
     for placeholder in sorted(spec.placeholders() - set(PLACEHOLDERS)):
         errors.append(f"  models.{name}: unknown placeholder {placeholder!r}; use one of {', '.join(PLACEHOLDERS)}")
     return errors

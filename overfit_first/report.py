@@ -35,6 +35,7 @@ def model_table(runs: list[Run], results: dict[str, EvalMetrics]) -> list[str]:
     rows = []
     for run in runs:
         entry = results[run.name]
+        superclass = entry.superclass_test_accuracy
         rows.append({
             "model": f"`{run.model}`",
             "role": run.role,
@@ -43,7 +44,7 @@ def model_table(runs: list[Run], results: dict[str, EvalMetrics]) -> list[str]:
             "train": f"{entry.train_accuracy_inference:.3f}",
             "validation": f"{entry.val_accuracy_inference:.3f}",
             "test": f"{entry.test_accuracy:.3f}",
-            "test, superclass": "" if entry.superclass_test_accuracy is None else f"{entry.superclass_test_accuracy:.3f}",
+            "test, superclass": "" if superclass is None else f"{superclass:.3f}",
             "gap": f"{entry.gap:+.3f}",
             "verdict": f"**{entry.verdict}**",
             "recommendation": entry.recommendation,

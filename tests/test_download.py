@@ -108,7 +108,8 @@ def test_404_from_a_mirror_with_credentials_never_prints_them(tmp_path: Path, ht
     directory = project(tmp_path)
     host = http_server.base_url.removeprefix("http://")
     mirror = f"http://user:s3cret@{host}/files?token=abc123"
-    result = run_data_stage(directory, "download", "mnist", tmp_path, OVERFIT_FIRST_OFFLINE="1", OVERFIT_FIRST_MIRROR=mirror)
+    result = run_data_stage(directory, "download", "mnist", tmp_path, OVERFIT_FIRST_OFFLINE="1",
+                            OVERFIT_FIRST_MIRROR=mirror)
     assert result.returncode == 1
     assert f"http://{host}/files/mnist.npz: HTTP 404" in result.stderr
     assert "s3cret" not in result.stderr + result.stdout and "abc123" not in result.stderr + result.stdout

@@ -251,5 +251,6 @@ def test_missing_or_broken_inputs_name_the_file_and_the_fix(
     raw["train"]["subset_size"] = 30
     params = validate(raw)
     run = params.run(SIMPLIFIED_RUN)
-    with pytest.raises(PipelineError, match=r"trained on 150 images, but train.subset_size .* select 30: the model is stale"):
+    stale = r"trained on 150 images, but train.subset_size .* select 30: the model is stale"
+    with pytest.raises(PipelineError, match=stale):
         evaluation.evaluate(run, params.evaluate)

@@ -33,8 +33,8 @@ def check(settings: PrepareConfig, data: raw.RawData, dataset: str) -> None:
         )
     if settings.sample_size is not None and settings.sample_size < num_classes:
         raise PipelineError(
-            f"params.yaml: prepare.sample_size = {settings.sample_size}: must be null or at least the {num_classes} classes "
-            f"of {dataset} (one image per class)"
+            f"params.yaml: prepare.sample_size = {settings.sample_size}: must be null or at least the "
+            f"{num_classes} classes of {dataset} (one image per class)"
         )
     if settings.pad_to is not None and settings.pad_to < max(height, width):
         raise PipelineError(
