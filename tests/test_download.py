@@ -110,7 +110,9 @@ def test_404_from_a_mirror_with_credentials_never_prints_them(tmp_path: Path, ht
     assert result.returncode == 1
     assert f"http://{host}/files/mnist.npz: HTTP 404" in result.stderr
     assert "s3cret" not in result.stderr + result.stdout and "abc123" not in result.stderr + result.stdout
-    assert http_server.hits == ["/files/mnist.npz"]
+    # Both published formats of MNIST were asked for, each stopping at its first missing file.
+    assert http_server.hits == ["/files/mnist.npz", "/files/train-images-idx3-ubyte.gz",
+                                "/files/MNIST/raw/train-images-idx3-ubyte.gz"]
     assert not (directory / "data").exists() and files_under(tmp_path / "cache") == []
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from overfit_first.data import fetch, image_folder, raw, sources
 from overfit_first.data.raw import RawData
+from overfit_first.errors import PipelineError
 
 
 def download(dataset: str, data_params: dict[str, Any], root: Path = raw.RAW_ROOT) -> Path:
@@ -32,13 +33,35 @@ def _acquire(source: sources.Source, mirror: str | None) -> tuple[RawData, list[
         print(f"{source.name}: reading {path}")
         entry = {"name": path.name, "checksum": image_folder.tree_checksum(path), "origin": str(path)}
         return source.parse({}), [entry]
-    locator = fetch.Locator(source.name, mirror)
-    fetched = []
-    for file in source.files:
-        found = locator.fetch(file)
+    published, fetched = _fetch(source, fetch.Locator(source.name, mirror))
+    for found in fetched:
         print(f"{source.name}: {found.name} verified, from {found.origin}")
-        fetched.append(found)
     # Only now, with every checksum verified, may the parsers open (and for CIFAR, unpickle) the files.
-    data = source.parse({found.name: found.path for found in fetched})
+    data = published.parse({found.name: found.path for found in fetched})
     files = [{"name": f.name, "checksum": f"sha256:{f.sha256}", "origin": f.origin} for f in fetched]
     return data, files
+
+
+def _fetch(source: sources.Source, locator: fetch.Locator) -> tuple[sources.Format, list[fetch.Fetched]]:
+    """The verified files of one published format: a complete local copy of any format first, so that no
+    download happens while one is at hand; then each format in order, downloading what is missing."""
+    formats = source.formats()
+    for published in formats:
+        local = []
+        for file in published.files:
+            found = locator.find_local(file)
+            if found is None:
+                break
+            local.append(found)
+        else:
+            return published, local
+    failures: list[tuple[str, PipelineError]] = []
+    for published in formats:
+        try:
+            return published, [locator.fetch(file) for file in published.files]
+        except PipelineError as failure:
+            failures.append((published.description, failure))
+    if len(failures) == 1:
+        raise failures[0][1]
+    listed = "\n".join(f"{description}: {failure}" for description, failure in failures)
+    raise PipelineError(f"cannot obtain dataset {source.name} in any of its {len(formats)} published formats:\n{listed}")
