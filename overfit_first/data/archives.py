@@ -191,7 +191,9 @@ def _tar_members(archive: Path) -> Iterator[Entry]:
 
 
 def _unreadable(archive: Path, kind: str, error: BaseException) -> PipelineError:
-    return PipelineError(f"{archive} is not a readable {kind} archive or is truncated ({error}); download or rebuild it")
+    return PipelineError(
+        f"{archive} is not a readable {kind} archive or is truncated ({error}); download or rebuild it"
+    )
 
 
 def _tar_member(archive: Path, info: tarfile.TarInfo) -> Member:
@@ -260,7 +262,7 @@ def _zip_member(archive: Path, zipped: zipfile.ZipFile, info: zipfile.ZipInfo) -
         return Member(name, "link", _normalised(posixpath.join(posixpath.dirname(name), link)))
     if info.is_dir() or stat.S_ISDIR(mode):
         return Member(name, "dir")
-    if mode and not stat.S_ISREG(mode):
+    if stat.S_IFMT(mode) not in (0, stat.S_IFREG):  # many tools (Python's zipfile too) write no file type
         raise PipelineError(f"{archive}: member {info.filename!r} is a special file; the archive must hold files")
     return Member(name, "file")
 

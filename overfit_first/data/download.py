@@ -1,13 +1,18 @@
-"""The `download` stage's work: resolve a dataset, obtain and verify its files, parse, write data/raw/<name>/."""
+"""The `download` stage's work: resolve a dataset, obtain and verify its files, parse, write data/raw/<name>/;
+and the `sources` stage's: data/sources/<name>.json, the checksum of each image folder, for DVC to compare."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from overfit_first import atomic
 from overfit_first.data import fetch, image_folder, raw, sources
 from overfit_first.data.raw import RawData
 from overfit_first.errors import PipelineError
+
+SOURCES_ROOT = Path("data/sources")
 
 
 def download(dataset: str, data_params: dict[str, Any], root: Path = raw.RAW_ROOT) -> Path:
@@ -25,6 +30,29 @@ def download(dataset: str, data_params: dict[str, Any], root: Path = raw.RAW_ROO
     directory = root / dataset
     raw.write(directory, data, meta)
     return directory
+
+
+def write_sources(datasets: Sequence[str], data_params: dict[str, Any], root: Path = SOURCES_ROOT) -> Path:
+    """Write `root/<dataset>.json` for each dataset (atomically, as one directory); return `root`.
+
+    DVC cannot track an image folder as a dependency: a relative path outside the repository (or one with ~)
+    names another place, or nothing, in the copy of the repository where `dvc exp run --queue` / `--temp`
+    runs the stages. So this file stands for it: {dataset, source, checksum} with the checksum of the folder's
+    content (an archive's bytes, or every file of a directory), and `download@<dataset>` depends on it. A
+    built-in dataset's file lists its published files and checksums (its cache is verified on download).
+    """
+    with atomic.atomic_path(root) as tmp:
+        tmp.mkdir()
+        for dataset in datasets:
+            source = sources.resolve(dataset, data_params.get("image_folders"))
+            record: dict[str, Any] = {"dataset": dataset, "source": source.description}
+            if source.local_path is not None:
+                record["checksum"] = image_folder.tree_checksum(source.local_path)
+            else:
+                record["files"] = [{"name": file.name, "checksums": list(file.checksums)}
+                                   for published in source.formats() for file in published.files]
+            atomic.write_json(tmp / f"{dataset}.json", record)
+    return root
 
 
 def _acquire(source: sources.Source, mirror: str | None) -> tuple[RawData, list[dict[str, str]]]:
@@ -64,4 +92,4 @@ def _fetch(source: sources.Source, locator: fetch.Locator) -> tuple[sources.Form
     if len(failures) == 1:
         raise failures[0][1]
     listed = "\n".join(f"{description}: {failure}" for description, failure in failures)
-    raise PipelineError(f"cannot obtain dataset {source.name} in any of its {len(formats)} published formats:\n{listed}")
+    raise PipelineError(f"cannot obtain dataset {source.name} in any of its {len(formats)} formats:\n{listed}")

@@ -27,7 +27,6 @@ import io
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path, PurePosixPath
@@ -286,11 +285,9 @@ class _Collector:
         for split in self.splits.values():
             for name, image in zip(split.names, split.images, strict=True):
                 if image.shape[:2] != (height, width):
-                    self.problems.append((
-                        name,
-                        f"is {image.shape[1]}x{image.shape[0]} but most images are {width}x{height}; "
-                        "resize all images to one size",
-                    ))
+                    size = f"{image.shape[1]}x{image.shape[0]}"
+                    reason = f"is {size} but most images are {width}x{height}; resize all images to one size"
+                    self.problems.append((name, reason))
 
     def _report(self) -> str:
         problems = sorted(self.problems)
