@@ -377,10 +377,11 @@ def project(tmp_path: Path, data: dict | None = None, prepare: dict | None = Non
 def run_data_stage(
     directory: Path, stage: str, dataset: str, tmp_path: Path, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    """`python -m stages.<stage> <dataset>` in `directory`, as DVC runs it, isolated like `isolated_env`."""
-    environ = {key: value for key, value in stage_env().items() if key not in ISOLATED}
+    """`python -m stages.<stage> <dataset>` in `directory`, as DVC runs it, isolated like `isolated_env`
+    (`dataset` "" for a stage without one, such as `sources`)."""
+    environ = {key: value for key, value in stage_env().items() if key not in ISOLATED and key != "DVC_ROOT"}
     environ.update(isolated_env(tmp_path, **env))
-    return run_stage(f"stages.{stage}", dataset, cwd=directory, env=environ, timeout=120)
+    return run_stage(f"stages.{stage}", *filter(None, [dataset]), cwd=directory, env=environ, timeout=120)
 
 
 def files_under(directory: Path) -> list[str]:
