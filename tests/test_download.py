@@ -436,6 +436,14 @@ def test_tilde_and_environment_variables_are_expanded(tmp_path: Path) -> None:
             "not set") in unset.stderr
 
 
+def test_quoted_tilde_in_the_directory_variables_is_expanded(isolated: Path, monkeypatch) -> None:
+    for name in ("OVERFIT_FIRST_CACHE", "KERAS_HOME", "OVERFIT_FIRST_SYSTEM_DATASETS"):
+        monkeypatch.setenv(name, "~/somewhere")
+    home = isolated / "home"
+    assert (fetch.cache_dir(), fetch.keras_datasets_dir(), fetch.system_datasets_dir()) == (
+        home / "somewhere", home / "somewhere" / "datasets", home / "somewhere")
+
+
 def test_a_missing_folder_names_the_path_it_looked_at(tmp_path: Path) -> None:
     directory = project(tmp_path, data={"image_folders": {"pets": "../nowhere/pets"}})
     result = run_data_stage(directory, "download", "pets", tmp_path)

@@ -49,16 +49,17 @@ class _TransientError(FetchError):
     """A failure worth retrying: connection problems, timeouts, 5xx answers."""
 
 
+# The directories below come from the environment, where a quoted "~/..." reaches us unexpanded.
 def cache_dir() -> Path:
-    return Path(os.environ.get("OVERFIT_FIRST_CACHE") or Path.home() / ".cache" / "overfit-first")
+    return Path(os.environ.get("OVERFIT_FIRST_CACHE") or Path.home() / ".cache" / "overfit-first").expanduser()
 
 
 def keras_datasets_dir() -> Path:
-    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "datasets"
+    return (Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "datasets").expanduser()
 
 
 def system_datasets_dir() -> Path:
-    return Path(os.environ.get("OVERFIT_FIRST_SYSTEM_DATASETS") or "/usr/share/datasets")
+    return Path(os.environ.get("OVERFIT_FIRST_SYSTEM_DATASETS") or "/usr/share/datasets").expanduser()
 
 
 def offline() -> bool:
