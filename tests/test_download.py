@@ -337,6 +337,7 @@ def test_mnist_idx_files_in_a_mirror_directory_with_torchvision_layout(isolated:
     _mnist_pinned(monkeypatch, raw_dir)
     directory = download.download("mnist", {"mirror": str(isolated / "torchvision-data")}, root=isolated / "raw")
     meta = _assert_mnist(directory, arrays)
+    assert meta["source"] == "MNIST, official idx files"
     assert [entry["origin"] for entry in meta["files"]] == [str(raw_dir / name) for name in FASHION_FILES]
 
 

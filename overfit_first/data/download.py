@@ -18,11 +18,11 @@ SOURCES_ROOT = Path("data/sources")
 def download(dataset: str, data_params: dict[str, Any], root: Path = raw.RAW_ROOT) -> Path:
     """Build `root/<dataset>/` from params section `data`; return the directory written."""
     source = sources.resolve(dataset, data_params.get("image_folders"))
-    data, files = _acquire(source, fetch.mirror_setting(data_params.get("mirror")))
-    raw.check(data, source.description)
+    data, files, description = _acquire(source, fetch.mirror_setting(data_params.get("mirror")))
+    raw.check(data, description)
     meta = {
         "dataset": dataset,
-        "source": source.description,
+        "source": description,
         "class_names": data.class_names,
         "superclass_names": data.superclass_names,
         "files": files,
@@ -55,19 +55,20 @@ def write_sources(datasets: Sequence[str], data_params: dict[str, Any], root: Pa
     return root
 
 
-def _acquire(source: sources.Source, mirror: str | None) -> tuple[RawData, list[dict[str, str]]]:
+def _acquire(source: sources.Source, mirror: str | None) -> tuple[RawData, list[dict[str, str]], str]:
+    """The parsed data, its files {name, checksum, origin}, and the description of the format read."""
     if source.local_path is not None:
         path = source.local_path
         print(f"{source.name}: reading {path}")
         entry = {"name": path.name, "checksum": image_folder.tree_checksum(path), "origin": str(path)}
-        return source.parse({}), [entry]
+        return source.parse({}), [entry], source.description
     published, fetched = _fetch(source, fetch.Locator(source.name, mirror))
     for found in fetched:
         print(f"{source.name}: {found.name} verified, from {found.origin}")
     # Only now, with every checksum verified, may the parsers open (and for CIFAR, unpickle) the files.
     data = published.parse({found.name: found.path for found in fetched})
     files = [{"name": f.name, "checksum": f"sha256:{f.sha256}", "origin": f.origin} for f in fetched]
-    return data, files
+    return data, files, published.description
 
 
 def _fetch(source: sources.Source, locator: fetch.Locator) -> tuple[sources.Format, list[fetch.Fetched]]:

@@ -119,6 +119,7 @@ FASHION_MNIST = Source(
     parse=partial(parsers.read_idx_dataset, class_names=FASHION_CLASSES),
 )
 
+
 def _mnist_idx(name: str, md5: str) -> RemoteFile:
     return RemoteFile(
         name=name, urls=tuple(base + name for base in MNIST_BASES), checksums=(f"md5:{md5}",),
