@@ -386,3 +386,13 @@ def test_many_unusable_files_list_the_first_twenty_and_the_total(tmp_path: Path)
     lines = str(raised.value).splitlines()
     assert lines[0].endswith(": 24 files cannot be used:") and len(lines) == 1 + reader.MAX_LISTED + 1
     assert lines[-1] == "  ... and 4 more"
+
+
+def test_an_empty_class_folder_in_an_archive_is_named_and_other_empty_folders_are_not(tmp_path: Path) -> None:
+    image_folder(tmp_path / "tree")
+    (tmp_path / "tree" / "tiny" / "train" / "newt").mkdir()
+    (tmp_path / "tree" / "notes" / "drafts").mkdir(parents=True)  # another top-level folder, with no files
+    with pytest.raises(PipelineError, match=r"tiny/train/newt/ is a class folder without images; add images or remove"):
+        reader.read(zip_archive(tmp_path / "tree", tmp_path / "pets.zip"))
+    (tmp_path / "tree" / "tiny" / "train" / "newt").rmdir()
+    assert reader.read(zip_archive(tmp_path / "tree", tmp_path / "pets.zip")).class_names == ["cat", "dog", "frog"]

@@ -206,19 +206,20 @@ class _Collector:
     hierarchy: bytes | None = None
     top: str | None = None  # the single top-level folder, if the tree sits under one
     problems: list[tuple[str, str]] = field(default_factory=list)  # (path, what is wrong and the fix)
+    folders: list[tuple[str, ...]] = field(default_factory=list)  # every folder's path parts
 
     def add(self, name: str, content: bytes | None) -> None:
         """One file (`content` its bytes) or folder (`content` None) of the tree, by its POSIX path."""
         parts = PurePosixPath(name).parts
         if any(_skipped(part) for part in parts):
             return
+        if content is None:
+            self.folders.append(parts)  # judged in `finish`, once the top-level folder is known
+            return
         if len(parts) > 1 and parts[0] not in (*SPLIT_NAMES, HIERARCHY):
             self._set_top(parts[0])
             parts = parts[1:]
-        if content is None:
-            if len(parts) == 2 and parts[0] in SPLIT_NAMES:
-                self.splits[parts[0]].folders.add(parts[1])
-        elif parts == (HIERARCHY,):
+        if parts == (HIERARCHY,):
             self.hierarchy = content
         elif parts and parts[0] in SPLIT_NAMES:
             if len(parts) != 3:
@@ -253,6 +254,10 @@ class _Collector:
 
     def finish(self) -> RawData:
         self._check_sizes()
+        for parts in self.folders:
+            inside = parts[1:] if self.top is not None and parts[0] == self.top else parts
+            if len(inside) == 2 and inside[0] in SPLIT_NAMES:
+                self.splits[inside[0]].folders.add(inside[1])
         top = f"{self.top}/" if self.top else ""
         for split_name, split in self.splits.items():
             self.problems.extend(
