@@ -15,10 +15,14 @@ directory, and DVC rejects a stage whose output lies inside one of its own depen
 
 Every entry point (`python -m stages.*`, `overfit_first.pr_comment`, ...) starts with require_repo_root(): run
 from a subdirectory, these relative paths would name files that do not exist, or the wrong ones.
+Paths a user writes in params.yaml (an image folder, a mirror directory) are read with `user_path`: relative
+to the repository root, also when DVC runs the stage in a temporary copy of the repository (`repo_root`).
 """
 
 from __future__ import annotations
 
+import os
+import re
 import shlex
 from pathlib import Path
 
@@ -78,3 +82,38 @@ def require_repo_root(directory: Path | None = None) -> None:
     root = next((parent for parent in here.parents if (parent / ROOT_MARKER).is_file()), None)
     if root is not None:
         raise PipelineError(f"{RUN_FROM_ROOT}: {here} is inside the repository; cd {shlex.quote(str(root))} first")
+def repo_root() -> Path:
+    """The repository the run belongs to, also when DVC runs the stage in a temporary copy.
+
+    DVC sets DVC_ROOT for every stage it runs, and for `dvc exp run --queue` / `--temp` it points at the
+    original repository, not at the copy in <repo>/.dvc/tmp/exps/<tmpdir>/ where the stage runs. Run by
+    hand inside such a copy, the path itself tells.
+    """
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    cwd = Path.cwd().resolve()
+    parts = cwd.parts
+    for index in range(len(parts) - 2):
+        if parts[index : index + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:index])
+    return cwd
+
+
+_VARIABLE = re.compile(r"\$(\w+|\{([^}]*)\})")
+
+
+def user_path(text: str, key: str) -> Path:
+    """`text` from params.yaml `key` as an absolute path: `~` and $VARIABLES expanded, relative to `repo_root()`.
+
+    A copy of the repository made by `dvc exp run --queue` or `--temp` lies elsewhere, so a relative path
+    such as ../shared/datasets/x.tar.gz must be read against the original repository, not the working
+    directory. Raises PipelineError naming `key` when a variable is not set.
+    """
+    unset = [match.group(2) or match.group(1) for match in _VARIABLE.finditer(text)
+             if (match.group(2) or match.group(1)) not in os.environ]
+    if unset:
+        raise PipelineError(
+            f"{key} = {text!r}: environment variable {', '.join(f'${name}' for name in unset)} is not set; "
+            "set it, or write the path without it"
+        )
+    return repo_root() / Path(os.path.expandvars(text)).expanduser()

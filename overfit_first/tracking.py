@@ -43,6 +43,7 @@ from overfit_first.config import KNOBS, Run, load_params
 from overfit_first.data.prepared import dataset_dir, file_sha256, load_summary
 from overfit_first.errors import PipelineError, run_stage
 from overfit_first.evaluation import Evaluation
+from overfit_first.layout import repo_root
 
 # An unreachable server must fail in seconds, not after MLflow's default 7 retries with backoff
 # (minutes). Set in the environment to change them.
@@ -54,23 +55,6 @@ HTTP_DEFAULTS = {
 # summary.json entries that are descriptions rather than settings: too long to be useful as params.
 SUMMARY_SKIP = {"class_names", "superclass_names", "class_counts"}
 BACKEND_PACKAGES = {"tensorflow": ("tensorflow", "tensorflow-cpu"), "jax": ("jax",), "torch": ("torch",)}
-
-
-def repo_root() -> Path:
-    """The repository the run belongs to, also when DVC runs the stage in a temporary copy.
-
-    DVC sets DVC_ROOT for every stage it runs, and for `dvc exp run --queue` / `--temp` it points at the
-    original repository, not at the copy in <repo>/.dvc/tmp/exps/<tmpdir>/ where the stage runs. Run by
-    hand inside such a copy, the path itself tells.
-    """
-    if os.environ.get("DVC_ROOT"):
-        return Path(os.environ["DVC_ROOT"]).resolve()
-    cwd = Path.cwd().resolve()
-    parts = cwd.parts
-    for index in range(len(parts) - 2):
-        if parts[index : index + 3] == (".dvc", "tmp", "exps"):
-            return Path(*parts[:index])
-    return cwd
 
 
 def tracking_uri(root: Path) -> str:

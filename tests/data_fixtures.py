@@ -15,6 +15,7 @@ import struct
 import subprocess
 import tarfile
 import threading
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -183,12 +184,42 @@ def image_folder(
     return pixels
 
 
-def tar_gz(source: Path, archive: Path) -> Path:
-    """A .tar.gz of the directory's contents (names relative to it), in sorted order."""
-    with tarfile.open(archive, "w:gz") as tar:
+def tar_gz(source: Path, archive: Path, compression: str = "gz") -> Path:
+    """A tar archive ("gz", "bz2", "xz", or "" for none) of the directory's contents (names relative to it),
+    in sorted order; links are stored as links."""
+    with tarfile.open(archive, f"w:{compression}") as tar:
         for path in sorted(source.rglob("*")):
             tar.add(path, arcname=path.relative_to(source).as_posix(), recursive=False)
     return archive
+
+
+def zip_archive(source: Path, archive: Path) -> Path:
+    """A .zip of the directory's contents (names relative to it), as `zip -r` writes it: folder entries too."""
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+        for path in sorted(source.rglob("*")):
+            zipped.write(path, arcname=path.relative_to(source).as_posix())
+    return archive
+
+
+def zip_with_member(archive: Path, name: str, content: bytes = b"x", link: bool = False) -> None:
+    """Append one member to a zip; `link` makes it a Unix symbolic link whose target is `content`."""
+    info = zipfile.ZipInfo(name)
+    if link:
+        info.create_system = 3  # Unix, so that external_attr carries the file type
+        info.external_attr = (0o120777 << 16)
+    with zipfile.ZipFile(archive, "a") as zipped:
+        zipped.writestr(info, content)
+
+
+def add_tar_link(archive: Path, name: str, target: str, hard: bool = False, compression: str = "gz") -> None:
+    """Rewrite a tar archive with one more member: a symbolic (or hard) link `name` -> `target`."""
+    with tarfile.open(archive, f"r:{compression}") as tar:
+        members = [(info, tar.extractfile(info).read() if info.isfile() else None) for info in tar.getmembers()]
+    link = tarfile.TarInfo(name)
+    link.type, link.linkname = (tarfile.LNKTYPE if hard else tarfile.SYMTYPE), target
+    with tarfile.open(archive, f"w:{compression}") as tar:
+        for info, content in [*members, (link, None)]:
+            tar.addfile(info, io.BytesIO(content) if content is not None else None)
 
 
 def tar_with_bad_member(archive: Path, kind: str, folder: str = "cifar-10-batches-py") -> str:
@@ -347,10 +378,11 @@ def project(tmp_path: Path, data: dict | None = None, prepare: dict | None = Non
 def run_data_stage(
     directory: Path, stage: str, dataset: str, tmp_path: Path, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    """`python -m stages.<stage> <dataset>` in `directory`, as DVC runs it, isolated like `isolated_env`."""
-    environ = {key: value for key, value in stage_env().items() if key not in ISOLATED}
+    """`python -m stages.<stage> <dataset>` in `directory`, as DVC runs it, isolated like `isolated_env`
+    (`dataset` "" for a stage without one, such as `sources`)."""
+    environ = {key: value for key, value in stage_env().items() if key not in ISOLATED and key != "DVC_ROOT"}
     environ.update(isolated_env(tmp_path, **env))
-    return run_stage(f"stages.{stage}", dataset, cwd=directory, env=environ, timeout=120)
+    return run_stage(f"stages.{stage}", *filter(None, [dataset]), cwd=directory, env=environ, timeout=120)
 
 
 def files_under(directory: Path) -> list[str]:

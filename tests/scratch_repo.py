@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -15,6 +16,7 @@ from conftest import REPO
 from data_fixtures import isolated_env
 
 CODE = ("dvc.yaml", "stages", "overfit_first", "profiles", ".gitignore")
+UNFINISHED = ("Queued", "Running")
 
 
 def dvc(repo: Path, env: dict[str, str], *args: str, timeout: float = 900) -> str:
@@ -67,3 +69,20 @@ def new_repo(tmp_path: Path, params: dict, **env_extra: str) -> tuple[Path, dict
 def commit(repo: Path, message: str) -> None:
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", message)
+
+
+def wait_for_queue(repo: Path, env: dict[str, str], timeout: float) -> str:
+    """`dvc queue status` once no experiment is queued or running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = dvc(repo, env, "queue", "status")
+        if not any(word in status for word in UNFINISHED):
+            return status
+        assert time.monotonic() < deadline, f"the queue did not finish in {timeout} s:\n{status}"
+        time.sleep(3)
+
+
+def failure_logs(repo: Path, env: dict[str, str], status: str) -> str:
+    """The output of every failed experiment (`dvc queue logs <name>`), for the assertion message."""
+    failed = [line.split()[1] for line in status.splitlines() if line.endswith("Failed")]
+    return "".join(f"\n== {name}\n" + dvc(repo, env, "queue", "logs", name)[-3000:] for name in failed)

@@ -28,6 +28,7 @@ ENTRY_POINTS = {
     "stages.evaluate": ["fashion_mnist-cnn_overfit"],
     "stages.plot": ["fashion_mnist"],
     "stages.report": [],
+    "stages.sources": [],
     "overfit_first.pr_comment": ["--base", "HEAD"],
     "overfit_first.plots_html": ["show"],
     "overfit_first.tracking": ["relog", "fashion_mnist-cnn_overfit"],

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,12 +17,11 @@ import yaml
 from conftest import REPO
 from data_fixtures import image_folder, tar_gz
 from helpers_train import DATASET, RUN, project_params
-from scratch_repo import commit, dvc, new_repo
+from scratch_repo import commit, dvc, failure_logs, new_repo, wait_for_queue
 
 pytestmark = pytest.mark.slow  # real dvc, git, MLflow or a browser in every test
 
 DROPOUTS = ("0.2", "0.3")
-UNFINISHED = ("Queued", "Running")
 
 
 def make_repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
@@ -39,23 +37,7 @@ def make_repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return repo, env
 
 
-def wait_for_queue(repo: Path, env: dict[str, str], timeout: float) -> str:
-    """`dvc queue status` once no experiment is queued or running."""
-    deadline = time.monotonic() + timeout
-    while True:
-        status = dvc(repo, env, "queue", "status")
-        if not any(word in status for word in UNFINISHED):
-            return status
-        assert time.monotonic() < deadline, f"the queue did not finish in {timeout} s:\n{status}"
-        time.sleep(3)
-
-
-def failure_logs(repo: Path, env: dict[str, str], status: str) -> str:
-    """The output of every failed experiment (`dvc queue logs <name>`), for the assertion message."""
-    failed = [line.split()[1] for line in status.splitlines() if line.endswith("Failed")]
-    return "".join(f"\n== {name}\n" + dvc(repo, env, "queue", "logs", name)[-3000:] for name in failed)
-
-
+@pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_queued_experiments_run_in_parallel_with_one_mlflow_run_each(tmp_path: Path) -> None:
     repo, env = make_repo(tmp_path)

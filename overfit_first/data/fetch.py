@@ -2,7 +2,8 @@
 
 Lookup order for each file: this project's download cache; Debian's /usr/share/datasets; Keras' cache
 (~/.keras/datasets); the mirror (params `data.mirror`, overridden by env OVERFIT_FIRST_MIRROR: a
-directory or a base URL holding the official file names); then the official URLs.
+directory or a base URL holding the official file names, at its top or in torchvision's <Dataset>/raw/
+layout; a relative directory is read from the repository root); then the official URLs.
 
 Environment: OVERFIT_FIRST_CACHE (download cache, default ~/.cache/overfit-first), KERAS_HOME (as in
 Keras), OVERFIT_FIRST_SYSTEM_DATASETS (default /usr/share/datasets), OVERFIT_FIRST_OFFLINE=1 (never
@@ -25,6 +26,7 @@ import requests
 from overfit_first import progress
 from overfit_first.data.sources import RemoteFile
 from overfit_first.errors import PipelineError
+from overfit_first.layout import user_path
 
 _CHUNK = 1 << 20
 _RETRIED_CLIENT_ERRORS = {408, 429}  # request timeout, too many requests; other 4xx (404, 403) are final
@@ -46,16 +48,17 @@ class _TransientError(FetchError):
     """A failure worth retrying: connection problems, timeouts, 5xx answers."""
 
 
+# The directories below come from the environment, where a quoted "~/..." reaches us unexpanded.
 def cache_dir() -> Path:
-    return Path(os.environ.get("OVERFIT_FIRST_CACHE") or Path.home() / ".cache" / "overfit-first")
+    return Path(os.environ.get("OVERFIT_FIRST_CACHE") or Path.home() / ".cache" / "overfit-first").expanduser()
 
 
 def keras_datasets_dir() -> Path:
-    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "datasets"
+    return (Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "datasets").expanduser()
 
 
 def system_datasets_dir() -> Path:
-    return Path(os.environ.get("OVERFIT_FIRST_SYSTEM_DATASETS") or "/usr/share/datasets")
+    return Path(os.environ.get("OVERFIT_FIRST_SYSTEM_DATASETS") or "/usr/share/datasets").expanduser()
 
 
 def offline() -> bool:
@@ -199,12 +202,13 @@ class Locator:
     tried: list[str] = field(default_factory=list)
 
     def fetch(self, file: RemoteFile) -> Fetched:
+        """A verified copy of `file`: a local one, else downloaded into the cache. Raises PipelineError listing
+        every location tried and why it failed."""
         self.tried = []
+        found_local = self.find_local(file)
+        if found_local is not None:
+            return found_local
         target = cache_dir() / self.dataset / file.name
-        for path in self._local_candidates(file, target):
-            found = self._check_local(file, path, owned=path == target)
-            if found is not None:
-                return found
         for url in self._url_candidates(file):
             try:
                 found_digests = self.downloader.download(url, file, target)
@@ -216,17 +220,29 @@ class Locator:
             self.tried.append("official URLs: not tried (OVERFIT_FIRST_OFFLINE is set)")
         raise PipelineError(self._failure_message(file))
 
+    def find_local(self, file: RemoteFile) -> Fetched | None:
+        """A verified local copy of `file` (no network), or None; the locations tried are added to `tried`."""
+        cached = cache_dir() / self.dataset / file.name
+        for path in self._local_candidates(file, cached):
+            found = self._check_local(file, path, owned=path == cached)
+            if found is not None:
+                return found
+        return None
+
     def _local_candidates(self, file: RemoteFile, cached: Path) -> list[Path]:
         paths = [cached]
         if file.system_path:
             paths.append(system_datasets_dir() / file.system_path)
         paths += [keras_datasets_dir() / name for name in file.keras_paths]
         if self.mirror and not _is_url(self.mirror):
-            paths.append(Path(self.mirror.removeprefix("file://")) / file.name)
+            mirror = user_path(self.mirror.removeprefix("file://"), "data.mirror (or OVERFIT_FIRST_MIRROR)")
+            paths += [mirror / name for name in (file.name, *file.mirror_paths)]
         return paths
 
     def _url_candidates(self, file: RemoteFile) -> list[str]:
-        urls = [_mirror_url(self.mirror, file.name)] if self.mirror and _is_url(self.mirror) else []
+        urls = []
+        if self.mirror and _is_url(self.mirror):
+            urls = [_mirror_url(self.mirror, name) for name in (file.name, *file.mirror_paths)]
         return urls if offline() else urls + list(file.urls)
 
     def _check_local(self, file: RemoteFile, path: Path, owned: bool) -> Fetched | None:

@@ -1,8 +1,17 @@
-"""Image-folder datasets: train/<class>/<image> and test/<class>/<image>, as a directory or a tar archive.
+"""Image-folder datasets: train/<class>/<image> and test/<class>/<image>, as a directory or an archive
+(.tar, .tar.gz, .tar.bz2, .tar.xz, .zip; see overfit_first.data.archives).
 
 The tree may sit under one top-level folder (cifar10/train/...). An optional hierarchy.csv
 (columns class,superclass) next to train/ and test/ gives superclass labels. Class ids are the sorted
-class-folder names; superclass ids the sorted superclass names.
+class-folder names; superclass ids the sorted superclass names. Links are followed, to files and to
+folders alike (in a directory: wherever they point; in an archive: inside the archive only). Hidden files
+and what operating systems leave beside images (.DS_Store, Thumbs.db, __MACOSX/) are skipped.
+
+Pixels (`pixels`): 8-bit images are read as they are; 16-bit ones (PNG, TIFF) are scaled from 0..65535 to
+0..255, and floating-point ones from 0..1. Grayscale images (1, L, LA, I;16, I, F, and palette images with
+a gray palette) have one channel; a dataset whose images are all grayscale stays single-channel, one that
+mixes grayscale and colour images is read as RGB. Transparency is dropped, as Keras' image loader does.
+Every file that cannot be used is reported in one error (up to MAX_LISTED of them, with the total).
 
 An image folder has no official order (files are grouped by class), yet `prepare` takes the FIRST
 images of the training set as the validation set. So the training set is put in a fixed, seeded random
@@ -15,12 +24,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections.abc import Iterator
+import os
+from collections import Counter
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageCms, UnidentifiedImageError
 
 from overfit_first.data import archives
 from overfit_first.data.prepared import Split, file_sha256
@@ -31,38 +42,147 @@ from overfit_first.progress import bar as progress_bar
 SPLIT_NAMES = ("train", "test")
 HIERARCHY = "hierarchy.csv"
 SHUFFLE_SEED = 0
-_GRAYSCALE_MODES = {"1", "L", "LA"}
+MAX_LISTED = 20  # files named in one error message; the total count is always given
+_JUNK_FILES = {"Thumbs.db", "desktop.ini"}  # Windows' thumbnail cache and folder settings
+_JUNK_FOLDERS = {"__MACOSX"}  # macOS' resource forks in zip archives
+_SIXTEEN_BIT_MAX = 65535
 
 
 def read(path: Path) -> RawData:
-    """Read an image folder: a directory, or a tar archive of one (read as a stream, never extracted)."""
+    """Read an image folder: a directory, or an archive of one (read as a stream, never extracted).
+
+    Raises PipelineError naming `path` and the files at fault: unreadable or odd-sized images, images
+    outside <split>/<class>/, empty class folders, broken links or link loops.
+    """
     folder = _Collector(str(path))
-    for name, content in _files(path):
-        folder.add(name, content)
+    if path.is_dir():
+        files, problems = _walk(path)
+        folder.problems.extend(problems)
+        for name, file in progress_bar(files, desc=path.name, unit="file", leave=False):
+            if file is None:
+                folder.add(name, None)
+                continue
+            try:
+                content = file.read_bytes()
+            except OSError as error:
+                folder.problems.append((name, f"cannot be read ({error.strerror}); fix its permissions or remove it"))
+                continue
+            folder.add(name, content)
+    else:
+        for name, content in archives.iter_entries(path):
+            folder.add(name, content)
     return folder.finish()
 
 
 def tree_checksum(path: Path) -> str:
-    """A "sha256:" checksum of the source: the archive's bytes, or every (path, content) of a directory."""
+    """A "sha256:" checksum of the source: the archive's bytes, or every folder and (path, content) of a
+    directory, links followed (an unreadable file counts by its error, so the checksum never fails)."""
     if path.is_file():
         return f"sha256:{file_sha256(path)}"
     digest = hashlib.sha256()
-    for name, content in _directory_files(path, progress=False):
+    files, problems = _walk(path)
+    for name, file in files:
+        if file is None:
+            digest.update(f"{name}/\0".encode())
+            continue
+        try:
+            content = file.read_bytes()
+        except OSError as error:
+            content = f"unreadable: {error.strerror}".encode()
         digest.update(f"{name}\0{len(content)}\0".encode())
         digest.update(content)
+    for name, reason in problems:
+        digest.update(f"{name}\0{reason}\0".encode())
     return f"sha256:{digest.hexdigest()}"
 
 
-def _files(path: Path) -> Iterator[tuple[str, bytes]]:
-    if path.is_dir():
-        return _directory_files(path, progress=True)
-    return archives.iter_files(path)
+def _skipped(name: str) -> bool:
+    return name.startswith(".") or name in _JUNK_FILES or name in _JUNK_FOLDERS
 
 
-def _directory_files(root: Path, progress: bool) -> Iterator[tuple[str, bytes]]:
-    files = sorted(p for p in root.rglob("*") if p.is_file())
-    for file in progress_bar(files, desc=root.name, unit="file", leave=False, disable=not progress):
-        yield file.relative_to(root).as_posix(), file.read_bytes()
+def _walk(root: Path) -> tuple[list[tuple[str, Path | None]], list[tuple[str, str]]]:
+    """Every folder (path None) and file under `root` in path order, as (POSIX path relative to root, path),
+    following links to files and folders; and the problems met: broken links, link loops, special files."""
+    found: list[tuple[str, Path | None]] = []
+    problems: list[tuple[str, str]] = []
+
+    def visit(directory: Path, relative: str, above: frozenset[tuple[int, int]]) -> None:
+        try:
+            entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+        except OSError as error:
+            problems.append((relative or ".", f"cannot be listed ({error.strerror})"))
+            return
+        for entry in entries:
+            if _skipped(entry.name):
+                continue
+            name = f"{relative}/{entry.name}" if relative else entry.name
+            try:
+                info = entry.stat()  # follows links, to folders elsewhere too
+            except OSError as error:
+                reason = (f"is a broken link to {os.readlink(entry.path)}; fix or remove the link" if entry.is_symlink()
+                          else f"cannot be read ({error.strerror}); fix its permissions or remove it")
+                problems.append((name, reason))
+                continue
+            if entry.is_dir():
+                key = (info.st_dev, info.st_ino)
+                if key in above:
+                    problems.append((name, "is a link back to a folder that contains it (a loop); remove the link"))
+                    continue
+                found.append((name, None))
+                visit(Path(entry.path), name, above | {key})
+            elif entry.is_file():
+                found.append((name, Path(entry.path)))
+            else:
+                problems.append((name, "is not a file (a device, socket or FIFO); remove it"))
+
+    start = root.stat()
+    visit(root, "", frozenset({(start.st_dev, start.st_ino)}))
+    return found, problems
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    """The image as uint8: H x W for grayscale modes, H x W x 3 (RGB) for colour ones.
+
+    Scaling: 16-bit modes (I;16*) and mode I (32-bit integers, as Pillow opens some 16-bit files) from
+    0..65535; mode F (32-bit floats) from 0..1. Raises ValueError when the values lie outside that range,
+    or the mode has no conversion to RGB.
+    """
+    mode = image.mode
+    if mode.startswith("I;16") or mode == "I":
+        values = np.asarray(image).astype(np.int64)
+        if values.size and (values.min() < 0 or values.max() > _SIXTEEN_BIT_MAX):
+            raise ValueError(
+                f"its integer pixels span {values.min()}..{values.max()}, outside the 16-bit range 0..65535; "
+                "save it as an 8- or 16-bit image"
+            )
+        return ((values * 255 + _SIXTEEN_BIT_MAX // 2) // _SIXTEEN_BIT_MAX).astype(np.uint8)  # rounded
+    if mode == "F":
+        values = np.asarray(image)
+        if values.size and not (np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1):
+            raise ValueError(
+                f"its floating-point pixels span {np.nanmin(values)}..{np.nanmax(values)}, not 0..1; "
+                "save it as an 8- or 16-bit image"
+            )
+        return np.rint(values * 255).astype(np.uint8)
+    if mode in ("1", "L"):
+        return np.asarray(image if mode == "L" else image.convert("L"))
+    if mode in ("LA", "La"):
+        return np.asarray(image if mode == "LA" else image.convert("LA"))[..., 0]
+    # np.asarray decodes; convert() only when needed (it copies, and JPEGs are RGB already).
+    rgb = np.asarray(image if mode == "RGB" else _lab_to_srgb(image) if mode == "LAB" else image.convert("RGB"))
+    if mode in ("P", "PA") and (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
+        return rgb[..., 0]  # a palette of grays: a grayscale image
+    return rgb
+
+
+def _lab_to_srgb(image: Image.Image) -> Image.Image:
+    """CIE L*a*b* to sRGB through LittleCMS (Pillow's convert() has no LAB conversion)."""
+    return ImageCms.applyTransform(image, _lab_transform())
+
+
+@cache
+def _lab_transform() -> ImageCms.ImageCmsTransform:
+    return ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB")
 
 
 @dataclass
@@ -70,22 +190,31 @@ class _SplitImages:
     names: list[str] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)
     images: list[np.ndarray] = field(default_factory=list)
+    folders: set[str] = field(default_factory=set)  # class folders seen, with images or without
 
 
 @dataclass
 class _Collector:
-    """Accumulates decoded images as the files stream past, then builds the arrays in `finish`."""
+    """Accumulates decoded images as the files stream past, then checks them and builds the arrays in `finish`.
+
+    A problem with one file is recorded, not raised, so that one error can name every file at fault.
+    """
 
     origin: str
     splits: dict[str, _SplitImages] = field(default_factory=lambda: {name: _SplitImages() for name in SPLIT_NAMES})
     hierarchy: bytes | None = None
     top: str | None = None  # the single top-level folder, if the tree sits under one
-    size: tuple[int, int] | None = None  # (width, height) of the first image; all must match
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (path, what is wrong and the fix)
+    folders: list[tuple[str, ...]] = field(default_factory=list)  # every folder's path parts
 
-    def add(self, name: str, content: bytes) -> None:
+    def add(self, name: str, content: bytes | None) -> None:
+        """One file (`content` its bytes) or folder (`content` None) of the tree, by its POSIX path."""
         parts = PurePosixPath(name).parts
-        if any(part.startswith(".") for part in parts):
-            return  # hidden files: .DS_Store, macOS "._" resource forks
+        if any(_skipped(part) for part in parts):
+            return
+        if content is None:
+            self.folders.append(parts)  # judged in `finish`, once the top-level folder is known
+            return
         if len(parts) > 1 and parts[0] not in (*SPLIT_NAMES, HIERARCHY):
             self._set_top(parts[0])
             parts = parts[1:]
@@ -93,11 +222,15 @@ class _Collector:
             self.hierarchy = content
         elif parts and parts[0] in SPLIT_NAMES:
             if len(parts) != 3:
-                raise PipelineError(f"{self.origin}: {name} is not at <split>/<class>/<image> (train/cat/1.png)")
+                self.problems.append((name, "is not at <split>/<class>/<image> (train/cat/1.png); move or remove it"))
+                return
             split = self.splits[parts[0]]
-            split.names.append(name)
-            split.classes.append(parts[1])
-            split.images.append(self._decode(name, content))
+            split.folders.add(parts[1])
+            decoded = self._decode(name, content)
+            if decoded is not None:
+                split.names.append(name)
+                split.classes.append(parts[1])
+                split.images.append(decoded)
 
     def _set_top(self, folder: str) -> None:
         if self.top not in (None, folder):
@@ -107,26 +240,31 @@ class _Collector:
             )
         self.top = folder
 
-    def _decode(self, name: str, content: bytes) -> np.ndarray:
+    def _decode(self, name: str, content: bytes) -> np.ndarray | None:
         try:
             with Image.open(io.BytesIO(content)) as image:
-                mode = "L" if image.mode in _GRAYSCALE_MODES else "RGB"
-                # np.asarray decodes; convert() only when needed (it copies, and JPEGs are RGB already).
-                pixels = np.asarray(image if image.mode == mode else image.convert(mode), dtype=np.uint8)
-        except (UnidentifiedImageError, OSError, ValueError) as error:
-            reason = "not a format Pillow reads" if isinstance(error, UnidentifiedImageError) else str(error)
-            raise PipelineError(f"{self.origin}: {name} is not a readable image ({reason}); remove it") from error
-        height, width = pixels.shape[:2]
-        if self.size is None:
-            self.size = (width, height)
-        elif (width, height) != self.size:
-            raise PipelineError(
-                f"{self.origin}: {name} is {width}x{height} but the first image is "
-                f"{self.size[0]}x{self.size[1]}; resize all images to one size"
-            )
-        return pixels
+                return pixels(image)
+        except UnidentifiedImageError:
+            reason = "not a format Pillow reads"
+        except (OSError, ValueError, Image.DecompressionBombError, ImageCms.PyCMSError) as error:
+            reason = str(error) or type(error).__name__
+        self.problems.append((name, f"is not a readable image ({reason}); remove it"))
+        return None
 
     def finish(self) -> RawData:
+        self._check_sizes()
+        for parts in self.folders:
+            inside = parts[1:] if self.top is not None and parts[0] == self.top else parts
+            if len(inside) == 2 and inside[0] in SPLIT_NAMES:
+                self.splits[inside[0]].folders.add(inside[1])
+        top = f"{self.top}/" if self.top else ""
+        for split_name, split in self.splits.items():
+            self.problems.extend(
+                (f"{top}{split_name}/{folder}/", "is a class folder without images; add images or remove it")
+                for folder in sorted(split.folders - set(split.classes))
+            )
+        if self.problems:
+            raise PipelineError(self._report())
         train_classes = sorted(set(self.splits["train"].classes))
         if not train_classes or not self.splits["test"].names:
             raise PipelineError(f"{self.origin}: no images under train/<class>/ and test/<class>/")
@@ -141,6 +279,27 @@ class _Collector:
             for name, split in self.splits.items()
         }
         return RawData(built["train"], built["test"], train_classes, superclass_names)
+
+    def _check_sizes(self) -> None:
+        """Every image must have the size most of them have; the others are named."""
+        sizes = Counter(image.shape[:2] for split in self.splits.values() for image in split.images)
+        if len(sizes) < 2:
+            return
+        (height, width), _ = sizes.most_common(1)[0]
+        for split in self.splits.values():
+            for name, image in zip(split.names, split.images, strict=True):
+                if image.shape[:2] != (height, width):
+                    size = f"{image.shape[1]}x{image.shape[0]}"
+                    reason = f"is {size} but most images are {width}x{height}; resize all images to one size"
+                    self.problems.append((name, reason))
+
+    def _report(self) -> str:
+        problems = sorted(self.problems)
+        if len(problems) == 1:
+            return f"{self.origin}: {problems[0][0]} {problems[0][1]}"
+        listed = "\n".join(f"  {name} {reason}" for name, reason in problems[:MAX_LISTED])
+        more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+        return f"{self.origin}: {len(problems)} files cannot be used:\n{listed}{more}"
 
 
 def _build_split(

@@ -32,7 +32,16 @@ class RawData:
 
 
 def check(data: RawData, origin: str) -> None:
-    """Reject data a parser got wrong before anything is written (labels in range, matching shapes)."""
+    """Reject data a parser got wrong before anything is written (labels in range, matching shapes), and
+    data no classifier can learn from: fewer than two classes in the training split."""
+    present = np.unique(data.train.y)
+    if len(data.class_names) < 2 or present.size < 2:
+        names = [data.class_names[label] for label in present if 0 <= label < len(data.class_names)]
+        raise PipelineError(
+            f"{origin}: the training split holds {present.size} class(es) {names}; a classifier needs at least "
+            "two. Check that the source holds every class (for an image folder: one folder per class under "
+            "train/, links to folders count)"
+        )
     image_shape = data.train.x.shape[1:]
     for name, split in (("train", data.train), ("test", data.test)):
         where = f"{origin} ({name} split)"

@@ -1,7 +1,8 @@
 """The datasets `download` can build: the official files, their published checksums, and their parsers.
 
-A built-in dataset is a list of `RemoteFile`s plus a parser; an image-folder dataset (params
-`data.image_folders`) is a local directory or tar archive, read in place.
+A built-in dataset is a list of `RemoteFile`s plus a parser, and possibly other published formats of the
+same data (`Source.alternatives`: MNIST is published as idx files and as Keras' mnist.npz); an image-folder
+dataset (params `data.image_folders`) is a local directory or archive, read in place.
 Checksums are written "algorithm:hex"; a file is accepted when it matches ANY of its checksums
 (several publishers, and re-compressed distribution copies, each have their own).
 """
@@ -16,11 +17,14 @@ from pathlib import Path
 from overfit_first.data import image_folder, parsers
 from overfit_first.data.raw import RawData
 from overfit_first.errors import PipelineError
+from overfit_first.layout import user_path
 
 KERAS_BASE = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 # Zalando's S3 *website* endpoint serves plain HTTP only; the checksums make that safe.
 FASHION_BASE = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 CIFAR_BASE = "https://www.cs.toronto.edu/~kriz/"
+# torchvision's MNIST.resources mirrors (torchvision/datasets/mnist.py): the idx files, as published.
+MNIST_BASES = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
 
 FASHION_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -37,6 +41,17 @@ class RemoteFile:
     checksums: tuple[str, ...]  # "md5:..." / "sha256:...": matching any one is enough
     system_path: str | None = None  # relative to /usr/share/datasets (Debian's dataset-* packages)
     keras_paths: tuple[str, ...] = ()  # relative to ~/.keras/datasets, where Keras' loaders cache it
+    # Other places under a mirror (directory or URL) besides its top: torchvision's root/<Dataset>/raw/<name>.
+    mirror_paths: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Format:
+    """One published form of a dataset: its files and the parser that reads them."""
+
+    description: str
+    files: tuple[RemoteFile, ...]
+    parse: Parser
 
 
 @dataclass(frozen=True)
@@ -46,6 +61,11 @@ class Source:
     files: tuple[RemoteFile, ...]
     parse: Parser
     local_path: Path | None = None  # an image folder read in place (no download, no checksum)
+    alternatives: tuple[Format, ...] = ()  # the same data published in other formats, tried after `files`
+
+    def formats(self) -> tuple[Format, ...]:
+        """Every published form, the preferred (`files`, `parse`) first."""
+        return (Format(self.description, self.files, self.parse), *self.alternatives)
 
 
 def _fashion(name: str, md5: str, sha256: str, debian_sha256: str) -> RemoteFile:
@@ -55,6 +75,7 @@ def _fashion(name: str, md5: str, sha256: str, debian_sha256: str) -> RemoteFile
         checksums=(f"md5:{md5}", f"sha256:{sha256}", f"sha256:{debian_sha256}"),
         system_path=f"fashion-mnist/{name}",
         keras_paths=(f"fashion-mnist/{name}",),
+        mirror_paths=(f"FashionMNIST/raw/{name}",),
     )
 
 
@@ -96,7 +117,16 @@ FASHION_MNIST = Source(
     parse=partial(parsers.read_idx_dataset, class_names=FASHION_CLASSES),
 )
 
-# sha256: keras-team/keras keras/src/datasets/mnist.py (the file keras.datasets.mnist.load_data reads).
+
+def _mnist_idx(name: str, md5: str) -> RemoteFile:
+    return RemoteFile(
+        name=name, urls=tuple(base + name for base in MNIST_BASES), checksums=(f"md5:{md5}",),
+        mirror_paths=(f"MNIST/raw/{name}",),
+    )
+
+
+# sha256 of mnist.npz: keras-team/keras keras/src/datasets/mnist.py (the file keras.datasets.mnist.load_data
+# reads). md5 of the official idx files: torchvision torchvision/datasets/mnist.py (MNIST.resources).
 MNIST = Source(
     name="mnist",
     description="MNIST, Keras' mnist.npz",
@@ -109,6 +139,18 @@ MNIST = Source(
         ),
     ),
     parse=partial(parsers.read_mnist_npz, class_names=MNIST_CLASSES),
+    alternatives=(
+        Format(
+            "MNIST, official idx files",
+            (
+                _mnist_idx("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+                _mnist_idx("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
+                _mnist_idx("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
+                _mnist_idx("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+            ),
+            partial(parsers.read_idx_dataset, class_names=MNIST_CLASSES),
+        ),
+    ),
 )
 
 # md5: torchvision torchvision/datasets/cifar.py (tgz_md5; also www.cs.toronto.edu/~kriz/cifar.html).
@@ -166,9 +208,10 @@ def resolve(dataset: str, image_folders: Mapping[str, str]) -> Source:
 
 def _image_folder_source(dataset: str, spec: str) -> Source:
     key = f"params.yaml: data.image_folders.{dataset}"
-    path = Path(spec)
+    path = user_path(spec, key)
     if not path.exists():
         raise PipelineError(
-            f"{key}: {path} does not exist (paths are relative to the repository root, where dvc.yaml is)"
+            f"{key} = {spec!r}: {path} does not exist (~ and $VARIABLES are expanded; a relative path is read "
+            "from the repository root, where dvc.yaml is)"
         )
     return Source(dataset, f"image folder {spec}", (), lambda _: image_folder.read(path), local_path=path)
