@@ -23,7 +23,7 @@ def measure(prepared: Path, rounds: int) -> dict[str, Any]:
 
     from overfit_first import evaluation, models
     from overfit_first.config import load_params
-    from overfit_first.data.prepared import SCALE, load_split, load_summary
+    from overfit_first.data.splits import SCALE, load_split, load_summary
 
     params = load_params(REPO / "params.yaml")
     batch_size = params.evaluate.batch_size

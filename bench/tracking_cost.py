@@ -40,7 +40,7 @@ MODEL = "cnn_simplified"
 def measure(prepared: Path, images: int, epochs: int) -> dict[str, Any]:
     from overfit_first import atomic, metrics, tracking, training
     from overfit_first.config import load_params
-    from overfit_first.data.prepared import load_split, load_summary
+    from overfit_first.data.splits import load_split, load_summary
 
     dataset = prepared.name
     run_name = f"{dataset}-{MODEL}"
@@ -115,7 +115,7 @@ def log_once(run_name: str) -> None:
 
     from overfit_first import tracking  # first, as in the train stage
     from overfit_first.config import load_params
-    from overfit_first.data.prepared import dataset_dir, load_summary
+    from overfit_first.data.splits import dataset_dir, load_summary
 
     run = load_params().run(run_name)
     summary, model = load_summary(dataset_dir(run.dataset)), keras.saving.load_model(run.model_path)

@@ -46,7 +46,7 @@ def run_side(side: str, prepared: Path, images: int, epochs: int) -> dict[str, A
 
     from overfit_first import accelerate, inputs, models, training
     from overfit_first.config import load_params
-    from overfit_first.data.prepared import load_split, load_summary, stratified_subset
+    from overfit_first.data.splits import load_split, load_summary, stratified_subset
 
     class EpochTimer(keras.callbacks.Callback):
         def __init__(self) -> None:

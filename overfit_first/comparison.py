@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from overfit_first import metrics
+from overfit_first import layout, metrics
 from overfit_first.config import Run
 from overfit_first.errors import PipelineError
 
@@ -43,18 +43,24 @@ def read_metrics(run: Run) -> metrics.EvalMetrics:
     return metrics.read(run.eval_metrics_path, metrics.EvalMetrics, f"dvc repro --force evaluate@{run.name}")
 
 
-def compare(roles: dict[str, Run], results: dict[str, metrics.EvalMetrics]) -> dict[str, Any]:
-    """The comparison's flat keys (module docstring); `results` maps run names to their evaluate metrics."""
-    result: dict[str, Any] = {role: roles[role].model for role in COMPARED_ROLES if role in roles}
-    if "overfit" not in roles:
-        return result
-    overfit = results[roles["overfit"].name]
-    for role in ("simplified", "augmented"):
-        if role not in roles:
-            continue
-        other = results[roles[role].name]
-        for key, value in (("val_accuracy_gain", other.val_accuracy_inference - overfit.val_accuracy_inference),
-                           ("test_accuracy_gain", other.test_accuracy - overfit.test_accuracy),
-                           ("gap_closed", overfit.gap - other.gap)):
-            result[f"{role}_{key}"] = round(value, 6)
-    return result
+def compare(roles: dict[str, Run], results: dict[str, metrics.EvalMetrics]) -> metrics.Comparison:
+    """The comparison of one dataset; `results` maps run names to their evaluate metrics."""
+    compared: dict[str, Any] = {role: roles[role].model for role in COMPARED_ROLES if role in roles}
+    if "overfit" in roles:
+        overfit = results[roles["overfit"].name]
+        for role in ("simplified", "augmented"):
+            if role not in roles:
+                continue
+            other = results[roles[role].name]
+            for key, value in (
+                ("val_accuracy_gain", other.val_accuracy_inference - overfit.val_accuracy_inference),
+                ("test_accuracy_gain", other.test_accuracy - overfit.test_accuracy),
+                ("gap_closed", overfit.gap - other.gap),
+            ):
+                compared[f"{role}_{key}"] = round(value, 6)
+    return metrics.Comparison(**compared)
+
+
+def read(dataset: str) -> metrics.Comparison:
+    """metrics/<dataset>.comparison.json, as the plot stage wrote it."""
+    return metrics.read(layout.comparison_file(dataset), metrics.Comparison, f"dvc repro plot@{dataset}")

@@ -28,7 +28,7 @@ import pandas as pd
 
 from overfit_first import atomic, layout, metrics
 from overfit_first.config import EvaluateConfig, Run
-from overfit_first.data.prepared import Split, dataset_dir, load_split, load_summary, stratified_subset
+from overfit_first.data.splits import Split, dataset_dir, load_split, load_summary, stratified_subset
 from overfit_first.errors import PipelineError
 from overfit_first.inputs import make_dataset
 from overfit_first.verdict import RECOMMENDATIONS, still_learning, verdict

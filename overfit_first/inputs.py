@@ -15,7 +15,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from overfit_first.data.prepared import SCALE
+from overfit_first.data.splits import SCALE
 
 try:
     import tensorflow as tf

@@ -7,6 +7,7 @@ seconds are wall-clock seconds, counts are integers; losses are Keras' cross-ent
     metrics/<dataset>/train/<model>.json        TrainMetrics (the best epoch of the training log)
     metrics/<dataset>/train/<model>.history.csv HISTORY_COLUMNS, one row per epoch
     metrics/<dataset>/<model>.json              EvalMetrics (TrainMetrics plus the evaluation)
+    metrics/<dataset>.comparison.json           Comparison (overfitting model vs simplified and augmented)
 """
 
 from __future__ import annotations
@@ -64,6 +65,27 @@ class EvalMetrics(TrainMetrics):
     test_images: Count
     verdict: Verdict
     recommendation: str
+
+
+class Comparison(BaseModel):
+    """One dataset's overfitting model against its simplified and augmented ones (overfit_first.comparison).
+
+    Flat, so that `dvc metrics show` lists it as one row per dataset; a role without a model is left out.
+    <role>_val_accuracy_gain and _test_accuracy_gain: <role>'s accuracy minus the overfitting model's;
+    <role>_gap_closed: the overfitting model's gap minus <role>'s (positive: a smaller gap). Inference mode.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    overfit: str | None = None
+    simplified: str | None = None
+    augmented: str | None = None
+    simplified_val_accuracy_gain: Gap | None = None
+    simplified_test_accuracy_gain: Gap | None = None
+    simplified_gap_closed: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
+    augmented_val_accuracy_gain: Gap | None = None
+    augmented_test_accuracy_gain: Gap | None = None
+    augmented_gap_closed: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
 
 
 # What the evaluation adds to a training's numbers (logged to the training's MLflow run).

@@ -21,7 +21,7 @@ from matplotlib.ticker import MaxNLocator
 
 from overfit_first import atomic, comparison, layout, metrics
 from overfit_first.config import Run
-from overfit_first.data.prepared import dataset_dir, load_split, load_summary
+from overfit_first.data.splits import dataset_dir, load_split, load_summary
 from overfit_first.errors import PipelineError
 
 LEARNING_CURVES = "learning_curves.png"

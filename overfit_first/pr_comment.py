@@ -15,12 +15,11 @@ machine differs at least in its timings, so the two are not claimed to be the sa
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import subprocess
 from pathlib import Path
 
-from overfit_first import atomic, layout, plots
+from overfit_first import atomic, layout, metrics, plots
 from overfit_first.errors import PipelineError, run_stage
 from overfit_first.report import comparison_table
 
@@ -58,7 +57,7 @@ def comparisons() -> list[str]:
     lines = []
     for path in sorted(layout.METRICS.glob("*.comparison.json")):
         dataset = path.name.removesuffix(".comparison.json")
-        table = comparison_table(json.loads(path.read_text(encoding="utf-8")))
+        table = comparison_table(metrics.read(path, metrics.Comparison, f"dvc repro plot@{dataset}"))
         lines += [f"**{dataset}**", "", *(table or ["No overfitting model to compare with."]), ""]
     return lines
 

@@ -5,15 +5,12 @@ GitHub renders it with the PNGs, which sit beside it in reports/<dataset>/ and a
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import pandas as pd
 
 from overfit_first import comparison, layout, plots
 from overfit_first.config import Params, Run
 from overfit_first.errors import PipelineError
-from overfit_first.metrics import EvalMetrics
+from overfit_first.metrics import Comparison, EvalMetrics
 from overfit_first.verdict import describe
 
 CHARTS = {
@@ -56,32 +53,26 @@ def model_table(runs: list[Run], results: dict[str, EvalMetrics]) -> list[str]:
     return markdown(table, numbers)
 
 
-def comparison_table(compared: dict[str, Any]) -> list[str]:
+def comparison_table(compared: Comparison) -> list[str]:
     """The gains over the overfitting model (a metrics/<dataset>.comparison.json); none without one."""
-    roles = [role for role in ("simplified", "augmented") if f"{role}_gap_closed" in compared]
+    fields = compared.model_dump()
+    roles = [role for role in ("simplified", "augmented") if fields[f"{role}_gap_closed"] is not None]
     if not roles:
         return []
     table = pd.DataFrame([{
-        "model": f"`{compared[role]}` ({role})",
-        "validation accuracy": f"{compared[f'{role}_val_accuracy_gain']:+.3f}",
-        "test accuracy": f"{compared[f'{role}_test_accuracy_gain']:+.3f}",
-        "gap closed": f"{compared[f'{role}_gap_closed']:+.3f}",
+        "model": f"`{fields[role]}` ({role})",
+        "validation accuracy": f"{fields[f'{role}_val_accuracy_gain']:+.3f}",
+        "test accuracy": f"{fields[f'{role}_test_accuracy_gain']:+.3f}",
+        "gap closed": f"{fields[f'{role}_gap_closed']:+.3f}",
     } for role in roles])
-    return [f"Gains over the overfitting model `{compared['overfit']}`:", "",
+    return [f"Gains over the overfitting model `{compared.overfit}`:", "",
             *markdown(table, {"validation accuracy", "test accuracy", "gap closed"})]
-
-
-def read_comparison(dataset: str) -> dict[str, Any]:
-    path = layout.comparison_file(dataset)
-    if not path.is_file():
-        raise PipelineError(f"{path} not found: compare the dataset's runs first with `dvc repro plot@{dataset}`")
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def dataset_section(dataset: str, runs: list[Run]) -> list[str]:
     results = {run.name: comparison.read_metrics(run) for run in runs}
     lines = [f"## {dataset}", "", *model_table(runs, results), ""]
-    table = comparison_table(read_comparison(dataset))
+    table = comparison_table(comparison.read(dataset))
     if table:
         lines += [*table, ""]
     for name, title in CHARTS.items():

@@ -40,7 +40,7 @@ from matplotlib.figure import Figure  # not pyplot: no GUI backend, no global fi
 from overfit_first import layout, metrics, plots, progress
 from overfit_first.accelerate import is_chief
 from overfit_first.config import KNOBS, Run, load_params
-from overfit_first.data.prepared import dataset_dir, file_sha256, load_summary
+from overfit_first.data.splits import dataset_dir, file_sha256, load_summary
 from overfit_first.errors import PipelineError, run_stage
 from overfit_first.evaluation import Evaluation
 from overfit_first.layout import repo_root

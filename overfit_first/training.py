@@ -23,7 +23,7 @@ import numpy as np
 from overfit_first import accelerate, atomic, metrics
 from overfit_first.accelerate import Accelerator
 from overfit_first.config import Run
-from overfit_first.data.prepared import Split, stratified_subset
+from overfit_first.data.splits import Split, stratified_subset
 from overfit_first.errors import PipelineError
 from overfit_first.inputs import make_dataset
 from overfit_first.models import build_model, build_optimizer

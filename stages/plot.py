@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from overfit_first import atomic, comparison, layout, plots
+from overfit_first import comparison, layout, metrics, plots
 from overfit_first.config import load_params
 from overfit_first.errors import PipelineError, run_stage
 
@@ -26,7 +26,7 @@ def main() -> None:
                             "the dataset from data.datasets")
     results = {run.name: comparison.read_metrics(run) for run in runs}
     compared = comparison.compare(comparison.by_role(runs), results)
-    atomic.write_json(layout.comparison_file(args.dataset), compared)
+    metrics.write(layout.comparison_file(args.dataset), compared)
     written = plots.plot_dataset(args.dataset, runs, results)
     print(f"{args.dataset}: wrote {layout.comparison_file(args.dataset)} and {len(written)} files in "
           f"{layout.report_dir(args.dataset)}", flush=True)

@@ -1,6 +1,6 @@
 """Stage `prepare`: `python -m stages.prepare <dataset>` writes data/prepared/<dataset>/.
 
-The files are described in overfit_first.data.prepared; the splitting rules in overfit_first.data.prepare.
+The files are described in overfit_first.data.splits; the splitting rules in overfit_first.data.prepare.
 """
 
 from __future__ import annotations

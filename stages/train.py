@@ -12,7 +12,7 @@ import argparse
 
 from overfit_first import tracking, training
 from overfit_first.config import load_params
-from overfit_first.data.prepared import dataset_dir, load_split, load_summary
+from overfit_first.data.splits import dataset_dir, load_split, load_summary
 from overfit_first.errors import run_stage
 
 

@@ -24,7 +24,7 @@ import yaml
 
 from overfit_first import training
 from overfit_first.config import validate
-from overfit_first.data.prepared import Split, file_sha256, load_split, save_split
+from overfit_first.data.splits import Split, file_sha256, load_split, save_split
 
 from conftest import REPO, stage_env, write_params
 from helpers_train import DATASET, IMAGE_SHAPE, NUM_CLASSES, TINY_CNN, make_images

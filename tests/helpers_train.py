@@ -1,6 +1,6 @@
 """Helpers for the training and tracking tests: a tiny prepared dataset and a project around it.
 
-The dataset follows the prepared-data contract (overfit_first.data.prepared) exactly, so the train stage
+The dataset follows the prepared-data contract (overfit_first.data.splits) exactly, so the train stage
 reads it as it would read Fashion-MNIST. It is small (a few epochs of a tiny CNN take seconds) and noisy
 (a quarter of the labels are wrong), so validation accuracy plateaus near 0.75 and wobbles while the
 training accuracy keeps climbing: the best epoch is not simply the last one.
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from overfit_first import layout
-from overfit_first.data.prepared import Split, file_sha256, save_split
+from overfit_first.data.splits import Split, file_sha256, save_split
 
 from conftest import stage_env, write_params
 

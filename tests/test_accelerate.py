@@ -40,7 +40,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 
 from overfit_first import accelerate, training
 from overfit_first.config import load_params
-from overfit_first.data.prepared import dataset_dir, load_split, load_summary
+from overfit_first.data.splits import dataset_dir, load_split, load_summary
 
 run = load_params().run(sys.argv[1])
 devices = [device.name for device in tf.config.list_logical_devices("CPU")]

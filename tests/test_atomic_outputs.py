@@ -21,7 +21,7 @@ import pytest
 
 from overfit_first import atomic, layout
 from overfit_first.data import raw
-from overfit_first.data.prepared import Split, load_split
+from overfit_first.data.splits import Split, load_split
 
 from conftest import stage_env
 from data_fixtures import image_folder, project, tar_gz

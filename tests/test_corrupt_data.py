@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from overfit_first.data import raw
-from overfit_first.data.prepared import Split, load_split, save_split
+from overfit_first.data.splits import Split, load_split, save_split
 from overfit_first.errors import PipelineError
 
 from data_fixtures import project, run_data_stage

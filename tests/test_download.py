@@ -20,8 +20,8 @@ from PIL import Image
 from overfit_first.config import DataConfig
 from overfit_first.data import download, fetch, raw, sources
 from overfit_first.data import image_folder as image_folder_reader
-from overfit_first.data.prepared import Split
 from overfit_first.data.sources import RemoteFile
+from overfit_first.data.splits import Split
 from overfit_first.errors import PipelineError
 
 from data_fixtures import (

@@ -16,7 +16,7 @@ import yaml
 
 from overfit_first import evaluation, layout, tracking
 from overfit_first.config import EvaluateConfig, load_params, validate
-from overfit_first.data.prepared import Split, file_sha256, load_split
+from overfit_first.data.splits import Split, file_sha256, load_split
 from overfit_first.errors import PipelineError
 from overfit_first.verdict import RECOMMENDATIONS, still_learning, verdict
 

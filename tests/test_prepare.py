@@ -10,7 +10,7 @@ import pytest
 
 from overfit_first.config import PrepareConfig
 from overfit_first.data import prepare, raw
-from overfit_first.data.prepared import Split, file_sha256, load_split
+from overfit_first.data.splits import Split, file_sha256, load_split
 from overfit_first.errors import PipelineError
 
 from data_fixtures import files_under, project, run_data_stage

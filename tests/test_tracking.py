@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from overfit_first.data.prepared import file_sha256
+from overfit_first.data.splits import file_sha256
 from overfit_first.tracking import repo_root, tracking_uri
 
 from conftest import free_port, run_stage

@@ -16,7 +16,7 @@ import pytest
 
 from overfit_first import training
 from overfit_first.config import validate
-from overfit_first.data.prepared import load_split, stratified_subset
+from overfit_first.data.splits import load_split, stratified_subset
 from overfit_first.training import EpochLog, checkpoint_path
 
 from conftest import run_stage, write_params

@@ -34,8 +34,8 @@ import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from overfit_first.data import archives
-from overfit_first.data.prepared import Split, file_sha256
 from overfit_first.data.raw import RawData
+from overfit_first.data.splits import Split, file_sha256
 from overfit_first.errors import PipelineError
 from overfit_first.progress import bar as progress_bar
 

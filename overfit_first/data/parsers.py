@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from overfit_first.data import archives
-from overfit_first.data.prepared import Split
 from overfit_first.data.raw import RawData
+from overfit_first.data.splits import Split
 from overfit_first.errors import PipelineError
 
 _IDX_UBYTE = 0x08  # the only idx element type the MNIST family uses

@@ -16,10 +16,10 @@ import numpy as np
 from overfit_first import atomic
 from overfit_first.config import PrepareConfig
 from overfit_first.data import raw
-from overfit_first.data.prepared import PREPARED_ROOT, SCALE, SPLITS, Split, file_sha256, save_split
+from overfit_first.data.splits import PREPARED_ROOT, SCALE, SPLITS, Split, file_sha256, save_split
 from overfit_first.errors import PipelineError
 
-SCALE_NOTE = f"x is uint8 0..255; multiply by {SCALE!r} (overfit_first.data.prepared.SCALE) when loading"
+SCALE_NOTE = f"x is uint8 0..255; multiply by {SCALE!r} (overfit_first.data.splits.SCALE) when loading"
 
 
 def check(settings: PrepareConfig, data: raw.RawData, dataset: str) -> None:

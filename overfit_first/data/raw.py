@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from overfit_first import atomic
-from overfit_first.data.prepared import Split, save_split
+from overfit_first.data.splits import Split, save_split
 from overfit_first.errors import PipelineError
 
 RAW_ROOT = Path("data/raw")
