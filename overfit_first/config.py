@@ -120,8 +120,8 @@ class EvaluateConfig(Strict):
     overfit_train_min: Fraction = 0.95
     overfit_gap_min: Fraction = 0.1
     underfit_train_max: Fraction = 0.7
-    # A run whose best epoch is among its last still_learning_window epochs, and whose validation accuracy
-    # averages higher over them than before, had not converged: "still learning" (overfit_first.verdict).
+    # A run whose best validation accuracy of its last still_learning_window epochs beats the best before them
+    # by more than the validation set's noise had not converged: "still learning" (overfit_first.verdict).
     still_learning_window: Annotated[int, Field(ge=2, le=50)] = 5
     # Inference keeps no gradients: a batch much larger than training's is fast and fits in memory.
     batch_size: Annotated[int, Field(ge=1, le=65536)] = 512

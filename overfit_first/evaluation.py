@@ -147,7 +147,8 @@ def evaluate(run: Run, settings: EvaluateConfig) -> Evaluation:
         superclass_accuracy = round(float(np.mean(predicted_coarse == test.y_coarse)), 6)
         per_class["superclasses"] = per_class_accuracy(test.y_coarse, predicted_coarse, summary["superclass_names"])
     history = metrics.read_history(run.history_path, f"dvc repro --force train@{run.name}")
-    fit = verdict(train_accuracy, val_accuracy, settings, still_learning(history["val_accuracy"], settings))
+    learning = still_learning(history["val_accuracy"], len(valid.y), settings)
+    fit = verdict(train_accuracy, val_accuracy, settings, learning)
     evaluated = metrics.EvalMetrics(
         **trained.model_dump(),
         train_accuracy_inference=round(train_accuracy, 6),
