@@ -62,7 +62,8 @@ $dev && extras+=(dev)
 # uv installs what uv.lock pins. It is pinned itself (a lock is read by the uv that wrote its format) and comes,
 # like every package, from the index pip is configured with.
 uv_version=0.13.9
-[[ "$(.venv/bin/uv --version 2>/dev/null)" == "uv $uv_version"* ]] || .venv/bin/python -m pip install -q "uv==$uv_version"
+read -r _ installed_uv _ <<< "$(.venv/bin/uv --version 2>/dev/null || true)"
+[[ "${installed_uv:-}" == "$uv_version" ]] || .venv/bin/python -m pip install -q "uv==$uv_version"
 # --locked: a uv.lock that no longer matches pyproject.toml stops the setup (run `uv lock`) instead of being
 # re-resolved; the sync is exact (a package the lock does not list for these extras is removed) and installs
 # the project itself editable, as `pip install -e .` did. UV_PYTHON_DOWNLOADS=never: .venv's interpreter, never
