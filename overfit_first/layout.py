@@ -9,9 +9,12 @@ each other's files through these paths (relative to the repository root, where D
     metrics/<dataset>.comparison.json                  plot: overfitting vs simplified (and augmented)
     reports/<dataset>/*.png, validation_curves.csv     plot
     reports/README.md                                  report
+    metrics/seed_spread.json                           python -m overfit_first.seed_spread (not a stage)
 
 The comparison sits beside metrics/<dataset>/, not inside it: the plot stage depends on that whole
 directory, and DVC rejects a stage whose output lies inside one of its own dependencies (a cycle).
+The seed spread is in .dvcignore: the report stage depends on the whole metrics/ directory, and refreshing
+the measurement of noise must not make the pipeline look changed.
 
 Every entry point (`python -m stages.*`, `overfit_first.pr_comment`, ...) starts with require_repo_root(): run
 from a subdirectory, these relative paths would name files that do not exist, or the wrong ones.
@@ -35,6 +38,7 @@ MODELS = Path("models")
 METRICS = Path("metrics")
 REPORTS = Path("reports")
 REPORT_FILE = REPORTS / "README.md"
+SEED_SPREAD = METRICS / "seed_spread.json"
 
 
 def model_file(dataset: str, model: str) -> Path:

@@ -3,8 +3,11 @@
     python -m overfit_first.pr_comment --base origin/main --out comment.md \\
         --images-url https://github.com/OWNER/REPO/raw/HEAD_SHA --artifact-url URL
 
-It holds `dvc metrics diff <base> --md` (every changed metric: the base's committed value against the
-workspace's, i.e. what CI just reproduced), each dataset's overfit-vs-simplified gains, and the charts.
+It holds `dvc metrics diff <base>` (every changed metric: the base's committed value against the
+workspace's, i.e. what CI just reproduced), each numeric difference marked within or beyond the run-to-run noise
+measured by overfit_first.seed_spread (overfit_first.noise has the rule), each dataset's overfit-vs-simplified
+gains, and the charts. It is also the check: when a run's verdict got worse (VERDICT_ORDER), the comment leads
+with it and the command exits 1 naming the run and both verdicts, after writing the comment.
 A comment cannot carry images (GitHub drops data: URLs and has no upload API for comments), so the charts
 are shown as committed in the pull request (reports/ is committed: `--images-url` + reports/<dataset>/<png>
 exists at its head commit), and labelled so. What CI itself reproduced, its charts and the offline
@@ -15,22 +18,39 @@ machine differs at least in its timings, so the two are not claimed to be the sa
 from __future__ import annotations
 
 import argparse
-import re
+import json
 import subprocess
 from pathlib import Path
+from typing import Any, NamedTuple
 
-from overfit_first import atomic, layout, metrics, plots
+from overfit_first import atomic, layout, metrics, noise, plots
+from overfit_first.config import PARAMS_FILE, read_yaml
 from overfit_first.errors import PipelineError, run_stage
 from overfit_first.report import comparison_table
 
 MARKER = "<!-- overfit-first-pr-check -->"  # the workflow finds its earlier comment by this line
 DIFF_BUDGET = 50_000  # characters of the metrics table, leaving room for the rest under GitHub's 65,536
 LINKED_CHARTS = (plots.LEARNING_CURVES, plots.PREDICTIONS, plots.CONFUSION)
+# Best first. A move to the right fails the check. "still learning" is not ranked: a run that has not finished
+# learning is neither better nor worse than a judged one.
+VERDICT_ORDER = ("good fit", "true overfit", "partial overfit", "underfit")
+PRECISION = 5  # decimals, as `dvc metrics diff` rounds
+
+Diff = dict[str, dict[str, dict[str, Any]]]  # metrics file -> metric -> {"old", "new", "diff"}
 
 
-def metrics_diff(base: str) -> str:
-    """`dvc metrics diff <base> --md`: the base's committed metrics against the workspace's."""
-    command = ["dvc", "metrics", "diff", base, "--md"]
+class WorseVerdict(NamedTuple):
+    run: str
+    old: str
+    new: str
+
+    def __str__(self) -> str:
+        return f"{self.run}: {self.old} -> {self.new}"
+
+
+def metrics_diff(base: str) -> Diff:
+    """`dvc metrics diff <base> --json`: the base's committed metrics against the workspace's, changed ones only."""
+    command = ["dvc", "metrics", "diff", base, "--json"]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as error:
@@ -38,19 +58,65 @@ def metrics_diff(base: str) -> str:
     if result.returncode != 0:
         raise PipelineError(f"`{' '.join(command)}` failed: {(result.stderr or result.stdout).strip()}; "
                             "is --base a revision of this repository (fetched: checkout with fetch-depth 0)?")
-    # DVC pads every cell to its column's widest value (a recommendation: 100+ characters); GitHub does not
-    # need the padding, and a comment holds at most 65,536 characters.
-    rows = [re.sub(r" {2,}", " ", line) for line in result.stdout.strip().splitlines()]
-    rows[1:2] = [re.sub(r"-{4,}", "---", row) for row in rows[1:2]]
-    if len(rows) <= 2:  # without a change DVC prints the header and the separator only
+    return json.loads(result.stdout or "{}")
+
+
+def number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return str(round(value, PRECISION)) if isinstance(value, float) else str(value)
+
+
+def noise_mark(spread: noise.SeedSpread, path: str, metric: str, change: dict[str, Any]) -> str:
+    """The noise column: the judgement and the largest difference that is still noise, for numeric changes."""
+    if not number(change.get("diff")):
+        return ""
+    judged = spread.judge(path, metric, change["diff"])
+    metric_spread = spread.spread(path, metric)
+    if judged not in (noise.WITHIN, noise.BEYOND) or metric_spread is None:
+        return judged
+    bound = f"±{cell(metric_spread.threshold)}"
+    return f"**{judged}** ({bound})" if judged == noise.BEYOND else f"{judged} ({bound})"
+
+
+def diff_table(diff: Diff, base: str, spread: noise.SeedSpread) -> str:
+    """The changed metrics as one Markdown table, each numeric change marked against the noise."""
+    rows = [f"| Path | Metric | {base} | this pull request | Change | Noise |", "|---|---|---|---|---|---|"]
+    changes = [(path, metric, change) for path in sorted(diff) for metric, change in sorted(diff[path].items())]
+    if not changes:
         return f"No metric changed from `{base}`."
-    kept = rows[:2]
-    for row in rows[2:]:
-        if sum(len(line) + 1 for line in kept) + len(row) > DIFF_BUDGET:
-            kept.append(f"\n{len(rows) - len(kept)} more changed metrics: run `dvc metrics diff {base}` to see all.")
+    for shown, (path, metric, change) in enumerate(changes):
+        row = (f"| {path} | {metric} | {cell(change.get('old'))} | {cell(change.get('new'))} | "
+               f"{cell(change.get('diff'))} | {noise_mark(spread, path, metric, change)} |")
+        if sum(len(line) + 1 for line in rows) + len(row) > DIFF_BUDGET:
+            rows.append(f"\n{len(changes) - shown} more changed metrics: run `dvc metrics diff {base}` to see all.")
             break
-        kept.append(row)
-    return "\n".join(kept)
+        rows.append(row)
+    return "\n".join(rows)
+
+
+def run_names() -> dict[str, str]:
+    """metrics/<dataset>/<model>.json -> the params.yaml run that writes it (none without a params.yaml)."""
+    params = read_yaml(PARAMS_FILE) if PARAMS_FILE.is_file() else None
+    runs = (params or {}).get("runs") or {}
+    return {layout.eval_metrics_file(run["dataset"], run["model"]).as_posix(): name for name, run in runs.items()
+            if isinstance(run, dict) and {"dataset", "model"} <= run.keys()}
+
+
+def worse_verdicts(diff: Diff) -> list[WorseVerdict]:
+    """Every run whose verdict moved down VERDICT_ORDER, named as params.yaml names it (else by its file)."""
+    names = run_names()
+    worse = []
+    for path, changes in sorted(diff.items()):
+        change = changes.get("verdict") or {}
+        old, new = change.get("old"), change.get("new")
+        if old in VERDICT_ORDER and new in VERDICT_ORDER and VERDICT_ORDER.index(new) > VERDICT_ORDER.index(old):
+            worse.append(WorseVerdict(names.get(path, path), old, new))
+    return worse
 
 
 def comparisons() -> list[str]:
@@ -80,15 +146,29 @@ def charts(images_url: str | None, artifact_url: str | None) -> list[str]:
     return lines
 
 
-def build(base: str, images_url: str | None = None, artifact_url: str | None = None) -> str:
-    """The whole comment, run from the repository root after `dvc repro`."""
+def verdict_lines(worse: list[WorseVerdict]) -> list[str]:
+    order = f"order: {' > '.join(VERDICT_ORDER)}; *still learning* is not ranked"
+    if not worse:
+        return [f"Verdicts: none got worse ({order}).", ""]
+    return [f"**Check failed: a verdict got worse** ({order}):", "",
+            *(f"- `{entry.run}`: {entry.old} → **{entry.new}**" for entry in worse), ""]
+
+
+def build(base: str, images_url: str | None = None,
+          artifact_url: str | None = None) -> tuple[str, list[WorseVerdict]]:
+    """The whole comment and the runs whose verdict got worse, run from the repository root after `dvc repro`."""
+    diff, spread = metrics_diff(base), noise.load()
+    worse = worse_verdicts(diff)
     lines = [
         MARKER,
         "## overfit-first: results of this pull request",
         "",
+        *verdict_lines(worse),
         f"### Metrics: `{base}` → this pull request (reproduced by CI)",
         "",
-        metrics_diff(base),
+        spread.summary(),
+        "",
+        diff_table(diff, base, spread),
         "",
         "### Overfitting vs simplified",
         "",
@@ -98,7 +178,7 @@ def build(base: str, images_url: str | None = None, artifact_url: str | None = N
     chart_lines = charts(images_url, artifact_url)
     if chart_lines:
         lines += ["### Charts", "", *chart_lines]
-    return "\n".join(lines).rstrip() + "\n"
+    return "\n".join(lines).rstrip() + "\n", worse
 
 
 def main() -> None:
@@ -109,8 +189,12 @@ def main() -> None:
     parser.add_argument("--artifact-url", help="URL of the workflow artifact with everything CI reproduced")
     args = parser.parse_args()
     layout.require_repo_root()
-    atomic.write_text(args.out, build(args.base, args.images_url, args.artifact_url))
+    text, worse = build(args.base, args.images_url, args.artifact_url)
+    atomic.write_text(args.out, text)
     print(f"wrote {args.out}")
+    if worse:
+        raise PipelineError(f"a verdict got worse from {args.base}: {'; '.join(map(str, worse))} "
+                            f"(written to {args.out} too)")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 # Set up overfit-first on a fresh Debian/Ubuntu machine: system packages, a virtualenv, the Python package.
 #   scripts/setup.sh          what `dvc repro` needs
 #   scripts/setup.sh --dev    plus what the tests need
+# The Python packages are exactly those uv.lock pins (the versions the committed results came from).
 # Environment: OVERFIT_FIRST_TF=gpu installs the CUDA build of TensorFlow instead of the CPU one;
+#              OVERFIT_FIRST_EXTRAS="jax s3" adds optional extras of pyproject.toml (space-separated);
 #              PYTHON=python3.11 picks the interpreter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,12 +51,26 @@ if [[ -z "$python" ]]; then
 fi
 [[ -n "$python" ]] || { echo "setup: Python 3.11 or 3.12 is required (set PYTHON=...)" >&2; exit 1; }
 
+tf=${OVERFIT_FIRST_TF:-cpu}
+[[ "$tf" == cpu || "$tf" == gpu ]] || { echo "setup: OVERFIT_FIRST_TF must be cpu or gpu, not '$tf'" >&2; exit 1; }
+extras=("$tf")
+read -r -a more <<< "${OVERFIT_FIRST_EXTRAS:-}"
+extras+=("${more[@]}")
+$dev && extras+=(dev)
+
 [[ -x .venv/bin/python ]] || "$python" -m venv .venv
-extras=${OVERFIT_FIRST_TF:-cpu}
-$dev && extras+=",dev"
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[$extras]"
+# uv installs what uv.lock pins. It is pinned itself (a lock is read by the uv that wrote its format) and comes,
+# like every package, from the index pip is configured with.
+uv_version=0.13.9
+read -r _ installed_uv _ <<< "$(.venv/bin/uv --version 2>/dev/null || true)"
+[[ "${installed_uv:-}" == "$uv_version" ]] || .venv/bin/python -m pip install -q "uv==$uv_version"
+# --locked: a uv.lock that no longer matches pyproject.toml stops the setup (run `uv lock`) instead of being
+# re-resolved; the sync is exact (a package the lock does not list for these extras is removed) and installs
+# the project itself editable, as `pip install -e .` did. UV_PYTHON_DOWNLOADS=never: .venv's interpreter, never
+# a downloaded one. UV_NATIVE_TLS: the system's CA store, the one pip trusts (pip.conf's cert).
+UV_PYTHON_DOWNLOADS=never UV_NATIVE_TLS=1 UV_PROJECT_ENVIRONMENT=.venv \
+  .venv/bin/uv sync --locked --quiet "${extras[@]/#/--extra=}"
 if $dev; then
   npm ci --prefix js --no-audit --no-fund --loglevel=error   # vega libraries for overfit_first.plots_html
 fi
-echo "setup: ready (.venv with extras [$extras]); activate it with: . .venv/bin/activate"
+echo "setup: ready (.venv with extras [${extras[*]}], as uv.lock pins them); activate it with: . .venv/bin/activate"

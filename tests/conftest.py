@@ -76,6 +76,15 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.wait(timeout=30)
 
 
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """scratch_repo.tiny_pipeline, reproduced once per session: a test copies it (scratch_repo.copy_repo) before
+    changing anything, or clones it as a fresh checkout would."""
+    from scratch_repo import tiny_pipeline  # scratch_repo imports this module: import it when first needed
+
+    return tiny_pipeline(tmp_path_factory.mktemp("tiny-pipeline"))
+
+
 def write_params(directory: Path, params: dict) -> Path:
     path = directory / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")

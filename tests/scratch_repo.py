@@ -1,5 +1,6 @@
 """A scratch git + DVC repository holding the project's code, for the tests that run real `dvc` commands
-(test_pipeline_dvc, test_experiments_dvc, test_parallel_experiments)."""
+(test_pipeline_dvc, test_experiments_dvc, test_parallel_experiments, test_dvc_remote, test_seed_spread), and
+the tiny two-run pipeline several of them share (conftest's `tiny_pipeline`)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,26 @@ from pathlib import Path
 import yaml
 
 from conftest import REPO
-from data_fixtures import isolated_env
+from data_fixtures import image_folder, isolated_env, tar_gz
 
-CODE = ("dvc.yaml", "stages", "overfit_first", "profiles", ".gitignore")
+CODE = ("dvc.yaml", "stages", "overfit_first", "profiles", ".gitignore", ".dvcignore")
 UNFINISHED = ("Queued", "Running")
+
+# A CNN small enough to train in a second, using $dropout: `-S model.dropout=...` retrains it and nothing else.
+TINY_SIMPLIFIED = {
+    "role": "simplified",
+    "layers": [
+        {"Conv2D": {"filters": 4, "kernel_size": 3, "activation": "relu", "padding": "same"}},
+        "MaxPooling2D",
+        {"Dropout": {"rate": "$dropout"}},
+        "Flatten",
+        {"Dense": {"units": "$num_classes", "activation": "softmax"}},
+    ],
+    "fit": {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 8, "epochs": 2, "early_stopping": False},
+}
+# What `dvc exp run -S model.dropout=...` reruns in the tiny pipeline: the simplified run and what reads it.
+# (`sources` checksums the image folder on every run; unchanged, it reruns no download.)
+DROPOUT_STAGES = {"sources", "train@pets-tiny_simplified", "evaluate@pets-tiny_simplified", "plot@pets", "report"}
 
 
 def dvc(repo: Path, env: dict[str, str], *args: str, timeout: float = 900) -> str:
@@ -86,3 +103,31 @@ def failure_logs(repo: Path, env: dict[str, str], status: str) -> str:
     """The output of every failed experiment (`dvc queue logs <name>`), for the assertion message."""
     failed = [line.split()[1] for line in status.splitlines() if line.endswith("Failed")]
     return "".join(f"\n== {name}\n" + dvc(repo, env, "queue", "logs", name)[-3000:] for name in failed)
+
+
+def tiny_pipeline(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """tmp_path/repo: two runs (the article's MLP, TINY_SIMPLIFIED) of 2 epochs on a tiny image-folder dataset,
+    fully reproduced by `dvc repro` and committed; with the environment to run `dvc` in."""
+    image_folder(tmp_path / "folder", classes=("cat", "dog", "frog"), n_train=12, n_test=4, size=(8, 8))
+    archive = tar_gz(tmp_path / "folder", tmp_path / "pets.tar.gz")
+    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    params["data"].update(datasets=["pets"], mirror=None, image_folders={"pets": str(archive)})
+    params["prepare"].update(valid_size=6, sample_size=None, pad_to=None)
+    params["train"].update(subset_size=None)
+    params["models"]["tiny_simplified"] = TINY_SIMPLIFIED
+    params["runs"] = {
+        "pets-mlp": {"dataset": "pets", "model": "mlp", "tuned_by": "train", "epochs": 2},
+        "pets-tiny_simplified": {"dataset": "pets", "model": "tiny_simplified", "tuned_by": "model.dropout",
+                                 "epochs": 2},
+    }
+    repo, env = new_repo(tmp_path, params)
+    first = dvc(repo, env, "repro")
+    assert {"train@pets-mlp", "train@pets-tiny_simplified", "evaluate@pets-mlp", "plot@pets", "report"} <= ran(first)
+    commit(repo, "baseline")
+    return repo, env
+
+
+def copy_repo(source: Path, target: Path) -> Path:
+    """A copy of a whole scratch repository, its git history, DVC cache and outputs included."""
+    shutil.copytree(source, target, symlinks=True)
+    return target

@@ -8,58 +8,24 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import REPO
-from data_fixtures import image_folder, tar_gz
-from scratch_repo import commit, dvc, new_repo, ran
+from scratch_repo import DROPOUT_STAGES, copy_repo, dvc, ran
 
 pytestmark = pytest.mark.slow  # real dvc, git, MLflow or a browser in every test
 
-TINY_SIMPLIFIED = {
-    "role": "simplified",
-    "layers": [
-        {"Conv2D": {"filters": 4, "kernel_size": 3, "activation": "relu", "padding": "same"}},
-        "MaxPooling2D",
-        {"Dropout": {"rate": "$dropout"}},
-        "Flatten",
-        {"Dense": {"units": "$num_classes", "activation": "softmax"}},
-    ],
-    "fit": {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 8, "epochs": 2, "early_stopping": False},
-}
 
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    """A git+DVC repository with the project's code, two runs (the article's MLP, a tiny simplified CNN) on
-    a tiny image-folder dataset, fully reproduced and committed."""
-    tmp_path = tmp_path_factory.mktemp("experiments")
-    image_folder(tmp_path / "folder", classes=("cat", "dog", "frog"), n_train=12, n_test=4, size=(8, 8))
-    archive = tar_gz(tmp_path / "folder", tmp_path / "pets.tar.gz")
-    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
-    params["data"].update(datasets=["pets"], mirror=None, image_folders={"pets": str(archive)})
-    params["prepare"].update(valid_size=6, sample_size=None, pad_to=None)
-    params["train"].update(subset_size=None)
-    for run in params["runs"].values():
-        run["epochs"] = 2
-    params["models"]["tiny_simplified"] = TINY_SIMPLIFIED
-    params["runs"] = {
-        "pets-mlp": {"dataset": "pets", "model": "mlp", "tuned_by": "train"},
-        "pets-tiny_simplified": {"dataset": "pets", "model": "tiny_simplified", "tuned_by": "model.dropout"},
-    }
-    repo, env = new_repo(tmp_path, params)
-    first = dvc(repo, env, "repro")
-    assert {"train@pets-mlp", "train@pets-tiny_simplified", "evaluate@pets-mlp", "plot@pets", "report"} <= ran(first)
-    commit(repo, "baseline")
-    return repo, env
+@pytest.fixture
+def repo(tiny_pipeline: tuple[Path, dict[str, str]], tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A copy of the reproduced tiny pipeline (conftest): two runs, the article's MLP and a tiny simplified CNN."""
+    origin, env = tiny_pipeline
+    return copy_repo(origin, tmp_path / "repo"), env
 
 
 @pytest.mark.slow
 def test_dropout_experiment_retrains_only_what_uses_it(repo: tuple[Path, dict[str, str]]) -> None:
     path, env = repo
     output = dvc(path, env, "exp", "run", "-n", "dropout-0.2", "-S", "model.dropout=0.2")
-    assert ran(output) == {"sources", "train@pets-tiny_simplified", "evaluate@pets-tiny_simplified", "plot@pets",
-                           "report"}  # `sources` checksums the image folder on every run: unchanged, no download
+    assert ran(output) == DROPOUT_STAGES
 
     table = json.loads(dvc(path, env, "exp", "show", "--json"))
     experiments = {exp["name"]: exp for baseline in table for exp in (baseline.get("experiments") or [])}

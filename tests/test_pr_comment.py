@@ -1,5 +1,6 @@
-"""The pull-request comment built on two real git revisions of a DVC repository with different committed
-metrics: `dvc metrics diff` between them, the comparison table and the chart links."""
+"""The pull-request comment and check built on two real git revisions of a DVC repository with different committed
+metrics: `dvc metrics diff` between them with each difference marked against the seed noise, the comparison table,
+the chart links, and a failed check when a run's verdict got worse."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from overfit_first import plots, pr_comment
+from overfit_first import noise, plots, pr_comment
 from overfit_first.pr_comment import MARKER
 
 from conftest import stage_env
@@ -53,7 +54,21 @@ def repo(tmp_path: Path) -> Path:
     git(repo, "init", "-q")
     subprocess.run([str(Path(sys.executable).parent / "dvc"), "init", "-q"], cwd=repo, check=True)
     (repo / "dvc.yaml").write_text("metrics:\n  - metrics/tiny/cnn_overfit.json\n  - metrics/tiny.comparison.json\n")
+    (repo / "params.yaml").write_text("runs:\n  tiny-cnn_overfit: {dataset: tiny, model: cnn_overfit}\n")
     return repo
+
+
+def measured_spread(test_accuracy_std: float) -> str:
+    """A seed-spread file as overfit_first.seed_spread writes it, for metrics/tiny/cnn_overfit.json."""
+    values = [0.70 - test_accuracy_std, 0.70, 0.70 + test_accuracy_std]
+    spread = noise.SeedSpread(
+        status=noise.MEASURED, seeds=[0, 1, 2], measured_at="2026-01-02T03:04:05Z", commit="0123456789abcdef",
+        machine=noise.Machine(cpu="Test CPU", cores=2, cpu_flags=["avx2"], python="3.11.7", packages={}),
+        metrics={"metrics/tiny/cnn_overfit.json": {
+            "test_accuracy": noise.MetricSpread(values=values, mean=0.70, std=test_accuracy_std, min=min(values),
+                                                max=max(values)),
+            "gap": noise.MetricSpread(values=[0.3, 0.3, 0.3], mean=0.3, std=0.0, min=0.3, max=0.3)}})
+    return spread.model_dump_json(indent=2)
 
 
 def build(repo: Path, base: str) -> subprocess.CompletedProcess[str]:
@@ -78,8 +93,12 @@ def test_comment_shows_what_the_pull_request_changed(repo: Path) -> None:
     text = (repo / "comment.md").read_text(encoding="utf-8")
 
     assert text.splitlines()[0] == MARKER, "the workflow finds its earlier comment by the first line"
+    assert "Verdicts: none got worse" in text, "true overfit -> good fit is better"
     row = table_row(text, "metrics/tiny/cnn_overfit.json", "test_accuracy")
     assert "| 0.7 " in row and "| 0.8 " in row and "| 0.1 " in row, row
+    # No seed spread committed (the repository's state until it is measured): said so, nothing judged.
+    assert row.endswith("| not measured |"), row
+    assert "Noise: not measured yet" in text and noise.REFRESH in text
     row = table_row(text, "metrics/tiny/cnn_overfit.json", "verdict")
     assert "true overfit" in row and "good fit" in row, row
     assert table_row(text, "simplified_test_accuracy_gain", "0.05", "0.12"), text
@@ -97,7 +116,7 @@ def test_same_revision_and_unknown_base(repo: Path) -> None:
 
     result = build(repo, "origin/no-such-branch")
     assert result.returncode == 1
-    assert result.stderr.startswith("error: `dvc metrics diff origin/no-such-branch --md` failed")
+    assert result.stderr.startswith("error: `dvc metrics diff origin/no-such-branch --json` failed")
     assert "fetch-depth 0" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -107,7 +126,43 @@ def test_a_long_diff_is_cut_to_fit_a_comment(repo: Path, monkeypatch: pytest.Mon
     monkeypatch.chdir(repo)
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{stage_env()['PATH']}")
     monkeypatch.setattr(pr_comment, "DIFF_BUDGET", 300)
-    table = pr_comment.metrics_diff(base)
+    table = pr_comment.diff_table(pr_comment.metrics_diff(base), base, noise.not_measured())
     assert len(table) < 450
-    assert table.splitlines()[1].startswith("|---|"), "DVC's padding is dropped"
+    assert table.splitlines()[1].startswith("|---|"), "no padding"
     assert table.endswith(f"more changed metrics: run `dvc metrics diff {base}` to see all.")
+
+
+def test_differences_marked_against_the_seed_noise(repo: Path) -> None:
+    base = commit_results(repo, 0.70, "true overfit", 0.05, "base")
+    (repo / "metrics" / "seed_spread.json").write_text(measured_spread(test_accuracy_std=0.01))
+    commit_results(repo, 0.715, "true overfit", 0.05, "head: within the noise of test_accuracy")
+    result = build(repo, base)
+    assert result.returncode == 0, result.stderr
+    text = (repo / "comment.md").read_text(encoding="utf-8")
+    # Threshold max(2 x 0.01, 0.71 - 0.69) = 0.02: +0.015 is noise; the gap never moved over seeds: beyond.
+    assert table_row(text, "cnn_overfit.json", "| test_accuracy ").endswith("| within noise (±0.02) |"), text
+    assert table_row(text, "cnn_overfit.json", "| gap ").endswith("| **beyond noise** (±0.0) |"), text
+    assert "over seeds 0, 1, 2 of the default profile" in text and "Test CPU" in text
+
+    commit_results(repo, 0.80, "true overfit", 0.05, "head: beyond it")
+    assert build(repo, base).returncode == 0
+    text = (repo / "comment.md").read_text(encoding="utf-8")
+    assert table_row(text, "cnn_overfit.json", "| test_accuracy ").endswith("| **beyond noise** (±0.02) |"), text
+
+
+def test_a_worse_verdict_fails_the_check_naming_the_run(repo: Path) -> None:
+    base = commit_results(repo, 0.80, "good fit", 0.05, "base: a good fit")
+    commit_results(repo, 0.60, "partial overfit", 0.05, "head: the pull request makes it overfit")
+    result = build(repo, base)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: a verdict got worse from {base}: tiny-cnn_overfit: good fit -> "
+                                    "partial overfit"), result.stderr
+    text = (repo / "comment.md").read_text(encoding="utf-8")
+    assert "**Check failed: a verdict got worse**" in text, "the comment, written anyway, says why"
+    assert "- `tiny-cnn_overfit`: good fit → **partial overfit**" in text
+
+    # "still learning" is neither better nor worse: the check passes both ways.
+    still = commit_results(repo, 0.60, "still learning", 0.05, "head: still learning")
+    assert build(repo, base).returncode == 0
+    commit_results(repo, 0.50, "underfit", 0.05, "head: underfit after still learning")
+    assert build(repo, still).returncode == 0

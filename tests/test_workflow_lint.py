@@ -61,3 +61,46 @@ def test_pull_request_check_contract() -> None:
     for command in ("bash scripts/setup.sh", "dvc repro", "python -m overfit_first.pr_comment", "gh api"):
         assert command in scripts
     assert f"marker='{MARKER}'" in scripts, "the post step must look for the marker the comment starts with"
+
+
+def steps_of(name: str) -> list[dict]:
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / name).read_text(encoding="utf-8"))
+    return next(iter(workflow["jobs"].values()))["steps"]
+
+
+def key_prefix() -> str:
+    script = (REPO / "scripts" / "ci_restore.sh").read_text(encoding="utf-8")
+    return next(line.split("=", 1)[1] for line in script.splitlines() if line.startswith("key_prefix="))
+
+
+def cache_steps(steps: list[dict], action: str) -> list[dict]:
+    return [step for step in steps if step.get("uses", "").startswith(f"actions/cache/{action}@")]
+
+
+def test_pull_request_check_restores_before_it_reproduces() -> None:
+    steps = steps_of("pr-check.yml")
+    runs = [step.get("run", "") for step in steps]
+    key_step = next(step for step in steps if "scripts/ci_restore.sh cache-key" in step.get("run", ""))
+    assert key_step["env"]["BASE"] == "origin/${{ github.base_ref }}", "the base branch's dvc.lock, not the PR's"
+    (restore,) = cache_steps(steps, "restore")
+    assert restore["with"]["path"] == ".dvc/cache"
+    assert restore["with"]["key"] == f"${{{{ steps.{key_step['id']}.outputs.key }}}}"
+    assert restore["with"]["restore-keys"] == key_prefix(), "else the newest cache of main"
+    assert restore["if"] == "env.DVC_REMOTE_URL == ''", "the team's remote, when there is one, comes first"
+    assert not cache_steps(steps, "save"), "only the main branch saves (dvc-cache.yml)"
+    order = [index for index, run in enumerate(runs) if "ci_restore.sh restore" in run or "dvc repro" in run]
+    assert len(order) == 2 and "ci_restore.sh restore" in runs[order[0]] and "dvc repro" in runs[order[1]]
+    post = next(step for step in steps if "gh api" in step.get("run", ""))
+    assert "!cancelled()" in post["if"] and "hashFiles('comment.md')" in post["if"], \
+        "a failed check (a verdict got worse) still posts its comment"
+
+
+def test_main_branch_saves_the_cache_the_check_restores() -> None:
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "dvc-cache.yml").read_text(encoding="utf-8"))
+    assert workflow[True]["push"] == {"branches": ["main"]}
+    steps = steps_of("dvc-cache.yml")
+    key_step = next(step for step in steps if "scripts/ci_restore.sh cache-key HEAD" in step.get("run", ""))
+    (save,) = cache_steps(steps, "save")
+    assert save["with"] == {"path": ".dvc/cache", "key": f"${{{{ steps.{key_step['id']}.outputs.key }}}}"}
+    runs = "\n".join(step.get("run", "") for step in steps)
+    assert "ci_restore.sh restore" in runs and "dvc repro" in runs and "dvc push --run-cache" in runs

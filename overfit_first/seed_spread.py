@@ -1,0 +1,148 @@
+"""Measure the seed spread of every metric (overfit_first.noise) and write metrics/seed_spread.json.
+
+    python -m overfit_first.seed_spread --seeds 0 1 2
+
+Each seed is one `dvc exp run --temp -S train.seed=<seed>` of the pipeline as it stands (the committed default
+profile: about 11 minutes a seed on 2 cores), run one after another in a temporary copy, so the workspace is
+left alone; the experiments stay listed by `dvc exp show` under the names the file records. A seed equal to
+params.yaml's train.seed changes nothing, so its experiment holds the committed results. Every numeric metric of
+every file `dvc metrics show` lists is summarized; commit the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from overfit_first import atomic, layout
+from overfit_first.errors import PipelineError, run_stage
+from overfit_first.noise import MEASURED, Machine, MetricSpread, SeedSpread
+
+# The CPU features that decide which kernels TensorFlow (oneDNN) runs, and so its rounding.
+VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "jax", "numpy", "dvc")
+
+
+def dvc(*args: str, capture: bool = False) -> str:
+    """`dvc <args>`; its stdout when `capture`, else its output goes to the terminal (a training's progress)."""
+    command = ["dvc", *args]
+    try:
+        result = subprocess.run(command, stdout=subprocess.PIPE if capture else None, text=True)
+    except OSError as error:
+        raise PipelineError(f"`{' '.join(command)}` could not run ({error}): is the virtualenv active?") from error
+    if result.returncode != 0:
+        raise PipelineError(f"`{' '.join(command)}` failed (exit {result.returncode}); its output is above")
+    return result.stdout or ""
+
+
+def run_seed(seed: int, name: str) -> None:
+    print(f"seed {seed}: dvc exp run --temp --name {name} --set-param train.seed={seed}", flush=True)
+    dvc("exp", "run", "--temp", "--name", name, "--set-param", f"train.seed={seed}")
+
+
+def experiment_metrics(names: list[str]) -> dict[str, dict[str, Any]]:
+    """Each named experiment's metrics, {name: {metrics file: {metric: value}}}, from `dvc exp show --json`."""
+    table = json.loads(dvc("exp", "show", "--json", capture=True))
+    found: dict[str, dict[str, Any]] = {}
+    for baseline in table:
+        for experiment in baseline.get("experiments") or []:
+            for rev in experiment.get("revs") or []:
+                if rev.get("name") in names:
+                    metrics = (rev.get("data") or {}).get("metrics") or {}
+                    found[rev["name"]] = {path: (result or {}).get("data") or {} for path, result in metrics.items()}
+    missing = [name for name in names if name not in found]
+    if missing:
+        raise PipelineError(f"`dvc exp show` lists no experiment {', '.join(missing)}: did `dvc exp run` fail?")
+    return found
+
+
+def spread(per_seed: list[dict[str, Any]]) -> dict[str, dict[str, MetricSpread]]:
+    """The numeric metrics present in every seed's results, summarized over the seeds."""
+    result: dict[str, dict[str, MetricSpread]] = {}
+    for path in sorted(per_seed[0]):
+        for metric in sorted(per_seed[0][path]):
+            values = [seed.get(path, {}).get(metric) for seed in per_seed]
+            if not all(isinstance(value, int | float) and not isinstance(value, bool) for value in values):
+                continue  # a verdict, a recommendation, or a metric some seed lacks
+            numbers = [float(value) for value in values]
+            result.setdefault(path, {})[metric] = MetricSpread(
+                values=numbers,
+                mean=statistics.fmean(numbers),
+                std=statistics.stdev(numbers) if len(numbers) > 1 else 0.0,
+                min=min(numbers),
+                max=max(numbers),
+            )
+    return result
+
+
+def machine() -> Machine:
+    """This machine's CPU model, its vector-instruction flags, Python and the libraries that train."""
+    cpu, flags = platform.processor() or platform.machine(), set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                cpu = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    packages = {}
+    for package in PACKAGES:
+        try:
+            packages[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return Machine(
+        cpu=cpu,
+        cores=os.cpu_count() or 0,
+        cpu_flags=[flag for flag in VECTOR_FLAGS if flag in flags],
+        python=platform.python_version(),
+        packages=packages,
+    )
+
+
+def measure(seeds: list[int], out: Path) -> SeedSpread:
+    """Run every seed, then write and return the spread."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    names = [f"seed{seed}-{stamp}" for seed in seeds]  # unique per refresh: earlier ones stay comparable
+    for seed, name in zip(seeds, names):
+        run_seed(seed, name)
+    found = experiment_metrics(names)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or None
+    result = SeedSpread(
+        status=MEASURED,
+        command=f"python -m overfit_first.seed_spread --seeds {' '.join(map(str, seeds))}",
+        seeds=seeds,
+        measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        commit=commit,
+        experiments=names,
+        machine=machine(),
+        metrics=spread([found[name] for name in names]),
+    )
+    atomic.write_text(out, result.model_dump_json(indent=2) + "\n")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m overfit_first.seed_spread", description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", required=True, help="two or more train.seed values")
+    parser.add_argument("--out", type=Path, default=layout.SEED_SPREAD, help="where to write the spread (JSON)")
+    args = parser.parse_args()
+    layout.require_repo_root()
+    if len(set(args.seeds)) < 2:
+        raise PipelineError("--seeds needs at least two different seeds: one seed has no spread")
+    result = measure(list(dict.fromkeys(args.seeds)), args.out)
+    total = sum(len(metrics) for metrics in result.metrics.values())
+    print(f"wrote {args.out}: {total} metrics of {len(result.metrics)} files over seeds {result.seeds}; commit it")
+
+
+if __name__ == "__main__":
+    run_stage(main)

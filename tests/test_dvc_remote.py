@@ -1,0 +1,139 @@
+"""DVC remotes for real, on the tiny pipeline (conftest): `dvc push` / `dvc pull` of data, models and the run-cache
+through a local directory remote and through S3 (the `s3` extra, dvc-s3) served by a real S3-compatible server
+(moto) on 127.0.0.1; and scripts/ci_restore.sh, which the workflows run so that CI restores instead of retraining.
+
+After a pull into a fresh clone (or a restore of the main branch's .dvc/cache) `dvc repro` has nothing to do, and
+`dvc exp run -S model.dropout=0.3` (or a pull request's change of it) retrains only the simplified model."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+from moto.server import ThreadedMotoServer
+
+from conftest import REPO, free_port
+from scratch_repo import DROPOUT_STAGES, commit, copy_repo, dvc, git, ran
+
+pytestmark = pytest.mark.slow  # real dvc, git, MLflow or a browser in every test
+
+BUCKET = "overfit-first"
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+UP_TO_DATE = "Data and pipelines are up to date."
+SIMPLIFIED_MODEL = Path("models/pets/tiny_simplified.keras")
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-compatible server (moto) on a free port of 127.0.0.1, holding one empty bucket."""
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        s3_client(endpoint).create_bucket(Bucket=BUCKET)
+        yield endpoint
+    finally:
+        server.stop()
+
+
+def s3_client(endpoint: str) -> Any:  # boto3 generates its client classes at run time
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+
+
+@pytest.fixture
+def origin(tiny_pipeline: tuple[Path, dict[str, str]], tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A team member's repository: the tiny pipeline reproduced and committed, its DVC cache full."""
+    repo, env = tiny_pipeline
+    return copy_repo(repo, tmp_path / "origin"), env
+
+
+def fresh_clone(origin: Path, target: Path) -> Path:
+    """What a new machine or CI gets: git's files only, no DVC cache, no data, no models."""
+    subprocess.run(["git", "clone", "-q", str(origin), str(target)], check=True, capture_output=True)
+    git(target, "config", "user.name", "overfit-first tests")  # `dvc exp run` commits
+    git(target, "config", "user.email", "tests@overfit-first.invalid")
+    assert not (target / SIMPLIFIED_MODEL).exists()
+    return target
+
+
+def ci_restore(repo: Path, env: dict[str, str], **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(REPO / "scripts" / "ci_restore.sh"), "restore"],
+        cwd=repo,
+        env={**env, **extra},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def assert_nothing_to_do(repo: Path, env: dict[str, str]) -> None:
+    assert (repo / SIMPLIFIED_MODEL).is_file()
+    assert UP_TO_DATE in dvc(repo, env, "status")
+    assert ran(dvc(repo, env, "repro")) == set()
+
+
+def test_local_remote_round_trip(origin: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    repo, env = origin
+    # A team's remote, as the README sets one: committed in .dvc/config, so every clone knows it.
+    dvc(repo, env, "remote", "add", "--default", "team", str(tmp_path / "remote"))
+    commit(repo, "the team's DVC remote")
+    dvc(repo, env, "push", "--run-cache")
+    assert any((tmp_path / "remote" / "runs").iterdir()), "the run-cache was pushed"
+
+    clone = fresh_clone(repo, tmp_path / "clone")
+    dvc(clone, env, "pull", "--run-cache")
+    assert_nothing_to_do(clone, env)
+    assert ran(dvc(clone, env, "exp", "run", "-S", "model.dropout=0.3")) == DROPOUT_STAGES
+
+
+def test_s3_remote_through_ci_restore(origin: tuple[Path, dict[str, str]], s3_endpoint: str, tmp_path: Path) -> None:
+    repo, env = origin
+    env = {**env, **S3_CREDENTIALS}
+    url = f"s3://{BUCKET}/dvc"
+    dvc(repo, env, "remote", "add", "--local", "s3", url)
+    dvc(repo, env, "remote", "modify", "--local", "s3", "endpointurl", s3_endpoint)
+    dvc(repo, env, "push", "--run-cache", "--remote", "s3")
+    keys = [item["Key"] for item in s3_client(s3_endpoint).list_objects_v2(Bucket=BUCKET)["Contents"]]
+    assert any(key.startswith("dvc/files/md5/") for key in keys) and any(key.startswith("dvc/runs/") for key in keys)
+
+    # CI with the team's remote as secrets: scripts/ci_restore.sh configures it and pulls.
+    clone = fresh_clone(repo, tmp_path / "clone")
+    result = ci_restore(clone, env, DVC_REMOTE_URL=url, DVC_REMOTE_ENDPOINT=s3_endpoint)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ci_restore: warning" not in result.stderr, result.stdout + result.stderr
+    assert "testing" not in (clone / ".dvc" / "config.local").read_text(), "no credentials written to disk"
+    assert any((clone / ".dvc" / "cache" / "runs").rglob("*")), "the run-cache came along"
+    assert_nothing_to_do(clone, env)
+
+
+def test_actions_cache_restore_then_only_the_change_runs(origin: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    repo, env = origin
+    clone = fresh_clone(repo, tmp_path / "clone")
+    # What actions/cache/restore puts in place: the main branch's .dvc/cache, outputs and run-cache.
+    shutil.copytree(repo / ".dvc" / "cache", clone / ".dvc" / "cache")
+    result = ci_restore(clone, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Actions cache" in result.stdout
+    assert_nothing_to_do(clone, env)
+
+    # A pull request that changes model.dropout: the workflow's `dvc repro` starts with the one stage that uses it
+    # and skips the rest (a dry run, which cannot show the stages its outputs then change: the real run of the same
+    # change is test_local_remote_round_trip's `dvc exp run`, DROPOUT_STAGES).
+    params = yaml.safe_load((clone / "params.yaml").read_text(encoding="utf-8"))
+    params["model"]["dropout"] = 0.3
+    (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    assert ran(dvc(clone, env, "repro", "--dry")) == {"train@pets-tiny_simplified"}
