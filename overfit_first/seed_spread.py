@@ -1,6 +1,7 @@
 """Measure the seed spread of every metric (overfit_first.noise) and write metrics/seed_spread.json.
 
     python -m overfit_first.seed_spread --seeds 0 1 2
+    python -m overfit_first.seed_spread --seeds 0 1 2 --experiments workspace seed1-x seed2-x   # already run
 
 Each seed is one `dvc exp run --temp -S train.seed=<seed>` of the pipeline as it stands (the committed default
 profile: about 11 minutes a seed on 2 cores), run one after another in a temporary copy, so the workspace is
@@ -29,6 +30,7 @@ from overfit_first.noise import MEASURED, Machine, MetricSpread, SeedSpread
 # The CPU features that decide which kernels TensorFlow (oneDNN) runs, and so its rounding.
 VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
 PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "jax", "numpy", "dvc")
+WORKSPACE = "workspace"
 
 
 def dvc(*args: str, capture: bool = False) -> str:
@@ -62,6 +64,13 @@ def experiment_metrics(names: list[str]) -> dict[str, dict[str, Any]]:
     if missing:
         raise PipelineError(f"`dvc exp show` lists no experiment {', '.join(missing)}: did `dvc exp run` fail?")
     return found
+
+
+def workspace_metrics() -> dict[str, Any]:
+    """The workspace's metrics, {metrics file: {metric: value}}, from `dvc metrics show --json`."""
+    shown = json.loads(dvc("metrics", "show", "--json", capture=True))
+    files = next(iter(shown.values()), {}).get("data") or {}
+    return {path: (result or {}).get("data") or {} for path, result in files.items()}
 
 
 def spread(per_seed: list[dict[str, Any]]) -> dict[str, dict[str, MetricSpread]]:
@@ -109,13 +118,17 @@ def machine() -> Machine:
     )
 
 
-def measure(seeds: list[int], out: Path) -> SeedSpread:
-    """Run every seed, then write and return the spread."""
+def measure(seeds: list[int], out: Path, existing: list[str] | None = None) -> SeedSpread:
+    """Run every seed (or read the `existing` experiments, one per seed, `workspace` for the workspace's
+    results), then write and return the spread."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    names = [f"seed{seed}-{stamp}" for seed in seeds]  # unique per refresh: earlier ones stay comparable
-    for seed, name in zip(seeds, names):
-        run_seed(seed, name)
-    found = experiment_metrics(names)
+    names = existing or [f"seed{seed}-{stamp}" for seed in seeds]  # unique per refresh: earlier ones stay
+    if not existing:
+        for seed, name in zip(seeds, names):
+            run_seed(seed, name)
+    found = experiment_metrics([name for name in names if name != WORKSPACE])
+    if WORKSPACE in names:
+        found[WORKSPACE] = workspace_metrics()
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or None
     result = SeedSpread(
         status=MEASURED,
@@ -135,11 +148,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m overfit_first.seed_spread", description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", required=True, help="two or more train.seed values")
     parser.add_argument("--out", type=Path, default=layout.SEED_SPREAD, help="where to write the spread (JSON)")
+    parser.add_argument("--experiments", nargs="+", metavar="NAME",
+                        help="summarize these finished experiments, one per seed in --seeds order, instead of "
+                             f"running them ('{WORKSPACE}': the workspace's results)")
     args = parser.parse_args()
     layout.require_repo_root()
     if len(set(args.seeds)) < 2:
         raise PipelineError("--seeds needs at least two different seeds: one seed has no spread")
-    result = measure(list(dict.fromkeys(args.seeds)), args.out)
+    if args.experiments and len(args.experiments) != len(args.seeds):
+        raise PipelineError(f"--experiments names {len(args.experiments)} experiments for {len(args.seeds)} seeds: "
+                            "give one per seed, in the same order")
+    result = measure(list(dict.fromkeys(args.seeds)), args.out, args.experiments)
     total = sum(len(metrics) for metrics in result.metrics.values())
     print(f"wrote {args.out}: {total} metrics of {len(result.metrics)} files over seeds {result.seeds}; commit it")
 

@@ -50,11 +50,21 @@ def test_two_seeds_measured_and_written(tiny_pipeline: tuple[Path, dict[str, str
     assert spread.spread("metrics/pets/mlp.json", "verdict") is None, "strings have no spread"
 
     # Each seed ran in a temporary copy: the workspace is the commit's, the spread file aside (.dvcignore).
-    assert "Data and pipelines are up to date." in dvc(repo, env, "status")
+    status = dvc(repo, env, "status")
+    assert [line for line in status.splitlines() if line and not line.startswith("\t")] == ["sources:"], status
     changed = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout
     assert changed.split() == ["??", "metrics/seed_spread.json"], changed
     shown = dvc(repo, env, "exp", "show", "--md")
     assert all(name in shown for name in spread.experiments)
+
+    # The same spread from the finished runs, without training: the workspace for the committed seed.
+    again = subprocess.run(
+        [sys.executable, "-m", "overfit_first.seed_spread", "--seeds", *map(str, seeds), "--out", str(tmp_path / "s"),
+         "--experiments", "workspace", spread.experiments[1]],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert noise.load(tmp_path / "s").metrics == spread.metrics
 
 
 def test_needs_two_seeds(tmp_path: Path) -> None:
