@@ -51,19 +51,25 @@ def run_seed(seed: int, name: str) -> None:
 
 
 def experiment_metrics(names: list[str]) -> dict[str, dict[str, Any]]:
-    """Each named experiment's metrics, {name: {metrics file: {metric: value}}}, from `dvc exp show --json`."""
-    table = json.loads(dvc("exp", "show", "--json", capture=True))
+    """Each named experiment's metrics, {name: {metrics file: {metric: value}}}, from `dvc exp show --json`.
+
+    Experiments of the current commit first; those run on an earlier commit are looked up in every commit
+    (`--all-commits`, slower) only when some name is not found there.
+    """
     found: dict[str, dict[str, Any]] = {}
-    for baseline in table:
-        for experiment in baseline.get("experiments") or []:
-            for rev in experiment.get("revs") or []:
-                if rev.get("name") in names:
-                    metrics = (rev.get("data") or {}).get("metrics") or {}
-                    found[rev["name"]] = {path: (result or {}).get("data") or {} for path, result in metrics.items()}
+    for scope in ((), ("--all-commits",)):
+        table = json.loads(dvc("exp", "show", "--json", *scope, capture=True))
+        for baseline in table:
+            for experiment in baseline.get("experiments") or []:
+                for rev in experiment.get("revs") or []:
+                    if rev.get("name") in names:
+                        metrics = (rev.get("data") or {}).get("metrics") or {}
+                        found[rev["name"]] = {path: (result or {}).get("data") or {}
+                                              for path, result in metrics.items()}
+        if all(name in found for name in names):
+            return found
     missing = [name for name in names if name not in found]
-    if missing:
-        raise PipelineError(f"`dvc exp show` lists no experiment {', '.join(missing)}: did `dvc exp run` fail?")
-    return found
+    raise PipelineError(f"`dvc exp show` lists no experiment {', '.join(missing)}: did `dvc exp run` fail?")
 
 
 def workspace_metrics() -> dict[str, Any]:
