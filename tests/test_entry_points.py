@@ -32,6 +32,7 @@ ENTRY_POINTS = {
     "overfit_first.plots_html": ["show"],
     "overfit_first.tracking": ["relog", "fashion_mnist-cnn_overfit"],
     "overfit_first.profiles": ["article"],
+    "overfit_first.seed_spread": ["--seeds", "0", "1"],
     "bench": ["--only", "dvc"],
 }
 
