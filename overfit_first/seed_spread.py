@@ -6,8 +6,8 @@
 Each seed is one `dvc exp run --temp -S train.seed=<seed>` of the pipeline as it stands (the committed default
 profile: about 11 minutes a seed on 2 cores), run one after another in a temporary copy, so the workspace is
 left alone; the experiments stay listed by `dvc exp show` under the names the file records. A seed equal to
-params.yaml's train.seed changes nothing, so its experiment holds the committed results. Every numeric metric of
-every file `dvc metrics show` lists is summarized; commit the file.
+params.yaml's train.seed retrains nothing when `dvc status` is clean: its experiment then holds the committed
+results. Every numeric metric of every file `dvc metrics show` lists is summarized; commit the file.
 """
 
 from __future__ import annotations

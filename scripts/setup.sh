@@ -53,10 +53,14 @@ fi
 
 tf=${OVERFIT_FIRST_TF:-cpu}
 [[ "$tf" == cpu || "$tf" == gpu ]] || { echo "setup: OVERFIT_FIRST_TF must be cpu or gpu, not '$tf'" >&2; exit 1; }
-extras=("$tf")
 read -r -a more <<< "${OVERFIT_FIRST_EXTRAS:-}"
-extras+=("${more[@]}")
-$dev && extras+=(dev)
+$dev && more+=(dev)
+# The sync below is exact, so a plain setup (make repro) after `--dev` (make test) would remove the test tools:
+# the extras an earlier setup installed are kept, the TensorFlow build excepted (rm -r .venv drops them all).
+installed=.venv/overfit-first-extras
+[[ -f "$installed" ]] && read -r -a previous < "$installed" && more+=("${previous[@]}")
+read -r -a more <<< "$(printf '%s\n' "${more[@]}" | grep -vx -e cpu -e gpu -e '' | sort -u | tr '\n' ' ')"
+extras=("$tf" "${more[@]}")
 
 [[ -x .venv/bin/python ]] || "$python" -m venv .venv
 # uv installs what uv.lock pins. It is pinned itself (a lock is read by the uv that wrote its format) and comes,
@@ -70,6 +74,7 @@ read -r _ installed_uv _ <<< "$(.venv/bin/uv --version 2>/dev/null || true)"
 # a downloaded one. UV_NATIVE_TLS: the system's CA store, the one pip trusts (pip.conf's cert).
 UV_PYTHON_DOWNLOADS=never UV_NATIVE_TLS=1 UV_PROJECT_ENVIRONMENT=.venv \
   .venv/bin/uv sync --locked --quiet "${extras[@]/#/--extra=}"
+echo "${extras[*]}" > "$installed"
 if $dev; then
   npm ci --prefix js --no-audit --no-fund --loglevel=error   # vega libraries for overfit_first.plots_html
 fi
