@@ -71,6 +71,7 @@ from mlflow.data.schema import TensorDatasetSchema
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model, infer_signature
+from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 from mlflow.types import Schema, TensorSpec
 
 from overfit_first import layout, metrics, plots, progress, training
@@ -203,9 +204,10 @@ def ensure_experiment(client: mlflow.MlflowClient, name: str, uri: str, artifact
 def ui_link(uri: str, experiment_id: str, run_id: str | None = None) -> str:
     """The experiment's runs (or one run) in the UI's model-training view: the server's own address, or
     `make mlflow-ui`'s for a local store."""
-    base = uri.rstrip("/") if uri.split(":", 1)[0] in ("http", "https") else UI_URL
+    served = uri.split(":", 1)[0] in ("http", "https")
     page = f"runs/{run_id}" if run_id else "runs"
-    return f"{base}/#/experiments/{experiment_id}/{page}?{ML_VIEW}"
+    link = f"{uri.rstrip('/') if served else UI_URL}/#/experiments/{experiment_id}/{page}?{ML_VIEW}"
+    return link if served else f"{link} (`make mlflow-ui`)"
 
 
 # ------------------------------------------------------------------------------------- one training's run
@@ -224,13 +226,14 @@ class RunLog:
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self.logged_epochs: set[int] = set()
+        self.monitor: SystemMetrics | None = None
 
-    def open(self, start_ms: int, resume: str | None = None,
-             on_id: Callable[[str], None] | None = None) -> None:
+    def open(self, start_ms: int, resume: str | None = None, on_id: Callable[[str], None] | None = None,
+             system_metrics: bool = False) -> None:
         """Create the run (started at `start_ms`), or resume the run `resume`; `on_id` gets its id at once.
 
         A new run gets its parameters, tags and dataset inputs; a resumed one has them already, and its
-        epochs logged so far are not logged again.
+        epochs logged so far are not logged again. `system_metrics`: sample them until `end`.
         """
         mlflow.set_tracking_uri(self.uri)
         client = mlflow.MlflowClient()
@@ -246,8 +249,11 @@ class RunLog:
         if on_id is not None:
             on_id(self.run_id)
         # This process owns the run from here on (end_orphans reads these tags), also a resumed one.
-        mlflow.start_run(run_id=self.run_id, log_system_metrics=True,
+        mlflow.start_run(run_id=self.run_id, log_system_metrics=False,
                          tags={"host": socket.gethostname(), "pid": str(os.getpid())})
+        if system_metrics:
+            self.monitor = SystemMetrics(self.run_id, resume_logging=resumed, tracking_uri=self.uri)
+            self.monitor.start()
         if resumed:
             self.logged_epochs = {int(point.step) for point in client.get_metric_history(self.run_id, "val_accuracy")}
             return
@@ -299,6 +305,24 @@ class RunLog:
 
     def end(self, status: str) -> None:
         mlflow.end_run(status)
+        if self.monitor is not None:  # after the end, as MLflow does: its last samples may still land
+            self.monitor.finish()
+            self.monitor = None
+
+
+class SystemMetrics(SystemMetricsMonitor):
+    """MLflow's system-metrics sampler (what mlflow.start_run(log_system_metrics=True) starts: CPU, memory,
+    disk, network, GPU where pynvml finds one), which also logs its last, unfinished interval when it stops.
+    MLflow drops that interval, so a run shorter than MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL had no sample."""
+
+    def monitor(self) -> None:
+        super().monitor()  # MLflow's loop: until the run ends or finish() is called
+        # In this thread: psutil measures CPU use since this thread's previous sample (the interval's first).
+        for monitor in self.monitors:
+            monitor.clear_metrics()
+        with contextlib.suppress(Exception):  # as MLflow's own loop: a lost sample is no failure of the run
+            self.collect_metrics()
+            self.publish_metrics(self.aggregate_metrics())
 
 
 def _save_keras(path: str, validate_serving_input: bool = True, **kwargs: Any) -> None:
@@ -519,7 +543,7 @@ class LiveRun:
             return
         start_ms = int(time.time() * 1000)
         resume = self.resume_id()
-        self.submit(lambda: self.log.open(start_ms, resume, on_id=self.keep_id))
+        self.submit(lambda: self.log.open(start_ms, resume, on_id=self.keep_id, system_metrics=True))
         self.thread = threading.Thread(target=self.work, name="mlflow-live-run", daemon=True)
         self.thread.start()
 
@@ -665,15 +689,15 @@ def log_run(run: Run, summary: dict[str, Any], model: keras.Model | None = None)
     def relog_files() -> None:
         trained = metrics.read(run.train_metrics_path, metrics.TrainMetrics, f"dvc repro --force train@{run.name}")
         with store_lock(uri):
-            log.open(int((time.time() - trained.seconds_per_epoch * trained.epochs_run) * 1000))
             try:
+                log.open(int((time.time() - trained.seconds_per_epoch * trained.epochs_run) * 1000))
                 mlflow.set_tag("relogged", "true")
                 log.complete(model)
-            except KeyboardInterrupt:  # errors.Interrupted too: SIGTERM and SIGHUP
-                log.end("KILLED")
-                raise
-            except BaseException:
-                log.end("FAILED")
+            except BaseException as error:
+                # KILLED on Ctrl-C, SIGTERM or SIGHUP (errors.Interrupted), else FAILED; not what MLflow's exit
+                # handler would do with a run left active (FINISHED). The store may be what failed: no new error.
+                with contextlib.suppress(Exception):
+                    log.end("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
                 raise
             log.end("FINISHED")
 
@@ -886,7 +910,8 @@ def links(store: str, url: str) -> None:
         experiments = mlflow.MlflowClient(tracking_uri=store).search_experiments(
             filter_string="name LIKE 'overfit-first/%'", order_by=["name"])
         for experiment in experiments:
-            print(f"{experiment.name}: {ui_link(url, experiment.experiment_id)}", flush=True)
+            print(f"{experiment.name}: {url.rstrip('/')}/#/experiments/{experiment.experiment_id}/runs?{ML_VIEW}",
+                  flush=True)
         if not experiments:
             print(f"no overfit-first experiment in {store} yet: run `dvc repro`", flush=True)
 

@@ -257,7 +257,7 @@ def test_links_open_the_model_training_view() -> None:
     assert tracking.ui_link("http://host:5000/", "3", "abc") == \
         "http://host:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
     assert tracking.ui_link("sqlite:////repo/mlflow.db", "3") == \
-        "http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning"
+        "http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning (`make mlflow-ui`)"
 
 
 def write_raw_meta(project: Path, origins: list[str], source: str = "Tiny, official files") -> None:
