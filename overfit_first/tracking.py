@@ -337,7 +337,7 @@ KERAS_FLAVOR = SimpleNamespace(__name__=mlflow.keras.__name__, save_model=_save_
 
 
 def resumable(client: mlflow.MlflowClient, run_id: str, experiment_id: str) -> bool:
-    """Whether `run_id` still exists in this store's experiment, not deleted."""
+    """Whether `run_id` exists in this store's experiment, not deleted (another store has no such run)."""
     try:
         found = client.get_run(run_id)
     except MlflowException:
@@ -548,13 +548,14 @@ class LiveRun:
         self.thread.start()
 
     def resume_id(self) -> str | None:
-        """The run id kept beside the backup, if it was logged to this very store (training.fit has already
-        discarded a backup that does not belong to this training, and the id with it)."""
+        """The run id kept beside the backup (training.fit has already discarded a backup that does not belong
+        to this training, and the id with it). RunLog.open continues that run if the store holds it: a run id
+        is unique across stores, and one store may have several addresses (a proxy, localhost or 127.0.0.1)."""
         try:
             kept = json.loads(self.id_file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        return kept.get("run_id") if isinstance(kept, dict) and kept.get("tracking_uri") == self.uri else None
+        return kept.get("run_id") if isinstance(kept, dict) else None
 
     def keep_id(self, run_id: str) -> None:
         # The cache is gone once the stage has written its outputs (a very slow store): nothing to resume then.
@@ -641,17 +642,18 @@ class LiveRun:
 
 
 class LiveCallback(keras.callbacks.Callback):
-    """Keras' side of LiveRun: epoch-level hooks only (a batch-level hook would slow every training step)."""
+    """Keras' side of LiveRun: epoch-level hooks only (a batch-level hook would slow every training step), each
+    through `best_effort`, so that nothing here can stop training."""
 
     def __init__(self, live: LiveRun) -> None:
         super().__init__()
         self.live = live
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        self.live.start()
+        best_effort(self.live.start, self.live.consequence, self.live.warned)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self.live.epoch(epoch + 1, logs or {})
+        best_effort(lambda: self.live.epoch(epoch + 1, logs or {}), self.live.consequence, self.live.warned)
 
 
 @contextlib.contextmanager
