@@ -1,18 +1,40 @@
-"""MLflow tracking: one MLflow run per training run, logged from the files the train stage wrote.
+"""MLflow, all of it: the train stage's live run, the evaluation, the model registry, `relog`, the UI links.
 
-The train stage writes its outputs (model, metrics, history) first and logs to MLflow last, so tracking
-can never cost a training run: when the tracking server is down, one warning says so, and the run can be
-logged later from the same files with
+An observer: nothing here changes an output of a stage, so no stage lists this module among its dvc.yaml deps
+(tests/test_dvc_deps.py) and editing it retrains nothing.
+
+Live runs. The train stage hands `LiveRun.callback` to training.fit: the MLflow run opens when training starts
+(its duration is the training's), its parameters, tags and dataset inputs are logged at once, each epoch's
+metrics as the epoch ends (after the epoch's backup), and MLflow samples CPU, memory and, where pynvml finds
+one, GPU use into it (`system/...` metrics, every MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL seconds, default 10).
+Once the stage has written its outputs, the best epoch's metrics, the learning curve, the model summary and
+the model (signature and input example: float32 images in 0..1, what the model's input layer receives) go
+into the same run, which ends FINISHED. The run's id is kept beside the training backup
+(.cache/train/<run>/mlflow_run.json), so a resumed training continues its MLflow run.
+
+Best effort. Every MLflow call goes through `best_effort`: a failure is one warning on stderr, never a failed
+stage. The live run's calls are made by one background thread, so training never waits for the store; a store
+that is down fails that thread's first call (HTTP_DEFAULTS bound it) and the rest are skipped. At the end of
+training the stage waits for the thread at most OVERFIT_FIRST_MLFLOW_WAIT seconds (default 30). Whatever was
+not logged is logged later from the saved files with
 
     python -m overfit_first.tracking relog <run-name>
 
-A run cut short by Ctrl-C, SIGTERM or SIGHUP while logging ends as KILLED (overfit_first.errors turns the
-signals into Interrupted). One that its process could not end (SIGKILL, a power cut) is ended as KILLED by
-the next logging of the same run name on the same machine, once its process is gone: no run stays RUNNING.
+KILLED. A run cut short by Ctrl-C, SIGTERM or SIGHUP (overfit_first.errors turns them into Interrupted) ends
+KILLED, and one ended by an error FAILED. One that its process could not end (SIGKILL, a power cut) is ended as
+KILLED by the next logging of the same run name on the same machine, once its process is gone.
+
+Registry. The plot stage calls `register_recommended`: each dataset's recommended model (`recommended`) becomes
+a version of the registered model `overfit-first-<dataset>` with the alias `champion`.
 
 Where runs go: MLFLOW_TRACKING_URI when set, else a SQLite store `mlflow.db` in the repository root, with
 artifacts in `mlartifacts/` beside it, both absolute paths, so `dvc exp run --queue` (which runs the stage
 in a copy of the repository under .dvc/tmp/exps/) still logs to the original repository.
+
+Model-training view. Experiments are tagged `mlflow.experimentKind = custom_model_development`, what MLflow
+3.0-3.x read to open an experiment on its runs rather than on the GenAI overview. MLflow 3.17 reads instead the
+per-browser switch "GenAI | Model training" of its sidebar, or `?workflowType=machine_learning` in the URL:
+every link this module prints carries that (`links` lists one per experiment; `make mlflow-ui` runs it).
 """
 
 from __future__ import annotations
@@ -20,41 +42,73 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import json
 import logging
+import math
 import os
+import queue
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import keras
+import mlflow
+import mlflow.keras
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure  # not pyplot: no GUI backend, no global figure registry
+from mlflow.data.dataset_source_registry import get_registered_sources, resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.data.schema import TensorDatasetSchema
+from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model, infer_signature
+from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+from mlflow.types import Schema, TensorSpec
 
-from overfit_first import layout, metrics, plots, progress
+from overfit_first import layout, metrics, plots, progress, training
 from overfit_first.accelerate import is_chief
 from overfit_first.config import KNOBS, Run, load_params
-from overfit_first.data.splits import dataset_dir, file_sha256, load_summary
+from overfit_first.data import fetch, raw
+from overfit_first.data.splits import SCALE, dataset_dir, file_sha256, load_split, load_summary
 from overfit_first.errors import PipelineError, run_stage
 from overfit_first.evaluation import Evaluation
 from overfit_first.layout import repo_root
 
 # An unreachable server must fail in seconds, not after MLflow's default 7 retries with backoff
-# (minutes). Set in the environment to change them.
+# (minutes); MLflow's own run links open the GenAI view, ours the model-training one. Set to change.
 HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
+WAIT_VARIABLE = "OVERFIT_FIRST_MLFLOW_WAIT"  # seconds the end of a train stage waits for its MLflow logging
+WAIT_DEFAULT = 30.0
+STOP_WAIT = 5.0  # seconds an interrupted stage gives the logging thread to end the run itself
+RUN_ID_FILE = "mlflow_run.json"  # in training.cache_dir(run), beside the backup
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+ML_VIEW = "workflowType=machine_learning"
+UI_URL = "http://127.0.0.1:5000"  # `make mlflow-ui`
+ALIAS = "champion"
 # summary.json entries that are descriptions rather than settings: too long to be useful as params.
 SUMMARY_SKIP = {"class_names", "superclass_names", "class_counts"}
 BACKEND_PACKAGES = {"tensorflow": ("tensorflow", "tensorflow-cpu"), "jax": ("jax",), "torch": ("torch",)}
+
+
+class NotTracked(Exception):
+    """What a step needs is not in the tracking store (e.g. the training run of the model it evaluates)."""
+
+
+# ----------------------------------------------------------------------------------------------- the store
 
 
 def tracking_uri(root: Path) -> str:
@@ -80,32 +134,30 @@ def store_lock(uri: str) -> Iterator[None]:
         yield
 
 
-def log_run(run: Run, summary: dict[str, Any], model: keras.Model | None = None) -> bool:
-    """Log `run` from its output files; on any tracking failure print one warning and return False."""
-    if not is_chief():
-        print(f"{run.name}: not logged to MLflow: this is not the chief worker of TF_CONFIG", flush=True)
-        return True
+def best_effort(action: Callable[[], None], consequence: str | None, warned: threading.Event | None = None) -> bool:
+    """Run `action` (MLflow calls); True when it completed. The one wrapper of every MLflow call here.
+
+    Any failure (a store that is down or slow: HTTP_DEFAULTS bound each request to about 10 s and one retry;
+    NotTracked) is one warning, `warning: MLflow logging failed (<reason>): <consequence>`, and False. No
+    warning when `consequence` is None (a clean-up after a failure), or when `warned` (one per run) is set
+    already; it is set by the warning. Ctrl-C and stop signals are not caught.
+    """
     for key, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
     # MLflow's artifact transfer bars redraw in place: in a log, a flood of partial lines (overfit_first.progress).
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", str(progress.is_terminal(sys.stderr)).lower())
     logging.getLogger("urllib3").setLevel(logging.ERROR)  # our one warning replaces its retry messages
-    root = repo_root()
-    uri = tracking_uri(root)
+    # MLflow's notes on system metrics (GPU or not, started, stopped, a failed sample) are not the user's concern.
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.ERROR)
     try:
-        with store_lock(uri):
-            run_id = _log(run, summary, model, uri, root)
-    except Exception as error:  # noqa: BLE001 - tracking is best-effort: the outputs are already written
-        reason = textwrap.shorten(str(error), 160, placeholder=" ...") or type(error).__name__
-        print(
-            f"warning: MLflow logging failed ({reason}): run {run.name} is missing or incomplete in "
-            f"{uri}. Its model, metrics and history are saved in {run.model_path}, {run.train_metrics_path} and "
-            f"{run.history_path}; log them once the tracking store is back with "
-            f"`python -m overfit_first.tracking relog {run.name}`",
-            file=sys.stderr, flush=True,
-        )
+        action()
+    except Exception as error:  # noqa: BLE001 - tracking is best-effort: it never fails a stage
+        if consequence is not None and not (warned is not None and warned.is_set()):
+            if warned is not None:
+                warned.set()
+            reason = textwrap.shorten(str(error), 200, placeholder=" ...") or type(error).__name__
+            print(f"warning: MLflow logging failed ({reason}): {consequence}", file=sys.stderr, flush=True)
         return False
-    print(f"{run.name}: logged to MLflow run {run_id} in experiment {experiment_name(run)} at {uri}", flush=True)
     return True
 
 
@@ -113,68 +165,182 @@ def experiment_name(run: Run) -> str:
     return f"overfit-first/{run.dataset}"
 
 
-def _log(run: Run, summary: dict[str, Any], model: keras.Model | None, uri: str, root: Path) -> str:
-    import mlflow  # imported here: a slow import that only tracking needs
-    import mlflow.keras
-    from mlflow.entities import Metric
-    from mlflow.models import infer_signature
+def ensure_experiment(client: mlflow.MlflowClient, name: str, uri: str, artifacts: Path) -> str:
+    """The experiment's id, created if needed (a local store gets an absolute artifact location) and tagged
+    for the model-training view (EXPERIMENT_KIND), also when an older version of the project created it."""
+    key, kind = EXPERIMENT_KIND
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        # A server chooses its own artifact store; a local one would otherwise default to ./mlruns of the cwd.
+        local = uri.split(":", 1)[0] not in ("http", "https", "databricks")
+        try:
+            return client.create_experiment(name, artifact_location=artifacts.as_uri() if local else None,
+                                            tags={key: kind})
+        except MlflowException:
+            experiment = client.get_experiment_by_name(name)  # created meanwhile by a parallel queued run
+            if experiment is None:
+                raise
+    if experiment.tags.get(key) != kind:
+        client.set_experiment_tag(experiment.experiment_id, key, kind)
+    return experiment.experiment_id
 
-    rebuild = f"dvc repro --force train@{run.name}"
-    trained = metrics.read(run.train_metrics_path, metrics.TrainMetrics, rebuild)
-    history = metrics.read_history(run.history_path, rebuild)
-    model = model if model is not None else keras.saving.load_model(run.model_path)
 
-    mlflow.set_tracking_uri(uri)
-    experiment_id = ensure_experiment(mlflow, experiment_name(run), uri, root / "mlartifacts" / run.dataset)
-    end_orphans(mlflow.MlflowClient(), experiment_id, run.name)
-    with (mlflow.start_run(experiment_id=experiment_id, run_name=run.name, tags=run_tags(run)) as active,
-          killed_if_interrupted(mlflow)):
-        mlflow.log_params(flat_params(run, summary))
-        now = int(time.time() * 1000)
-        per_epoch = [
-            Metric(key, row[key], now, int(row["epoch"]))
-            for row in history.to_dict("records")
-            for key in metrics.HISTORY_COLUMNS[1:]
-        ]
-        mlflow.MlflowClient().log_batch(active.info.run_id, metrics=per_epoch)
+def ui_link(uri: str, experiment_id: str, run_id: str | None = None) -> str:
+    """The experiment's runs (or one run) in the UI's model-training view: the server's own address, or
+    `make mlflow-ui`'s for a local store."""
+    served = uri.split(":", 1)[0] in ("http", "https")
+    page = f"runs/{run_id}" if run_id else "runs"
+    link = f"{uri.rstrip('/') if served else UI_URL}/#/experiments/{experiment_id}/{page}?{ML_VIEW}"
+    return link if served else f"{link} (`make mlflow-ui`)"
+
+
+# ------------------------------------------------------------------------------------- one training's run
+
+
+class RunLog:
+    """The MLflow calls for one training run, in their order: open, epoch (each), complete, end.
+
+    They use MLflow's fluent API, whose active run belongs to the calling thread: LiveRun's logging thread
+    makes them during training, `relog` makes them in the main thread. Each raises on failure.
+    """
+
+    def __init__(self, run: Run, summary: dict[str, Any], uri: str, root: Path, example: np.ndarray) -> None:
+        self.run, self.summary, self.uri, self.root = run, summary, uri, root
+        self.example = example.astype(np.float32) * np.float32(SCALE)  # uint8 image(s) -> the model's input
+        self.run_id: str | None = None
+        self.experiment_id: str | None = None
+        self.logged_epochs: set[int] = set()
+        self.monitor: SystemMetrics | None = None
+
+    def open(self, start_ms: int, resume: str | None = None, on_id: Callable[[str], None] | None = None,
+             system_metrics: bool = False) -> None:
+        """Create the run (started at `start_ms`), or resume the run `resume`; `on_id` gets its id at once.
+
+        A new run gets its parameters, tags and dataset inputs; a resumed one has them already, and its
+        epochs logged so far are not logged again. `system_metrics`: sample them until `end`.
+        """
+        mlflow.set_tracking_uri(self.uri)
+        client = mlflow.MlflowClient()
+        self.experiment_id = ensure_experiment(client, experiment_name(self.run), self.uri,
+                                               self.root / "mlartifacts" / self.run.dataset)
+        end_orphans(client, self.experiment_id, self.run.name, keep=resume)
+        resumed = resume is not None and resumable(client, resume, self.experiment_id)
+        if resumed:
+            self.run_id = resume
+        else:
+            self.run_id = client.create_run(self.experiment_id, start_time=start_ms, tags=run_tags(self.run),
+                                            run_name=self.run.name).info.run_id
+        if on_id is not None:
+            on_id(self.run_id)
+        # This process owns the run from here on (end_orphans reads these tags), also a resumed one.
+        mlflow.start_run(run_id=self.run_id, log_system_metrics=False,
+                         tags={"host": socket.gethostname(), "pid": str(os.getpid())})
+        if system_metrics:
+            self.monitor = SystemMetrics(self.run_id, resume_logging=resumed, tracking_uri=self.uri)
+            self.monitor.start()
+        if resumed:
+            self.logged_epochs = {int(point.step) for point in client.get_metric_history(self.run_id, "val_accuracy")}
+            return
+        mlflow.log_params(flat_params(self.run, self.summary))
+        for split, context in (("train", "training"), ("valid", "validation")):
+            mlflow.log_input(split_dataset(self.run, self.summary, split), context=context)
+
+    def epoch(self, row: dict[str, float], timestamp_ms: int) -> None:
+        """One epoch's row of the history (metrics.HISTORY_COLUMNS), at step = its epoch number (1-based)."""
+        step = int(row["epoch"])
+        mlflow.log_metrics({key: float(row[key]) for key in metrics.HISTORY_COLUMNS[1:]}, step=step,
+                           timestamp=timestamp_ms)
+        self.logged_epochs.add(step)
+
+    def complete(self, model: keras.Model | None) -> None:
+        """What the stage's output files hold: epochs not logged yet, the best epoch's numbers, the learning
+        curve, the model summary and the model; then the tag `model_sha256` that evaluate finds the run by."""
+        rebuild = f"dvc repro --force train@{self.run.name}"
+        trained = metrics.read(self.run.train_metrics_path, metrics.TrainMetrics, rebuild)
+        history = metrics.read_history(self.run.history_path, rebuild)
+        model = model if model is not None else keras.saving.load_model(self.run.model_path)
+        missing = [row for row in history.to_dict("records") if int(row["epoch"]) not in self.logged_epochs]
+        if missing:  # all of them for `relog`; after a resume, any epoch its killed predecessor did not send
+            now = int(time.time() * 1000)
+            mlflow.MlflowClient().log_batch(self.run_id, metrics=[
+                Metric(key, float(row[key]), now, int(row["epoch"]))
+                for row in missing for key in metrics.HISTORY_COLUMNS[1:]
+            ])
         # The best epoch's numbers get their own names: the per-epoch series above end at the last epoch.
-        mlflow.log_metrics(
-            {f"best_{key}" if key in metrics.HISTORY_COLUMNS else key: float(value)
-             for key, value in trained.model_dump().items()}
-        )
-        mlflow.log_figure(learning_curve(history, f"{run.dataset} {run.model}"), "learning_curve.png")
+        mlflow.log_metrics({f"best_{key}" if key in metrics.HISTORY_COLUMNS else key: float(value)
+                            for key, value in trained.model_dump().items()})
+        mlflow.log_figure(learning_curve(history, f"{self.run.dataset} {self.run.model}"), "learning_curve.png")
         mlflow.log_text(model_summary(model), "model_summary.txt")
-        example = np.zeros((1, *model.input_shape[1:]), dtype=np.float32)
-        mlflow.keras.log_model(
-            model,
+        output = keras.ops.convert_to_numpy(model(self.example, training=False))
+        Model.log(  # = mlflow.keras.log_model, through KERAS_FLAVOR
+            artifact_path=None,
             name="model",
+            flavor=KERAS_FLAVOR,
+            model=model,
             # Explicit requirements: inferring them reloads the model in a subprocess (slow).
             pip_requirements=pip_requirements(),
-            signature=infer_signature(example, keras.ops.convert_to_numpy(model(example, training=False))),
+            signature=infer_signature(self.example, output),
+            input_example=self.example,
+            # Checking the example would load the model back and predict with a progress bar: seconds, and
+            # redrawn lines in a log. The signature is inferred from this very prediction.
+            validate_serving_input=False,
         )
-        return active.info.run_id
+        mlflow.set_tag("model_sha256", file_sha256(self.run.model_path))
+
+    def end(self, status: str) -> None:
+        mlflow.end_run(status)
+        if self.monitor is not None:  # after the end, as MLflow does: its last samples may still land
+            self.monitor.finish()
+            self.monitor = None
 
 
-@contextlib.contextmanager
-def killed_if_interrupted(mlflow: Any) -> Iterator[None]:
-    """End the active run as KILLED when Ctrl-C or a stop signal arrives inside (MLflow's own exit says FAILED)."""
+class SystemMetrics(SystemMetricsMonitor):
+    """MLflow's system-metrics sampler (what mlflow.start_run(log_system_metrics=True) starts: CPU, memory,
+    disk, network, GPU where pynvml finds one), which also logs its last, unfinished interval when it stops.
+    MLflow drops that interval, so a run shorter than MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL had no sample."""
+
+    def monitor(self) -> None:
+        super().monitor()  # MLflow's loop: until the run ends or finish() is called
+        # In this thread: psutil measures CPU use since this thread's previous sample (the interval's first).
+        for monitor in self.monitors:
+            monitor.clear_metrics()
+        with contextlib.suppress(Exception):  # as MLflow's own loop: a lost sample is no failure of the run
+            self.collect_metrics()
+            self.publish_metrics(self.aggregate_metrics())
+
+
+def _save_keras(path: str, validate_serving_input: bool = True, **kwargs: Any) -> None:
+    """mlflow.keras.save_model; `validate_serving_input` is Model.log's, not the flavor's."""
+    os.makedirs(path, exist_ok=True)  # mlflow.keras.save_model writes the input example before it makes `path`
+    mlflow.keras.save_model(path=path, **kwargs)
+
+
+# mlflow.keras, made to accept an input example: mlflow.keras.log_model(..., input_example=...) fails with
+# FileNotFoundError .../model/input_example.json (MLflow 3.17; mlflow/mlflow issue 16183).
+KERAS_FLAVOR = SimpleNamespace(__name__=mlflow.keras.__name__, save_model=_save_keras)
+
+
+def resumable(client: mlflow.MlflowClient, run_id: str, experiment_id: str) -> bool:
+    """Whether `run_id` exists in this store's experiment, not deleted (another store has no such run)."""
     try:
-        yield
-    except KeyboardInterrupt:  # errors.Interrupted too: SIGTERM and SIGHUP
-        mlflow.end_run("KILLED")
-        raise
+        found = client.get_run(run_id)
+    except MlflowException:
+        return False
+    return found.info.experiment_id == experiment_id and found.info.lifecycle_stage == "active"
 
 
-def end_orphans(client: Any, experiment_id: str, run_name: str) -> None:
+def end_orphans(client: mlflow.MlflowClient, experiment_id: str, run_name: str, keep: str | None = None) -> None:
     """End as KILLED the runs of `run_name` left RUNNING by a process of this machine that no longer exists.
 
     Such a process was killed without a chance to end its run (SIGKILL, a reboot). A run of another machine,
-    or of a live process (a parallel `dvc exp run`), is not touched.
+    of a live process (a parallel `dvc exp run`), or `keep` (the run a resumed training continues) is not touched.
     """
     host = socket.gethostname()
     running = f"tags.run = '{run_name}' and attributes.status = 'RUNNING'"
     for orphan in client.search_runs([experiment_id], filter_string=running):
         tags = orphan.data.tags
+        if orphan.info.run_id == keep:
+            continue
         if tags.get("host") == host and tags.get("pid", "").isdigit() and not process_exists(int(tags["pid"])):
             client.set_terminated(orphan.info.run_id, "KILLED")
             print(f"{run_name}: MLflow run {orphan.info.run_id}, left RUNNING by process {tags['pid']} which no "
@@ -194,30 +360,14 @@ def process_exists(pid: int) -> bool:
     return True
 
 
-def ensure_experiment(mlflow: Any, name: str, uri: str, artifacts: Path) -> str:
-    """The experiment's id, creating it if needed; a local store gets an absolute artifact location."""
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    # A server chooses its own artifact store; a local one would otherwise default to ./mlruns of the cwd.
-    local = uri.split(":", 1)[0] not in ("http", "https", "databricks")
-    try:
-        return mlflow.create_experiment(name, artifact_location=artifacts.as_uri() if local else None)
-    except mlflow.exceptions.MlflowException:
-        experiment = mlflow.get_experiment_by_name(name)  # created meanwhile by a parallel queued run
-        if experiment is None:
-            raise
-        return experiment.experiment_id
-
-
 def run_tags(run: Run) -> dict[str, str]:
-    # model_sha256 ties the MLflow run to the exact model file: evaluate finds the run by it.
-    tags = {"dataset": run.dataset, "model": run.model, "run": run.name, "model_sha256": file_sha256(run.model_path),
+    tags = {"dataset": run.dataset, "model": run.model, "run": run.name,
+            "mlflow.source.name": f"python -m stages.train {run.name}", "mlflow.source.type": "LOCAL",
             # Which process logs the run: a later run of the same name ends it if that process died (end_orphans).
             "host": socket.gethostname(), "pid": str(os.getpid())}
     commit = git_commit()
     if commit:
-        tags["git_commit"] = commit
+        tags["git_commit"] = tags["mlflow.source.git.commit"] = commit
     if os.environ.get("DVC_EXP_NAME"):  # set by `dvc exp run`
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
     return tags
@@ -260,6 +410,446 @@ def flatten(value: Any, prefix: str) -> dict[str, Any]:
     return flat
 
 
+# ---------------------------------------------------------------------------------------- dataset inputs
+
+
+class PreparedSplit(MetaDataset):
+    """A prepared split as an MLflow dataset input: its digest is the split's checksum (summary.json), so two
+    runs on the same data show the same digest; its profile holds the sizes and where the data came from."""
+
+    def __init__(self, source: Any, name: str, digest: str, schema: TensorDatasetSchema,
+                 profile: dict[str, Any]) -> None:
+        self._profile = profile
+        super().__init__(source, name=name, digest=digest)
+        self._tensor_schema = schema
+
+    @property
+    def profile(self) -> dict[str, Any]:
+        return self._profile
+
+    def to_dict(self) -> dict[str, str]:
+        return {**super().to_dict(), "schema": json.dumps(self._tensor_schema.to_dict()),
+                "profile": json.dumps(self._profile)}
+
+
+def split_dataset(run: Run, summary: dict[str, Any], split: str) -> PreparedSplit:
+    """`split` (train or valid) of the run's prepared data, as the run saw it: the training images are the
+    first train.subset_size of every class (named `<dataset>-train-<n>` then), the validation split whole.
+
+    Digest: the first 10 hex digits of the split file's SHA-256, as summary.json records it.
+    """
+    entry = summary["splits"][split]
+    total = int(entry["count"])
+    images = total if split != "train" else min(total, run.shared.subset_size or total)
+    name = f"{run.dataset}-{split}" + (f"-{images}" if images < total else "")
+    kind, location = data_origin(run.dataset)
+    shape = tuple(int(size) for size in summary["image_shape"])
+    schema = TensorDatasetSchema(features=Schema([TensorSpec(np.dtype(np.uint8), (-1, *shape), "images")]),
+                                 targets=Schema([TensorSpec(np.dtype(np.int64), (-1,), "labels")]))
+    profile = {"images": images, "split_images": total, "classes": int(summary["num_classes"]),
+               "image_shape": "x".join(map(str, shape)), "split_sha256": entry["sha256"],
+               "origin": kind, "location": location, "description": summary.get("source") or run.dataset}
+    return PreparedSplit(dataset_source(location), name, entry["sha256"][:10], schema, profile)
+
+
+def dataset_source(location: str) -> Any:
+    """An MLflow dataset source for a URL (type http) or a path (type local)."""
+    kind = "http" if "://" in location else "local"
+    # Only that type's source: MLflow would otherwise warn that a path matches two registered ones.
+    candidates = [source for source in get_registered_sources() if source._get_source_type() == kind]
+    return resolve_dataset_source(location, candidate_sources=candidates[:1])
+
+
+def data_origin(dataset: str) -> tuple[str, str]:
+    """(kind, location) of the files the prepared data was made from, read from data/raw/<dataset>/meta.json.
+
+    kind: `image folder`; `mirror` (params data.mirror or OVERFIT_FIRST_MIRROR); `official archive` (downloaded
+    from the official URLs); `local copy` (found on this machine: Debian's package, Keras' or the download
+    cache). location: the common directory or base URL of those files. Without meta.json: `prepared data` and
+    data/prepared/<dataset>.
+    """
+    try:
+        meta = json.loads((raw.RAW_ROOT / dataset / "meta.json").read_text(encoding="utf-8"))
+        origins = [str(file["origin"]) for file in meta["files"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        origins = []
+    if not origins:  # data/raw not checked out: the prepared split itself is all there is to point at
+        return "prepared data", str(dataset_dir(dataset).resolve())
+    location = origins[0] if len(origins) == 1 else os.path.commonpath(origins)
+    if len(origins) > 1 and "://" in origins[0]:
+        location = origins[0].rsplit("/", 1)[0] + "/"  # the base URL: commonpath would fold its '//'
+    mirror = fetch.mirror_setting(load_params().data.mirror)
+    if str(meta.get("source", "")).startswith("image folder"):
+        kind = "image folder"
+    elif mirror and origins[0].startswith(mirror.rstrip("/")):
+        kind = "mirror"
+    elif "://" in origins[0]:
+        kind = "official archive"
+    else:
+        kind = "local copy"
+    return kind, location
+
+
+# ---------------------------------------------------------------------------------------- the live run
+
+
+class LiveRun:
+    """The observer of one training: `callback` for training.fit, and the MLflow run behind it.
+
+    Every MLflow call runs in one background thread, in order, each through `best_effort`: the first failure
+    prints the one warning and the later calls are skipped. Use it through `live_run`, which ends the run
+    KILLED or FAILED when training is interrupted or fails; `finish` ends it FINISHED.
+    """
+
+    def __init__(self, run: Run, summary: dict[str, Any], example: np.ndarray) -> None:
+        self.run = run
+        root = repo_root()
+        self.uri = tracking_uri(root)
+        self.log = RunLog(run, summary, self.uri, root, example)
+        self.enabled = is_chief()  # the other workers of TF_CONFIG train the same model: one run is enough
+        self.id_file = training.cache_dir(run) / RUN_ID_FILE
+        self.tasks: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self.done = threading.Event()  # the thread has left: every task it will ever run has run
+        self.failed = False  # after the first failure, the thread skips every later call
+        self.warned = threading.Event()  # one warning per run, whichever thread fails first
+        self.closed = False
+        self.thread: threading.Thread | None = None
+        self.callback = LiveCallback(self)
+        self.consequence = (
+            f"run {run.name} is missing or incomplete in {self.uri} (training is not affected). Once the tracking "
+            f"store is back and the stage has written {run.model_path}, {run.train_metrics_path} and "
+            f"{run.history_path}, log them with `python -m overfit_first.tracking relog {run.name}`"
+        )
+
+    def start(self) -> None:
+        """Open the run now (training starts): a new one, or the one of the backup this training resumes."""
+        if not self.enabled or self.thread is not None:
+            return
+        start_ms = int(time.time() * 1000)
+        resume = self.resume_id()
+        self.submit(lambda: self.log.open(start_ms, resume, on_id=self.keep_id, system_metrics=True))
+        self.thread = threading.Thread(target=self.work, name="mlflow-live-run", daemon=True)
+        self.thread.start()
+
+    def resume_id(self) -> str | None:
+        """The run id kept beside the backup (training.fit has already discarded a backup that does not belong
+        to this training, and the id with it). RunLog.open continues that run if the store holds it: a run id
+        is unique across stores, and one store may have several addresses (a proxy, localhost or 127.0.0.1)."""
+        try:
+            kept = json.loads(self.id_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return kept.get("run_id") if isinstance(kept, dict) else None
+
+    def keep_id(self, run_id: str) -> None:
+        # The cache is gone once the stage has written its outputs (a very slow store): nothing to resume then.
+        with contextlib.suppress(OSError):
+            self.id_file.write_text(json.dumps({"run_id": run_id, "tracking_uri": self.uri}), encoding="utf-8")
+
+    def epoch(self, number: int, logs: dict[str, Any]) -> None:
+        row = {"epoch": number, "train_accuracy": logs.get("accuracy", math.nan),
+               "val_accuracy": logs.get("val_accuracy", math.nan), "train_loss": logs.get("loss", math.nan),
+               "val_loss": logs.get("val_loss", math.nan)}
+        timestamp = int(time.time() * 1000)
+        self.submit(lambda: self.log.epoch(row, timestamp))
+
+    def submit(self, task: Callable[[], None]) -> None:
+        if self.enabled:
+            self.tasks.put(task)
+
+    def work(self) -> None:
+        while (task := self.tasks.get()) is not None:
+            if self.failed:
+                continue
+            if not best_effort(lambda task=task: self.locked(task), self.consequence, self.warned):
+                self.failed = True
+                if self.log.run_id is not None:  # opened, then failed: it must not stay RUNNING
+                    best_effort(lambda: self.log.end("FAILED"), None)
+        self.done.set()
+
+    def locked(self, task: Callable[[], None]) -> None:
+        with store_lock(self.uri):  # per call, not per run: parallel trainings log side by side
+            task()
+
+    def finish(self, model: keras.Model) -> bool:
+        """After the stage wrote its outputs: log them into the run, end it FINISHED; True when all was logged.
+
+        Waits for the logging thread OVERFIT_FIRST_MLFLOW_WAIT seconds at most (default 30); past that, one
+        warning, and the run is ended FAILED if the store answers.
+        """
+        if not self.enabled:
+            print(f"{self.run.name}: not logged to MLflow: this is not the chief worker of TF_CONFIG", flush=True)
+            return True
+        self.start()  # no-op unless training never started (a backup of a finished training)
+        self.submit(lambda: self.log.complete(model))
+        self.submit(lambda: self.log.end("FINISHED"))
+        self.close()
+        wait = float(os.environ.get(WAIT_VARIABLE) or WAIT_DEFAULT)
+        if not self.done.wait(wait):
+            self.failed = True
+
+            def timed_out() -> None:
+                raise TimeoutError(f"no answer within {wait:g} s, {WAIT_VARIABLE}")
+
+            best_effort(timed_out, self.consequence, self.warned)
+            self.end_directly("FAILED")
+            return False
+        if self.failed:
+            return False
+        link = ui_link(self.uri, str(self.log.experiment_id), self.log.run_id)
+        print(f"{self.run.name}: logged to MLflow run {self.log.run_id} in experiment {experiment_name(self.run)} "
+              f"at {self.uri}; see {link}", flush=True)
+        return True
+
+    def abort(self, status: str) -> None:
+        """End the run as `status` (KILLED, FAILED) so that it never stays RUNNING: by the logging thread when it
+        gets to it within STOP_WAIT seconds, else directly (the thread's call may be the one hanging)."""
+        if self.thread is None or self.done.is_set():
+            return
+        if not self.closed:
+            self.submit(lambda: self.log.end(status))
+            self.close()
+            if self.done.wait(STOP_WAIT):
+                return
+        self.failed = True  # the thread skips whatever is still queued (the end of `finish`, say)
+        self.end_directly(status)
+
+    def close(self) -> None:
+        """No task after this: the thread leaves once it has run the queued ones."""
+        self.tasks.put(None)
+        self.closed = True
+
+    def end_directly(self, status: str) -> None:
+        run_id = self.log.run_id
+        if run_id is not None:
+            best_effort(lambda: mlflow.MlflowClient(self.uri).set_terminated(run_id, status), None)
+
+
+class LiveCallback(keras.callbacks.Callback):
+    """Keras' side of LiveRun: epoch-level hooks only (a batch-level hook would slow every training step), each
+    through `best_effort`, so that nothing here can stop training."""
+
+    def __init__(self, live: LiveRun) -> None:
+        super().__init__()
+        self.live = live
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        best_effort(self.live.start, self.live.consequence, self.live.warned)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        best_effort(lambda: self.live.epoch(epoch + 1, logs or {}), self.live.consequence, self.live.warned)
+
+
+@contextlib.contextmanager
+def live_run(run: Run, summary: dict[str, Any], example: np.ndarray) -> Iterator[LiveRun]:
+    """A LiveRun for the train stage; its MLflow run ends KILLED when a stop signal (or Ctrl-C) interrupts the
+    block, FAILED when an error does. `example`: one or more prepared images (uint8), the model's input example."""
+    live = LiveRun(run, summary, example)
+    try:
+        yield live
+    except KeyboardInterrupt:  # errors.Interrupted too: SIGTERM and SIGHUP
+        live.abort("KILLED")
+        raise
+    except BaseException:
+        live.abort("FAILED")
+        raise
+
+
+# ------------------------------------------------------------------------------------------------ relog
+
+
+def log_run(run: Run, summary: dict[str, Any], model: keras.Model | None = None) -> bool:
+    """Log a trained run from its output files into a new MLflow run; on failure one warning and False.
+
+    The run's start is set back by the training's duration (seconds_per_epoch x epochs_run), so its
+    duration in the UI is the training's, as for a live run; the tag `relogged` says it was logged afterwards.
+    """
+    if not is_chief():
+        print(f"{run.name}: not logged to MLflow: this is not the chief worker of TF_CONFIG", flush=True)
+        return True
+    root = repo_root()
+    uri = tracking_uri(root)
+    example = load_split(dataset_dir(run.dataset), "valid").x[:1]
+    log = RunLog(run, summary, uri, root, example)
+
+    def relog_files() -> None:
+        trained = metrics.read(run.train_metrics_path, metrics.TrainMetrics, f"dvc repro --force train@{run.name}")
+        with store_lock(uri):
+            try:
+                log.open(int((time.time() - trained.seconds_per_epoch * trained.epochs_run) * 1000))
+                mlflow.set_tag("relogged", "true")
+                log.complete(model)
+            except BaseException as error:
+                # KILLED on Ctrl-C, SIGTERM or SIGHUP (errors.Interrupted), else FAILED; not what MLflow's exit
+                # handler would do with a run left active (FINISHED). The store may be what failed: no new error.
+                with contextlib.suppress(Exception):
+                    log.end("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+                raise
+            log.end("FINISHED")
+
+    consequence = (f"run {run.name} is missing or incomplete in {uri}. Its model, metrics and history are saved in "
+                   f"{run.model_path}, {run.train_metrics_path} and {run.history_path}; log them once the tracking "
+                   f"store is back with `python -m overfit_first.tracking relog {run.name}`")
+    if not best_effort(relog_files, consequence):
+        return False
+    print(f"{run.name}: logged to MLflow run {log.run_id} in experiment {experiment_name(run)} at {uri}; see "
+          f"{ui_link(uri, str(log.experiment_id), log.run_id)}", flush=True)
+    return True
+
+
+def relog(run_name: str) -> None:
+    """Log an already trained run again, from its files (after the tracking server was down)."""
+    run = load_params().run(run_name)
+    missing = [str(path) for path in (run.model_path, run.train_metrics_path, run.history_path) if not path.is_file()]
+    if missing:
+        raise PipelineError(f"{', '.join(missing)} not found: train the run first with `dvc repro train@{run_name}`")
+    if not log_run(run, load_summary(dataset_dir(run.dataset))):
+        raise PipelineError(f"run {run_name} could not be logged; check MLFLOW_TRACKING_URI and the server")
+
+
+# ------------------------------------------------------------------------------------------- evaluation
+
+
+def training_run(client: mlflow.MlflowClient, run: Run) -> Any:
+    """The MLflow run that trained `run`'s current model file: tags `run` and `model_sha256` (its SHA-256)."""
+    sha256 = file_sha256(run.model_path)
+    experiment = client.get_experiment_by_name(experiment_name(run))
+    found = [] if experiment is None else client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.run = '{run.name}' and tags.model_sha256 = '{sha256}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not found:
+        raise NotTracked(f"no MLflow run tagged run={run.name} and model_sha256={sha256[:12]}... in experiment "
+                         f"{experiment_name(run)}")
+    return found[0]
+
+
+def log_evaluation(run: Run, evaluation: Evaluation) -> bool:
+    """Add the test metrics, verdict and evaluation charts to the MLflow run that trained this very model
+    (`training_run`). Best effort, as in training: any failure is one warning and False, never a failed stage."""
+    uri = tracking_uri(repo_root())
+
+    def log() -> None:
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        with store_lock(uri):
+            run_id = training_run(client, run).info.run_id
+            now = int(time.time() * 1000)
+            # Only the evaluation's own numbers: the training run already holds the copied training metrics.
+            values = evaluation.metrics.model_dump(include=set(metrics.EVALUATED), exclude_none=True)
+            numbers = {key: value for key, value in values.items() if isinstance(value, float | int)}
+            client.log_batch(run_id, metrics=[Metric(key, float(value), now, 0) for key, value in numbers.items()])
+            client.set_tag(run_id, "verdict", evaluation.metrics.verdict)
+            client.set_tag(run_id, "recommendation", evaluation.metrics.recommendation)
+            client.log_dict(run_id, evaluation.per_class, "evaluation/per_class.json")
+            class_names = list(evaluation.per_class["classes"])
+            client.log_figure(run_id, plots.confusion_matrices({run.model: evaluation.confusion}, class_names),
+                              "evaluation/confusion_matrix.png")
+            client.log_figure(run_id, plots.prediction_grid(evaluation.test_images, evaluation.actual,
+                                                            evaluation.predicted,
+                                                            f"{run.model} on the {run.dataset} test set"),
+                              "evaluation/predictions.png")
+        print(f"{run.name}: test metrics logged to MLflow run {run_id} at {uri}", flush=True)
+
+    return best_effort(log, f"the evaluation of {run.name} is in {run.eval_metrics_path} only. Once the training "
+                            f"run is logged (`python -m overfit_first.tracking relog {run.name}`), rerun "
+                            f"`python -m stages.evaluate {run.name}`")
+
+
+# ------------------------------------------------------------------------------------------------ registry
+
+
+def registered_name(dataset: str) -> str:
+    return f"overfit-first-{dataset}"
+
+
+def recommended(runs: list[Run], results: dict[str, metrics.EvalMetrics]) -> Run | None:
+    """The model to use for a dataset: among its runs whose verdict is `good fit`, the highest validation
+    accuracy (the evaluate stage's, measured in inference mode like the verdict; never the test accuracy, which
+    must stay unseen by any choice). A tie goes to the smaller model (fewer parameters: the article's
+    "simplify"), then to the run listed first (`runs` order). None when no run is a good fit."""
+    fits = [run for run in runs if results[run.name].verdict == "good fit"]
+    if not fits:
+        return None
+    return max(fits, key=lambda run: (results[run.name].val_accuracy_inference, -results[run.name].total_params,
+                                      -runs.index(run)))
+
+
+def register_recommended(dataset: str, runs: list[Run], results: dict[str, metrics.EvalMetrics]) -> bool:
+    """Register `recommended`'s model as a version of `overfit-first-<dataset>` with the alias `champion`.
+
+    The version is the model logged by the run's training (its signature and input example included); one
+    already registered is reused, not duplicated. With no good fit, the alias is removed: no model is
+    recommended, and an older champion must not look like one. Best effort: one warning and False on failure.
+    """
+    choice = recommended(runs, results)
+    uri = tracking_uri(repo_root())
+    name = registered_name(dataset)
+
+    def register() -> None:
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        with store_lock(uri):
+            if choice is None:
+                _drop_alias(client, name)
+                print(f"{dataset}: no run is a good fit: no model recommended; registered model {name} has no "
+                      f"`{ALIAS}`", flush=True)
+                return
+            registered = _register_version(client, name, choice, results[choice.name])
+            experiment_id = client.get_run(registered.run_id).info.experiment_id
+        result = results[choice.name]
+        print(f"{dataset}: recommended model {choice.model} (good fit, validation accuracy "
+              f"{result.val_accuracy_inference:.4f}) is {name} version {registered.version}, alias {ALIAS}: "
+              f"mlflow.pyfunc.load_model('models:/{name}@{ALIAS}'); its run: "
+              f"{ui_link(uri, experiment_id, registered.run_id)}", flush=True)
+
+    return best_effort(register, f"the recommended model of {dataset} is not registered in {uri}. Once its training "
+                                 "run is logged (`python -m overfit_first.tracking relog <run>`), rerun "
+                                 f"`python -m stages.plot {dataset}`")
+
+
+def _drop_alias(client: mlflow.MlflowClient, name: str) -> None:
+    try:
+        client.get_model_version_by_alias(name, ALIAS)
+    except MlflowException as error:
+        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):  # no such model or alias: nothing to drop
+            return
+        raise
+    client.delete_registered_model_alias(name, ALIAS)
+
+
+def _register_version(client: mlflow.MlflowClient, name: str, run: Run, result: metrics.EvalMetrics) -> Any:
+    trained = training_run(client, run)
+    outputs = trained.outputs.model_outputs if trained.outputs else []
+    if not outputs:
+        raise NotTracked(f"MLflow run {trained.info.run_id} of {run.name} holds no logged model")
+    model_id = outputs[-1].model_id
+    try:
+        client.create_registered_model(name, description=(
+            "The recommended model of the overfit-first pipeline for this dataset (alias champion): among the runs "
+            "whose verdict is good fit, the highest validation accuracy; ties go to fewer parameters. Inputs: "
+            "float32 images in 0..1 (uint8 pixels / 255), shape (n, height, width, channels); outputs: class "
+            "probabilities."))
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    source = f"models:/{model_id}"
+    # By source: a tracking server's search leaves the versions' model_id out.
+    version = next((found for found in client.search_model_versions(f"name = '{name}'") if found.source == source),
+                   None)
+    if version is None:
+        version = client.create_model_version(
+            name, source=source, run_id=trained.info.run_id, model_id=model_id,
+            tags={"run": run.name, "model": run.model, "verdict": result.verdict,
+                  "val_accuracy_inference": str(result.val_accuracy_inference),
+                  "test_accuracy": str(result.test_accuracy), "model_sha256": trained.data.tags["model_sha256"]})
+    client.set_registered_model_alias(name, ALIAS, version.version)
+    return version
+
+
+# ------------------------------------------------------------------------------------------ figures, model
+
+
 def learning_curve(history: pd.DataFrame, title: str) -> Figure:
     """Train and validation accuracy (left) and loss (right) per epoch; the dotted line is the best epoch."""
     epochs = history["epoch"]
@@ -296,91 +886,37 @@ def pip_requirements() -> list[str]:
     return requirements
 
 
-def log_evaluation(run: Run, evaluation: Evaluation) -> bool:
-    """Add the test metrics, verdict and evaluation charts to the MLflow run that trained this very model.
-
-    That run is found by its tags `run` and `model_sha256` (the SHA-256 of the .keras file). Tracking is
-    best-effort, as in training: any failure is one warning and False, never a failed stage.
-    """
-    for key, value in HTTP_DEFAULTS.items():
-        os.environ.setdefault(key, value)
-    uri = tracking_uri(repo_root())
-    sha256 = file_sha256(run.model_path)
-    try:
-        with store_lock(uri):
-            run_id = _log_evaluation(run, evaluation, uri, sha256)
-    except Exception as error:  # noqa: BLE001 - tracking is best-effort: the outputs are already written
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        _warn_evaluation(run, f"MLflow logging failed ({reason[:300]})", uri)
-        return False
-    if run_id is None:
-        _warn_evaluation(run, f"no MLflow run tagged run={run.name} and model_sha256={sha256[:12]}... in experiment "
-                   f"{experiment_name(run)}", uri)
-        return False
-    print(f"{run.name}: test metrics logged to MLflow run {run_id} at {uri}", flush=True)
-    return True
+# ------------------------------------------------------------------------------------------------ the CLI
 
 
-def _warn_evaluation(run: Run, problem: str, uri: str) -> None:
-    print(
-        f"warning: {problem} at {uri}: the evaluation of {run.name} is in "
-        f"{run.eval_metrics_path} only. Once the training run is logged "
-        f"(`python -m overfit_first.tracking relog {run.name}`), rerun `python -m stages.evaluate {run.name}`",
-        file=sys.stderr, flush=True,
-    )
+def links(store: str, url: str) -> None:
+    """Print each overfit-first experiment of `store` as a link to its runs in the UI's model-training view."""
 
+    def show() -> None:
+        experiments = mlflow.MlflowClient(tracking_uri=store).search_experiments(
+            filter_string="name LIKE 'overfit-first/%'", order_by=["name"])
+        for experiment in experiments:
+            print(f"{experiment.name}: {url.rstrip('/')}/#/experiments/{experiment.experiment_id}/runs?{ML_VIEW}",
+                  flush=True)
+        if not experiments:
+            print(f"no overfit-first experiment in {store} yet: run `dvc repro`", flush=True)
 
-def _log_evaluation(run: Run, evaluation: Evaluation, uri: str, sha256: str) -> str | None:
-    import mlflow  # imported here: a slow import that only tracking needs
-    from mlflow.entities import Metric
-
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name(experiment_name(run))
-    if experiment is None:
-        return None
-    found = client.search_runs(
-        [experiment.experiment_id],
-        filter_string=f"tags.run = '{run.name}' and tags.model_sha256 = '{sha256}'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    if not found:
-        return None
-    run_id = found[0].info.run_id
-    now = int(time.time() * 1000)
-    # Only the evaluation's own numbers: the training run already holds the copied training metrics.
-    values = evaluation.metrics.model_dump(include=set(metrics.EVALUATED), exclude_none=True)
-    numbers = {key: value for key, value in values.items() if isinstance(value, float | int)}
-    client.log_batch(run_id, metrics=[Metric(key, float(value), now, 0) for key, value in numbers.items()])
-    client.set_tag(run_id, "verdict", evaluation.metrics.verdict)
-    client.set_tag(run_id, "recommendation", evaluation.metrics.recommendation)
-    client.log_dict(run_id, evaluation.per_class, "evaluation/per_class.json")
-    class_names = list(evaluation.per_class["classes"])
-    client.log_figure(run_id, plots.confusion_matrices({run.model: evaluation.confusion}, class_names),
-                      "evaluation/confusion_matrix.png")
-    client.log_figure(run_id, plots.prediction_grid(evaluation.test_images, evaluation.actual, evaluation.predicted,
-                                                    f"{run.model} on the {run.dataset} test set"),
-                      "evaluation/predictions.png")
-    return run_id
-
-
-def relog(run_name: str) -> None:
-    """Log an already trained run again, from its files (after the tracking server was down)."""
-    run = load_params().run(run_name)
-    missing = [str(path) for path in (run.model_path, run.train_metrics_path, run.history_path) if not path.is_file()]
-    if missing:
-        raise PipelineError(f"{', '.join(missing)} not found: train the run first with `dvc repro train@{run_name}`")
-    if not log_run(run, load_summary(dataset_dir(run.dataset))):
-        raise PipelineError(f"run {run_name} could not be logged; check MLFLOW_TRACKING_URI and the server")
+    best_effort(show, f"no links to the experiments of {store}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m overfit_first.tracking", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("relog", help="log a trained run to MLflow from its output files").add_argument("run")
+    show = commands.add_parser("links", help="each experiment's runs in the UI's model-training view")
+    show.add_argument("--store", help="tracking URI (default: MLFLOW_TRACKING_URI, else the repository's mlflow.db)")
+    show.add_argument("--url", default=UI_URL, help=f"the UI's address (default {UI_URL}, `make mlflow-ui`)")
     args = parser.parse_args()
     layout.require_repo_root()
-    relog(args.run)
+    if args.command == "relog":
+        relog(args.run)
+    else:
+        links(args.store or tracking_uri(repo_root()), args.url)
 
 
 if __name__ == "__main__":

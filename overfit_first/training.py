@@ -13,6 +13,7 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,12 +109,14 @@ def checkpoint_path(cache_dir: Path, epoch: int) -> Path:
 
 
 def fit(run: Run, train: Split, valid: Split, num_classes: int, data_fingerprint: Any = None,
-        accelerator: Accelerator | None = None) -> Result:
+        accelerator: Accelerator | None = None, callbacks: Sequence[keras.callbacks.Callback] = ()) -> Result:
     """Train `run` on the prepared splits and return its best-epoch model, history and metrics.
 
     `data_fingerprint` (e.g. the split checksums of summary.json) joins the run's settings in deciding
     whether a backup in the cache belongs to this very run; any difference starts training afresh.
     `accelerator` defaults to what params.yaml `train` asks for on the devices present (overfit_first.accelerate).
+    `callbacks` are observers (live MLflow logging: overfit_first.tracking): they run after an epoch is backed
+    up, read the epoch's logs and must not change the model or its training.
     Raises PipelineError when the loss becomes NaN (nothing is written then).
     """
     # First: a multi-worker strategy must exist before the backend's runtime starts.
@@ -154,8 +157,10 @@ def fit(run: Run, train: Split, valid: Split, num_classes: int, data_fingerprint
         checkpoint,
         *([early_stopping] if early_stopping else []),
         keras.callbacks.TerminateOnNaN(),
-        # Last, so that an epoch counts as done only once everything above has recorded it.
+        # After the above, so that an epoch counts as done only once everything above has recorded it.
         keras.callbacks.BackupAndRestore(str(directory / "backup"), double_checkpoint=True),
+        # Observers last: what they report of an epoch is backed up, so a resumed run never repeats it.
+        *callbacks,
     ]
     print(f"{run.name}: {run.model} on {run.dataset}, {len(y_train)} training and {len(valid.y)} validation "
           f"images, up to {run.epochs} epochs, batch {fit_config.batch_size}; {accelerator.describe()}", flush=True)

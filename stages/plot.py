@@ -3,13 +3,15 @@
     python -m stages.plot fashion_mnist
 
 Outputs: metrics/<dataset>.comparison.json (overfit_first.comparison) and reports/<dataset>/ (overfit_first.plots).
+Then, seeing every run of the dataset, it registers the recommended model in MLflow (overfit_first.tracking,
+best effort: an observer, not an output).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from overfit_first import comparison, layout, metrics, plots
+from overfit_first import comparison, layout, metrics, plots, tracking
 from overfit_first.config import load_params
 from overfit_first.errors import PipelineError, run_stage
 
@@ -30,6 +32,7 @@ def main() -> None:
     written = plots.plot_dataset(args.dataset, runs, results)
     print(f"{args.dataset}: wrote {layout.comparison_file(args.dataset)} and {len(written)} files in "
           f"{layout.report_dir(args.dataset)}", flush=True)
+    tracking.register_recommended(args.dataset, runs, results)
 
 
 if __name__ == "__main__":

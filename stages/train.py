@@ -1,9 +1,10 @@
-"""Stage `train@<run>`: train one run of params.yaml `runs`, write its model and metrics, log it to MLflow.
+"""Stage `train@<run>`: train one run of params.yaml `runs`, write its model and metrics, log it to MLflow live.
 
     python -m stages.train fashion_mnist-cnn_overfit
 
 Outputs (paths in overfit_first.layout): models/<dataset>/<model>.keras, metrics/<dataset>/train/<model>.json
-and .history.csv. Killed midway, the same command resumes from the last completed epoch.
+and .history.csv. Killed midway, the same command resumes from the last completed epoch, and continues the
+same MLflow run. MLflow (overfit_first.tracking) only observes: its callback cannot change the outputs.
 """
 
 from __future__ import annotations
@@ -26,12 +27,15 @@ def main() -> None:
     summary = load_summary(directory)
     train, valid = load_split(directory, "train"), load_split(directory, "valid")
     checksums = {split: summary["splits"][split].get("sha256") for split in ("train", "valid")}
-    result = training.fit(run, train, valid, summary["num_classes"], data_fingerprint=checksums)
-    training.write_outputs(run, result)
-    best = result.metrics
-    print(f"{run.name}: best epoch {best.best_epoch} of {best.epochs_run}: train accuracy {best.train_accuracy:.4f}, "
-          f"validation accuracy {best.val_accuracy:.4f}", flush=True)
-    tracking.log_run(run, summary, result.model)
+    # The first validation image is the logged model's input example.
+    with tracking.live_run(run, summary, example=valid.x[:1]) as live:
+        result = training.fit(run, train, valid, summary["num_classes"], data_fingerprint=checksums,
+                              callbacks=[live.callback])
+        training.write_outputs(run, result)
+        best = result.metrics
+        print(f"{run.name}: best epoch {best.best_epoch} of {best.epochs_run}: train accuracy "
+              f"{best.train_accuracy:.4f}, validation accuracy {best.val_accuracy:.4f}", flush=True)
+        live.finish(result.model)
 
 
 if __name__ == "__main__":

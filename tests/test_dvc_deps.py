@@ -21,7 +21,8 @@ OBSERVERS = {
     "overfit_first/errors.py": "error types and the message printed on failure",
     "overfit_first/atomic.py": "how a file is written (temporary name, then rename), not what",
     "overfit_first/layout.py": "the output paths, which dvc.yaml declares itself: a change shows as a new output",
-    "overfit_first/tracking.py": "MLflow logging of what the stage already wrote",
+    "overfit_first/tracking.py": "MLflow logging: a Keras callback that reads each epoch's logs, then what the "
+                                 "stages wrote; the model registry",
     "overfit_first/progress.py": "progress display on a terminal or in a log",
 }
 

@@ -37,7 +37,7 @@ def test_a_changed_image_reruns_the_download_of_its_folder_only(tmp_path: Path) 
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     params["data"].update(datasets=["pets", "birds"], mirror=None,
                           image_folders={"pets": "../pets", "birds": "../birds.zip", "unused": "../not-there"})
-    params["prepare"].update(valid_size=4, limit=None, pad_to=None)
+    params["prepare"].update(valid_size=4, sample_size=None, pad_to=None)
     params["runs"] = {"pets-mlp": {"dataset": "pets", "model": "mlp", "tuned_by": "train"}}
     repo, env = new_repo(tmp_path, params)
     commit(repo, "pipeline")

@@ -20,8 +20,8 @@ import pytest
 from overfit_first import atomic, layout
 
 from conftest import run_stage, stage_env
-from helpers_mlflow import relay_to, search_runs, tags, wait_for
-from helpers_train import DATASET, MODEL, RUN, make_project, start_train, train_env
+from helpers_mlflow import api, relay_to, search_runs, tags, wait_for
+from helpers_train import DATASET, MODEL, RUN, make_project, project_params, start_train, train_env
 
 # Writes the files named on its command line (atomically), says "ready", then waits to be stopped; on the way
 # out, a `finally` announces itself, takes a moment, and writes the names given with a leading "+", as a real
@@ -128,14 +128,17 @@ def test_written_outputs_are_those_still_holding_this_process_content(tmp_path: 
 
 OUTPUTS = ", ".join(str(path) for path in (layout.model_file(DATASET, MODEL), layout.train_metrics_file(DATASET, MODEL),
                                            layout.history_file(DATASET, MODEL)))
+# Where the stage's MLflow logging is held: its first log-batch opens the run as training starts; the first
+# logged-models request logs the model, after the stage wrote its outputs.
+HOLDS = {"training": "/runs/log-batch", "logging the model": "/logged-models"}
 
 
-def stop_while_logging(project: Path, server: str, stop: signal.Signals) -> tuple[subprocess.Popen[str], str]:
-    """Start the train stage, stop it with `stop` once its MLflow run is open and logging; its output."""
-    # The first log-batch follows the start of the run: held there, the stage is mid-logging, its run RUNNING.
-    with relay_to(server, hold="/runs/log-batch") as relay:
+def stop_while_logging(project: Path, server: str, stop: signal.Signals,
+                       hold: str) -> tuple[subprocess.Popen[str], str]:
+    """Start the train stage, stop it with `stop` once its MLflow request `hold` is on its way; its output."""
+    with relay_to(server, hold=hold) as relay:
         process = start_train(project, train_env(relay.url, MLFLOW_HTTP_REQUEST_TIMEOUT="300"))
-        wait_for(relay.held, process, "the stage's first log-batch request")
+        wait_for(relay.held, process, f"the stage's first {hold} request")
         os.kill(process.pid, stop)
         output = process.communicate(timeout=120)[0]
     return process, output
@@ -149,25 +152,32 @@ def run_of(server: str, process: subprocess.Popen[str]) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("moment", HOLDS)
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=lambda stop: stop.name)
 def test_train_stopped_while_logging_ends_its_run_as_killed(tmp_path: Path, mlflow_server: str,
-                                                            stop: signal.Signals) -> None:
-    project = make_project(tmp_path / "project")
-    process, output = stop_while_logging(project, mlflow_server, stop)
+                                                            stop: signal.Signals, moment: str) -> None:
+    # Training long enough to be stopped in the middle of it; its logging thread is held meanwhile.
+    project = make_project(tmp_path / "project", project_params(epochs=30 if moment == "training" else 3))
+    process, output = stop_while_logging(project, mlflow_server, stop, HOLDS[moment])
 
     assert process.returncode == 128 + stop, output
-    # The model, metrics and history were written before logging began: the message says so.
-    assert f"interrupted by {stop.name}: wrote {OUTPUTS} (each complete); no other output was written" in output
+    # Stopped in training, nothing was written; stopped while logging the model, the outputs are complete.
+    written = ("no output was written" if moment == "training"
+               else f"wrote {OUTPUTS} (each complete); no other output was written")
+    assert f"interrupted by {stop.name}: {written}" in output
     assert "Traceback" not in output
     run = run_of(mlflow_server, process)
     assert run["info"]["status"] == "KILLED" and int(run["info"]["end_time"]) > 0
 
-    if stop == signal.SIGTERM:  # the rerun logs a run of its own, and leaves none RUNNING
+    if stop == signal.SIGTERM:  # the rerun resumes (or, outputs written, retrains) and leaves none RUNNING
         rerun = run_stage("stages.train", RUN, cwd=project, env=train_env(mlflow_server))
         assert rerun.returncode == 0, rerun.stderr
-        runs = search_runs(mlflow_server)
-        assert runs[0]["info"]["status"] == "FINISHED" and tags(runs[0])["pid"] != str(process.pid)
-        assert not [run for run in runs if run["info"]["status"] == "RUNNING"]
+        logged = rerun.stdout.split("logged to MLflow run ", 1)[1].split()[0]
+        assert api(mlflow_server, "runs/get", run_id=logged)["run"]["info"]["status"] == "FINISHED"
+        # Stopped in training, the rerun continues the very run (its id is kept beside the backup); stopped
+        # after its outputs were written, it trains and logs anew.
+        assert (logged == run["info"]["run_id"]) == (moment == "training")
+        assert not [found for found in search_runs(mlflow_server) if found["info"]["status"] == "RUNNING"]
         # Keras's log (verbose=2) suits a log file too: whole lines, no in-place redraws.
         assert "\r" not in rerun.stdout + rerun.stderr
 
@@ -176,7 +186,7 @@ def test_train_stopped_while_logging_ends_its_run_as_killed(tmp_path: Path, mlfl
 def test_a_run_left_running_by_sigkill_is_ended_by_the_next_logging(tmp_path: Path, mlflow_server: str) -> None:
     """SIGKILL cannot be handled: the next logging of the same run on this machine ends the orphan as KILLED."""
     project = make_project(tmp_path / "project")
-    process, _ = stop_while_logging(project, mlflow_server, signal.SIGKILL)
+    process, _ = stop_while_logging(project, mlflow_server, signal.SIGKILL, HOLDS["logging the model"])
     assert process.returncode == -signal.SIGKILL
     assert run_of(mlflow_server, process)["info"]["status"] == "RUNNING"
 

@@ -35,7 +35,8 @@ def test_repro_is_complete_and_then_up_to_date(project: Path) -> None:
     log = (project / "repro.log").read_text()
     for stage in (f"evaluate@{OVERFIT_RUN}", f"evaluate@{SIMPLIFIED_RUN}", f"plot@{DATASET}", "report"):
         assert f"Running stage '{stage}'" in log
-    assert log.count("warning: MLflow logging failed") == 2, "tracking down: one warning per evaluation, no failure"
+    # Tracking down: one warning per evaluation and one for the registry (plot), no failure.
+    assert log.count("warning: MLflow logging failed") == 3, log
 
     env = stage_env_for(unreachable_tracking_uri())
     shown = dvc(project, "metrics", "show", "--json", env=env)

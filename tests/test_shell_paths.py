@@ -85,7 +85,9 @@ def test_make_recipes_keep_paths_whole(tmp_path: Path, target: str) -> None:
     assert commands, recipe.stdout
     assert split_pieces(commands, root) == [] and split_pieces(commands, home) == []
     if target == "mlflow-ui":
-        assert commands == [["mlflow", "ui", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
+        assert commands == [["python", "-m", "overfit_first.tracking", "links", "--store", f"sqlite:///{root}/mlflow.db",
+                             "--url", "http://127.0.0.1:5000"],
+                            ["mlflow", "ui", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
                              "--host", "127.0.0.1", "--port", "5000"]]
 
 
