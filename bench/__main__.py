@@ -50,18 +50,27 @@ def onednn_conclusion(train: dict[str, Any]) -> str:
     """What project vs article-with-oneDNN says: a difference counts only if the best and the median rounds,
     and the CPU time per step, all point the same way by more than 10 %."""
     best, median = train["best"], train["median_ms_per_step"]
-    ratios = (train["ratio_onednn"], median["article_onednn"] / median["project"],
-              best["article_onednn"]["cpu_ms_per_step"] / best["project"]["cpu_ms_per_step"])
+    ratios = (
+        train["ratio_onednn"],
+        median["article_onednn"] / median["project"],
+        best["article_onednn"]["cpu_ms_per_step"] / best["project"]["cpu_ms_per_step"],
+    )
     if all(ratio > 1.1 for ratio in ratios):
-        return ("Beyond oneDNN, the project's own pipeline (uint8 batches scaled inside tf.data rather than a float64 "
-                "array eight times larger) is faster too.")
+        return (
+            "Beyond oneDNN, the project's own pipeline (uint8 batches scaled inside tf.data rather than a float64 "
+            "array eight times larger) is faster too."
+        )
     if all(ratio < 0.9 for ratio in ratios):
-        return ("With oneDNN on both sides the project is slower: deterministic ops (the price of same params, same "
-                "metrics) cost more than its pipeline saves.")
-    return (f"best {ratios[0]:.2f}, median {ratios[1]:.2f}, CPU time {ratios[2]:.2f}: they do not agree beyond this "
-            "machine's round-to-round noise, so this run shows no difference between the two. The gain over the "
-            "article's code as installed is TensorFlow's oneDNN kernels, which TensorFlow turns on by itself only on "
-            "CPUs with AVX-512 or AMX, and which the project turns on everywhere (overfit_first/__init__.py).")
+        return (
+            "With oneDNN on both sides the project is slower: deterministic ops (the price of same params, same "
+            "metrics) cost more than its pipeline saves."
+        )
+    return (
+        f"best {ratios[0]:.2f}, median {ratios[1]:.2f}, CPU time {ratios[2]:.2f}: they do not agree beyond this "
+        "machine's round-to-round noise, so this run shows no difference between the two. The gain over the "
+        "article's code as installed is TensorFlow's oneDNN kernels, which TensorFlow turns on by itself only on "
+        "CPUs with AVX-512 or AMX, and which the project turns on everywhere (overfit_first/__init__.py)."
+    )
 
 
 def headline(info: dict[str, Any], results: dict[str, Any]) -> dict[str, str]:
@@ -78,8 +87,10 @@ def headline(info: dict[str, Any], results: dict[str, Any]) -> dict[str, str]:
         "prepare_memory_ratio": results.get("data") and results["data"]["prepare"]["ratio"],
         "eval_ratio": results.get("eval") and results["eval"]["ratio"],
     }
-    return {key: "" if value is None else value if isinstance(value, str) else f"{value:.3g}"
-            for key, value in values.items()}
+    return {
+        key: "" if value is None else value if isinstance(value, str) else f"{value:.3g}"
+        for key, value in values.items()
+    }
 
 
 def append_history(row: dict[str, str]) -> list[dict[str, str]]:
@@ -110,8 +121,9 @@ def history_section(rows: list[dict[str, str]]) -> list[str]:
     ]
 
 
-def render(info: dict[str, Any], results: dict[str, Any], minutes: float,
-           history: list[dict[str, str]] | None = None) -> str:
+def render(
+    info: dict[str, Any], results: dict[str, Any], minutes: float, history: list[dict[str, str]] | None = None
+) -> str:
     """BENCHMARKS.md: the command, the machine, and one section per benchmark run."""
     packages = ", ".join(f"{name} {value}" for name, value in info["packages"].items())
     lines = [
@@ -139,32 +151,37 @@ def render(info: dict[str, Any], results: dict[str, Any], minutes: float,
             f"| training throughput | project {project['images_per_s']:.0f} images/s, "
             f"{project['ms_per_step']:.1f} ms/step | article {article['images_per_s']:.0f} images/s, "
             f"{article['ms_per_step']:.1f} ms/step | {results['train']['ratio']:.2f} (CPU time "
-            f"{results['train']['cpu_ratio']:.2f}) | >= 1.0 (1.2) | {verdict(results['train']['ratio'] >= 1.0)} |")
+            f"{results['train']['cpu_ratio']:.2f}) | >= 1.0 (1.2) | {verdict(results['train']['ratio'] >= 1.0)} |"
+        )
     if "tracking" in results:
         tracking = results["tracking"]
         lines.append(
             f"| tracking cost (live MLflow run) | {tracking['per_run_seconds']:.2f} s per run, "
             f"{1000 * tracking['per_epoch_seconds']:.1f} ms per epoch | epoch {tracking['epoch_seconds']:.1f} s | "
             f"{tracking['percent_per_epoch']['15']:.2f} % per epoch over 15 epochs | <= 3 % | "
-            f"{verdict(tracking['percent_per_epoch']['15'] <= 3.0)} |")
+            f"{verdict(tracking['percent_per_epoch']['15'] <= 3.0)} |"
+        )
     if "dvc" in results:
         dvc = results["dvc"]
         lines.append(
             f"| `dvc repro`, nothing to do | {dvc['noop_median']:.2f} s | "
             f"`dvc --version` {dvc['version_median']:.2f} s | "
-            f"{dvc['ratio']:.2f} | <= 5 s | {verdict(dvc['noop_median'] <= 5.0)} |")
+            f"{dvc['ratio']:.2f} | <= 5 s | {verdict(dvc['noop_median'] <= 5.0)} |"
+        )
     if "data" in results:
         data = results["data"]
         lines.append(
             f"| `prepare` peak memory | {mib(data['prepare']['peak_rss_bytes'])} | "
             f"raw dataset {mib(data['raw_bytes'])} | "
-            f"{data['prepare']['ratio']:.2f} | <= 2.0 | {verdict(data['prepare']['ratio'] <= 2.0)} |")
+            f"{data['prepare']['ratio']:.2f} | <= 2.0 | {verdict(data['prepare']['ratio'] <= 2.0)} |"
+        )
     if "eval" in results:
         evaluation = results["eval"]
         rate = evaluation["images_per_s"]
         lines.append(
             f"| evaluation throughput | {rate['project']:.0f} images/s | plain `model.predict` {rate['plain']:.0f} "
-            f"images/s | {evaluation['ratio']:.2f} | >= 1.0 | {verdict(evaluation['ratio'] >= 1.0)} |")
+            f"images/s | {evaluation['ratio']:.2f} | >= 1.0 | {verdict(evaluation['ratio'] >= 1.0)} |"
+        )
     lines += ["", "## Details", ""]
     if "train" in results:
         train = results["train"]
@@ -180,13 +197,21 @@ def render(info: dict[str, Any], results: dict[str, Any], minutes: float,
             "",
             "| side | images/s (best) | ms/step (best) | ms/step (median) | CPU ms/step, all threads (best) |",
             "|---|---|---|---|---|",
-            *(f"| {side} | {row['images_per_s']:.0f} | {row['ms_per_step']:.1f} | {median[side]:.1f} | "
-              f"{row['cpu_ms_per_step']:.0f} |" for side, row in best.items()),
+            *(
+                f"| {side} | {row['images_per_s']:.0f} | {row['ms_per_step']:.1f} | {median[side]:.1f} | "
+                f"{row['cpu_ms_per_step']:.0f} |"
+                for side, row in best.items()
+            ),
             "",
-            "Per round (ms/step): " + "; ".join(f"{side} " + ", ".join(f"{row['ms_per_step']:.1f}" for row in rows)
-                                               for side, rows in train["rounds"].items()) + ". "
+            "Per round (ms/step): "
+            + "; ".join(
+                f"{side} " + ", ".join(f"{row['ms_per_step']:.1f}" for row in rows)
+                for side, rows in train["rounds"].items()
+            )
+            + ". "
             f"Project / article, medians: {median['article'] / median['project']:.2f}. "
-            "Project / article with oneDNN: " + onednn_conclusion(train)
+            "Project / article with oneDNN: "
+            + onednn_conclusion(train)
             + f" The project's input pipeline alone delivers {best['project']['pipeline_images_per_s']:,.0f} images/s, "
             "two orders of magnitude more than training consumes, so caching, prefetching or tf.data thread settings "
             "have nothing left to win on this CPU; the project leaves TensorFlow's thread pools at their defaults.",
@@ -218,8 +243,10 @@ def render(info: dict[str, Any], results: dict[str, Any], minutes: float,
             f"**No-op `dvc repro`** (`bench/dvc_noop.py`): a scratch git + DVC repository with the project's code "
             f"and dvc.yaml, a tiny image-folder dataset and two one-epoch runs ({dvc['stages']} stages, reproduced "
             f"in {dvc['full_repro_seconds']:.0f} s), then `dvc repro` with nothing to do: "
-            + ", ".join(f"{value:.2f}" for value in dvc["noop_seconds"]) + " s; `dvc --version`: "
-            + ", ".join(f"{value:.2f}" for value in dvc["version_seconds"]) + " s.",
+            + ", ".join(f"{value:.2f}" for value in dvc["noop_seconds"])
+            + " s; `dvc --version`: "
+            + ", ".join(f"{value:.2f}" for value in dvc["version_seconds"])
+            + " s.",
             "",
         ]
     if "data" in results:
@@ -271,7 +298,7 @@ GPU_SECTION = [
     "`tf.distribute.MirroredStrategy` (the batch size stays the article's global batch), several machines",
     "through `MultiWorkerMirroredStrategy` when `TF_CONFIG` is set. An XLA run is seeded but not bit-for-bit",
     "reproducible (Keras disables XLA under TensorFlow's op determinism): set `train.xla: false` for that.",
-    "The JAX backend runs the same pipeline: `pip install -e \".[jax]\"` (or `jax[cuda12]` on a GPU), then",
+    'The JAX backend runs the same pipeline: `pip install -e ".[jax]"` (or `jax[cuda12]` on a GPU), then',
     "`KERAS_BACKEND=jax dvc repro`; it trains on a single device (the strategies are TensorFlow's).",
 ]
 
@@ -292,20 +319,22 @@ def main() -> None:
     started = time.perf_counter()
     info = machine()
     scratch = Path(tempfile.mkdtemp(prefix="overfit-first-bench-"))
-    print(f"scratch directory: {scratch}; machine: {info['nproc']} x {info['cpu_model']}, {info['ram_gib']} GiB",
-          flush=True)
+    print(
+        f"scratch directory: {scratch}; machine: {info['nproc']} x {info['cpu_model']}, {info['ram_gib']} GiB",
+        flush=True,
+    )
     results: dict[str, Any] = {}
     try:
         prepared = args.prepared
         if prepared is None:
-            results["data"] = run("bench.prepare_memory", "--project", str(scratch / "cifar10"),
-                                  out=scratch / "data.json")
+            results["data"] = run(
+                "bench.prepare_memory", "--project", str(scratch / "cifar10"), out=scratch / "data.json"
+            )
             prepared = scratch / "cifar10" / "data" / "prepared" / "cifar10_jpeg"
         if "train" in only:
             results["train"] = run("bench.train_throughput", "--prepared", str(prepared), out=scratch / "train.json")
         if "tracking" in only:
-            results["tracking"] = run("bench.tracking_cost", "--prepared", str(prepared),
-                                      out=scratch / "tracking.json")
+            results["tracking"] = run("bench.tracking_cost", "--prepared", str(prepared), out=scratch / "tracking.json")
         if "eval" in only:
             results["eval"] = run("bench.eval_throughput", "--prepared", str(prepared), out=scratch / "eval.json")
         if "dvc" in only:

@@ -23,8 +23,10 @@ PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "jax", "dvc", "mlflow", "nu
 def machine() -> dict[str, Any]:
     """nproc, CPU model, RAM, load average and library versions: what a reader needs to compare numbers."""
     cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8") if Path("/proc/cpuinfo").is_file() else ""
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
-                 platform.processor() or "unknown")
+    model = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
+        platform.processor() or "unknown",
+    )
     meminfo = Path("/proc/meminfo").read_text(encoding="utf-8") if Path("/proc/meminfo").is_file() else ""
     kib = next((int(line.split()[1]) for line in meminfo.splitlines() if line.startswith("MemTotal:")), 0)
     versions = {}
@@ -71,8 +73,11 @@ def python_module(module: str, *args: str) -> list[str]:
 
 def stage_env(**extra: str) -> dict[str, str]:
     """The environment a DVC stage gets, offline, without inherited DVC or MLflow settings."""
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("DVC_", "OVERFIT_FIRST_")) and key != "MLFLOW_TRACKING_URI"}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DVC_", "OVERFIT_FIRST_")) and key != "MLFLOW_TRACKING_URI"
+    }
     env.update(PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2", OVERFIT_FIRST_OFFLINE="1", **extra)
     return env
 

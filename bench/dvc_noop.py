@@ -63,8 +63,12 @@ def build_repo(repo: Path, env: dict[str, str]) -> float:
     params["train"].update(subset_size=None)
     params["runs"] = {
         f"{DATASET}-mlp": {"dataset": DATASET, "model": "mlp", "tuned_by": "train", "epochs": 1},
-        f"{DATASET}-cnn_simplified": {"dataset": DATASET, "model": "cnn_simplified", "tuned_by": "model.dropout",
-                                      "epochs": 1},
+        f"{DATASET}-cnn_simplified": {
+            "dataset": DATASET,
+            "model": "cnn_simplified",
+            "tuned_by": "model.dropout",
+            "epochs": 1,
+        },
     }
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
@@ -107,14 +111,23 @@ def measure(scratch: Path, rounds: int) -> dict[str, Any]:
             raise RuntimeError(f"`dvc repro` was expected to have nothing to do:\n{output}")
         noop.append(seconds)
         version.append(timed(repo, env, "--version")[0])
-    result = {"stages": stages, "full_repro_seconds": full, "noop_seconds": noop, "version_seconds": version,
-              "noop_median": statistics.median(noop), "version_median": statistics.median(version)}
+    result = {
+        "stages": stages,
+        "full_repro_seconds": full,
+        "noop_seconds": noop,
+        "version_seconds": version,
+        "noop_median": statistics.median(noop),
+        "version_median": statistics.median(version),
+    }
     result["ratio"] = result["noop_median"] / result["version_median"]
     print(f"full `dvc repro` of {stages} stages on tiny data: {full:.1f} s")
-    print(f"`dvc repro` with nothing to do: {result['noop_median']:.2f} s (median of {rounds}); "
-          f"`dvc --version`: {result['version_median']:.2f} s")
-    print(f"RATIO no-op repro / dvc --version = {result['ratio']:.2f} (target: no-op <= {TARGET_SECONDS} s)",
-          flush=True)
+    print(
+        f"`dvc repro` with nothing to do: {result['noop_median']:.2f} s (median of {rounds}); "
+        f"`dvc --version`: {result['version_median']:.2f} s"
+    )
+    print(
+        f"RATIO no-op repro / dvc --version = {result['ratio']:.2f} (target: no-op <= {TARGET_SECONDS} s)", flush=True
+    )
     return result
 
 

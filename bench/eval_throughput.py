@@ -30,13 +30,13 @@ def measure(prepared: Path, rounds: int) -> dict[str, Any]:
     test = load_split(prepared, "test")
     keras.utils.set_random_seed(SEED)
     knobs = {"$dropout": params.model.dropout, "$batchnorm_momentum": params.train.batchnorm_momentum}
-    model = models.build_model(params.models["cnn_simplified"], test.x.shape[1:],
-                               load_summary(prepared)["num_classes"], knobs)
+    model = models.build_model(
+        params.models["cnn_simplified"], test.x.shape[1:], load_summary(prepared)["num_classes"], knobs
+    )
     paths = {
         "project": lambda: evaluation.predict(model, test, batch_size),
         # The float conversion is part of the plain path: the arrays on disk are uint8.
-        "plain": lambda: model.predict(test.x.astype(np.float32) * np.float32(SCALE), batch_size=batch_size,
-                                       verbose=0),
+        "plain": lambda: model.predict(test.x.astype(np.float32) * np.float32(SCALE), batch_size=batch_size, verbose=0),
     }
     for predict in paths.values():  # warm-up: tracing and the first allocation of each path
         predict()
@@ -51,11 +51,19 @@ def measure(prepared: Path, rounds: int) -> dict[str, Any]:
     best = {name: min(values) for name, values in seconds.items()}
     rate = {name: len(test.y) / value for name, value in best.items()}
     ratio = rate["project"] / rate["plain"]
-    print(f"project (evaluation.predict): {rate['project']:.0f} images/s; plain model.predict: "
-          f"{rate['plain']:.0f} images/s; {len(test.y)} images, batch {batch_size}; same predictions: {agree:.4f}")
+    print(
+        f"project (evaluation.predict): {rate['project']:.0f} images/s; plain model.predict: "
+        f"{rate['plain']:.0f} images/s; {len(test.y)} images, batch {batch_size}; same predictions: {agree:.4f}"
+    )
     print(f"RATIO project/plain = {ratio:.2f} (>= 1.0 means the input pipeline costs nothing)", flush=True)
-    return {"images": len(test.y), "batch_size": batch_size, "seconds": seconds, "images_per_s": rate,
-            "ratio": ratio, "same_predictions": agree}
+    return {
+        "images": len(test.y),
+        "batch_size": batch_size,
+        "seconds": seconds,
+        "images_per_s": rate,
+        "ratio": ratio,
+        "same_predictions": agree,
+    }
 
 
 def main() -> None:

@@ -44,8 +44,9 @@ def scratch_project(project: Path, archive: Path) -> None:
     params = read_yaml(REPO / "params.yaml")
     params["data"].update(datasets=[DATASET], mirror=None, image_folders={DATASET: str(archive.resolve())})
     params["prepare"].update(valid_size=5000, sample_size=None)  # the article's split
-    params["runs"] = {f"{DATASET}-cnn_simplified": {"dataset": DATASET, "model": "cnn_simplified",
-                                                    "tuned_by": "model.dropout"}}
+    params["runs"] = {
+        f"{DATASET}-cnn_simplified": {"dataset": DATASET, "model": "cnn_simplified", "tuned_by": "model.dropout"}
+    }
     project.mkdir(parents=True, exist_ok=True)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
 
@@ -66,12 +67,17 @@ def measure(archive: Path, project: Path) -> dict[str, Any]:
     for stage in ("download", "prepare"):
         result[stage]["ratio"] = result[stage]["peak_rss_bytes"] / raw_bytes
     mib = 2**20
-    print(f"raw dataset: {raw_bytes / mib:.1f} MiB decoded (archive {result['archive_bytes'] / mib:.1f} MiB); "
-          f"interpreter with the stage's imports: {idle.peak_rss_bytes / mib:.0f} MiB")
+    print(
+        f"raw dataset: {raw_bytes / mib:.1f} MiB decoded (archive {result['archive_bytes'] / mib:.1f} MiB); "
+        f"interpreter with the stage's imports: {idle.peak_rss_bytes / mib:.0f} MiB"
+    )
     for stage in ("download", "prepare"):
         print(f"{stage}: peak RSS {result[stage]['peak_rss_bytes'] / mib:.0f} MiB in {result[stage]['seconds']:.1f} s")
-    print(f"RATIO prepare peak RSS / raw bytes = {result['prepare']['ratio']:.2f} (target <= {TARGET}); "
-          f"download: {result['download']['ratio']:.2f}", flush=True)
+    print(
+        f"RATIO prepare peak RSS / raw bytes = {result['prepare']['ratio']:.2f} (target <= {TARGET}); "
+        f"download: {result['download']['ratio']:.2f}",
+        flush=True,
+    )
     return result
 
 

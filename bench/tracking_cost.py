@@ -39,8 +39,10 @@ from overfit_first.config import read_yaml
 
 TARGET_PERCENT = 3.0
 MODEL = "cnn_simplified"
-IMPORT_MLFLOW = ("import time, keras; started = time.perf_counter(); import mlflow, mlflow.keras; "
-                 "print(time.perf_counter() - started)")
+IMPORT_MLFLOW = (
+    "import time, keras; started = time.perf_counter(); import mlflow, mlflow.keras; "
+    "print(time.perf_counter() - started)"
+)
 
 
 def tracking_cpu_seconds() -> float:
@@ -127,8 +129,14 @@ def measure(prepared: Path, images: int, epochs: int) -> dict[str, Any]:
             if not live.finish(result.model):
                 raise RuntimeError("MLflow logging failed; see the warning above")
             finish = time.perf_counter() - started
-        imported = subprocess.run([sys.executable, "-c", IMPORT_MLFLOW], cwd=project, env=stage_env(),
-                                  capture_output=True, text=True, check=True)
+        imported = subprocess.run(
+            [sys.executable, "-c", IMPORT_MLFLOW],
+            cwd=project,
+            env=stage_env(),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         import_seconds = float(imported.stdout.strip().splitlines()[-1])
 
     measured_epochs = len(timed.cpu_at_epoch_end) - 1
@@ -138,18 +146,28 @@ def measure(prepared: Path, images: int, epochs: int) -> dict[str, Any]:
     opening = timed.begin_seconds + timed.cpu_at_epoch_end[0]
     per_run = opening + import_seconds + dvc_files + finish
     spread = {str(count): 100 * (per_epoch + per_run / count) / epoch_seconds for count in (15, 52, 150)}
-    print(f"epoch: {epoch_seconds:.2f} s ({len(result.history)} epochs of {result.metrics.train_images} images, "
-          f"{len(valid.y)} validation images)")
-    print(f"per epoch: callback {1000 * callback:.2f} ms on the training thread, tracking threads "
-          f"{1000 * background:.1f} ms CPU, history.json {1000 * history_json:.1f} ms = "
-          f"{100 * per_epoch / epoch_seconds:.3f} % of an epoch")
-    print(f"per run: opening the run {opening:.2f} s (CPU, in the logging thread), importing MLflow "
-          f"{import_seconds:.2f} s, DVC metrics + plots files {1000 * dvc_files:.1f} ms, finishing the run "
-          f"{finish:.2f} s; model file (not tracking) {outputs:.2f} s")
-    print("per epoch over a run of 15 / 52 / 150 epochs (the cifar10_jpeg profile / the article's early stop / "
-          "the article's limit): " + " / ".join(f"{value:.2f} %" for value in spread.values()))
-    print(f"RATIO tracking / epoch time = {spread['15'] / 100:.4f} over 15 epochs (target <= {TARGET_PERCENT} %)",
-          flush=True)
+    print(
+        f"epoch: {epoch_seconds:.2f} s ({len(result.history)} epochs of {result.metrics.train_images} images, "
+        f"{len(valid.y)} validation images)"
+    )
+    print(
+        f"per epoch: callback {1000 * callback:.2f} ms on the training thread, tracking threads "
+        f"{1000 * background:.1f} ms CPU, history.json {1000 * history_json:.1f} ms = "
+        f"{100 * per_epoch / epoch_seconds:.3f} % of an epoch"
+    )
+    print(
+        f"per run: opening the run {opening:.2f} s (CPU, in the logging thread), importing MLflow "
+        f"{import_seconds:.2f} s, DVC metrics + plots files {1000 * dvc_files:.1f} ms, finishing the run "
+        f"{finish:.2f} s; model file (not tracking) {outputs:.2f} s"
+    )
+    print(
+        "per epoch over a run of 15 / 52 / 150 epochs (the cifar10_jpeg profile / the article's early stop / "
+        "the article's limit): " + " / ".join(f"{value:.2f} %" for value in spread.values())
+    )
+    print(
+        f"RATIO tracking / epoch time = {spread['15'] / 100:.4f} over 15 epochs (target <= {TARGET_PERCENT} %)",
+        flush=True,
+    )
     return {
         "epoch_seconds": epoch_seconds,
         "epochs": len(result.history),

@@ -83,9 +83,12 @@ def run_side(side: str, prepared: Path, images: int, epochs: int) -> dict[str, A
         training.seed_everything(SEED, accelerator)
         with accelerator.scope():
             model = models.build_model(spec, x.shape[1:], num_classes, knobs, name=MODEL)
-            model.compile(optimizer=models.build_optimizer(spec.fit),
-                          loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                          jit_compile=accelerator.jit_compile)
+            model.compile(
+                optimizer=models.build_optimizer(spec.fit),
+                loss="sparse_categorical_crossentropy",
+                metrics=["accuracy"],
+                jit_compile=accelerator.jit_compile,
+            )
         dataset = inputs.make_dataset(x, y, batch_size, training=True, seed=SEED)
         model.fit(dataset, epochs=1 + epochs, shuffle=False, verbose=0, callbacks=[timer])
         started = time.perf_counter()
@@ -96,8 +99,9 @@ def run_side(side: str, prepared: Path, images: int, epochs: int) -> dict[str, A
     else:
         keras.utils.set_random_seed(SEED)
         model = models.build_model(spec, x.shape[1:], num_classes, knobs, name=MODEL)
-        model.compile(optimizer=models.build_optimizer(spec.fit),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.compile(
+            optimizer=models.build_optimizer(spec.fit), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
         model.fit(x / 255.0, y, batch_size=batch_size, epochs=1 + epochs, verbose=0, callbacks=[timer])
     seconds, steps = sum(timer.seconds[1:]), sum(timer.steps[1:])  # the warm-up epoch is left out
     result.update(
@@ -118,15 +122,31 @@ def compare(prepared: Path, images: int, epochs: int, rounds: int) -> dict[str, 
         for round_ in range(rounds):
             for side in SIDES:
                 out = Path(scratch) / f"{side}-{round_}.json"
-                command = [sys.executable, "-m", "bench.train_throughput", "--side", side, "--prepared",
-                           str(prepared), "--images", str(images), "--epochs", str(epochs), "--out", str(out)]
+                command = [
+                    sys.executable,
+                    "-m",
+                    "bench.train_throughput",
+                    "--side",
+                    side,
+                    "--prepared",
+                    str(prepared),
+                    "--images",
+                    str(images),
+                    "--epochs",
+                    str(epochs),
+                    "--out",
+                    str(out),
+                ]
                 completed = subprocess.run(command, cwd=REPO, env=side_env(side), capture_output=True, text=True)
                 if completed.returncode != 0:
                     raise RuntimeError(f"{side} side failed:\n{completed.stdout}\n{completed.stderr}")
                 measured[side].append(json.loads(out.read_text(encoding="utf-8")))
                 row = measured[side][-1]
-                print(f"  round {round_ + 1} {side:14s} {row['ms_per_step']:6.1f} ms/step {row['images_per_s']:6.1f} "
-                      f"images/s (CPU {row['cpu_ms_per_step']:.0f} ms/step)", flush=True)
+                print(
+                    f"  round {round_ + 1} {side:14s} {row['ms_per_step']:6.1f} ms/step {row['images_per_s']:6.1f} "
+                    f"images/s (CPU {row['cpu_ms_per_step']:.0f} ms/step)",
+                    flush=True,
+                )
     best = {side: min(rows, key=lambda row: row["ms_per_step"]) for side, rows in measured.items()}
     project = best["project"]
     ratio = project["images_per_s"] / best["article"]["images_per_s"]
@@ -135,16 +155,29 @@ def compare(prepared: Path, images: int, epochs: int, rounds: int) -> dict[str, 
     median_ms = {side: statistics.median(row["ms_per_step"] for row in rows) for side, rows in measured.items()}
     cpu_ratio = best["article"]["cpu_ms_per_step"] / project["cpu_ms_per_step"]
     for side, row in best.items():
-        print(f"{side}: {row['images_per_s']:.1f} images/s, {row['ms_per_step']:.1f} ms/step, "
-              f"CPU {row['cpu_ms_per_step']:.0f} ms/step")
+        print(
+            f"{side}: {row['images_per_s']:.1f} images/s, {row['ms_per_step']:.1f} ms/step, "
+            f"CPU {row['cpu_ms_per_step']:.0f} ms/step"
+        )
     print(f"project's input pipeline alone: {project['pipeline_images_per_s']:.0f} images/s; {project['accelerator']}")
     print("median ms/step: " + ", ".join(f"{side} {value:.1f}" for side, value in median_ms.items()))
-    print(f"RATIO project/article = {ratio:.2f} (required >= 1.0, target >= 1.2; medians "
-          f"{median_ms['article'] / median_ms['project']:.2f}); CPU time article/project = {cpu_ratio:.2f}; "
-          f"project/(article with oneDNN) = {ratio_onednn:.2f} (medians "
-          f"{median_ms['article_onednn'] / median_ms['project']:.2f})", flush=True)
-    return {"best": best, "rounds": measured, "median_ms_per_step": median_ms, "ratio": ratio, "cpu_ratio": cpu_ratio,
-            "ratio_onednn": ratio_onednn, "images": images, "epochs": epochs}
+    print(
+        f"RATIO project/article = {ratio:.2f} (required >= 1.0, target >= 1.2; medians "
+        f"{median_ms['article'] / median_ms['project']:.2f}); CPU time article/project = {cpu_ratio:.2f}; "
+        f"project/(article with oneDNN) = {ratio_onednn:.2f} (medians "
+        f"{median_ms['article_onednn'] / median_ms['project']:.2f})",
+        flush=True,
+    )
+    return {
+        "best": best,
+        "rounds": measured,
+        "median_ms_per_step": median_ms,
+        "ratio": ratio,
+        "cpu_ratio": cpu_ratio,
+        "ratio_onednn": ratio_onednn,
+        "images": images,
+        "epochs": epochs,
+    }
 
 
 def side_env(side: str) -> dict[str, str]:

@@ -63,8 +63,10 @@ class Accelerator:
 
     def describe(self) -> str:
         where = f"{self.gpus} GPU(s)" if self.gpus else "CPU"
-        return (f"{keras.backend.backend()} on {where}, {self.replicas} replica(s), "
-                f"mixed precision {'on' if self.mixed_precision else 'off'}, XLA {'on' if self.xla else 'off'}")
+        return (
+            f"{keras.backend.backend()} on {where}, {self.replicas} replica(s), "
+            f"mixed precision {'on' if self.mixed_precision else 'off'}, XLA {'on' if self.xla else 'off'}"
+        )
 
 
 def gpu_count() -> int:

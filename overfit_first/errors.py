@@ -54,8 +54,10 @@ def interruption_message(signum: int) -> str:
     name = signal.Signals(signum).name
     if not written:
         return f"interrupted by {name}: no output was written"
-    return (f"interrupted by {name}: wrote {', '.join(str(path) for path in written)} (each complete); "
-            "no other output was written")
+    return (
+        f"interrupted by {name}: wrote {', '.join(str(path) for path in written)} (each complete); "
+        "no other output was written"
+    )
 
 
 def run_stage(main: Callable[[], None]) -> None:

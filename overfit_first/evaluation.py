@@ -57,8 +57,9 @@ def load_model(run: Run) -> keras.Model:
     try:
         return keras.saving.load_model(path)
     except (OSError, ValueError, zipfile.BadZipFile) as error:
-        raise PipelineError(f"{path} cannot be loaded ({error}): retrain with `dvc repro --force train@{run.name}`") \
-            from error
+        raise PipelineError(
+            f"{path} cannot be loaded ({error}): retrain with `dvc repro --force train@{run.name}`"
+        ) from error
 
 
 def predict(model: keras.Model, split: Split, batch_size: int) -> np.ndarray:
@@ -104,8 +105,10 @@ def per_class_accuracy(actual: np.ndarray, predicted: np.ndarray, names: list[st
     for index, name in enumerate(names):
         members = actual == index
         count = int(members.sum())
-        result[name] = {"accuracy": round(float(np.mean(predicted[members] == index)), 6) if count else None,
-                        "images": count}
+        result[name] = {
+            "accuracy": round(float(np.mean(predicted[members] == index)), 6) if count else None,
+            "images": count,
+        }
     return result
 
 
@@ -127,16 +130,22 @@ def evaluate(run: Run, settings: EvaluateConfig) -> Evaluation:
         )
     train_subset = Split(train.x[keep], train.y[keep])
 
-    probabilities = {name: predict(model, split, settings.batch_size)
-                     for name, split in (("train", train_subset), ("valid", valid), ("test", test))}
+    probabilities = {
+        name: predict(model, split, settings.batch_size)
+        for name, split in (("train", train_subset), ("valid", valid), ("test", test))
+    }
     train_accuracy = accuracy(probabilities["train"], train_subset.y)
     val_accuracy = accuracy(probabilities["valid"], valid.y)
     test_accuracy = accuracy(probabilities["test"], test.y)
     tolerance = max(0.005, 2 / max(len(valid.y), 1))  # a near-tie may flip with the batch size
     if abs(val_accuracy - trained.val_accuracy) > tolerance:
-        print(f"warning: {run.model_path} scores {val_accuracy:.4f} on the validation split, but "
-              f"{run.train_metrics_path} reports {trained.val_accuracy:.4f}: the model and its training metrics "
-              f"come from different runs; retrain with `dvc repro train@{run.name}`", file=sys.stderr, flush=True)
+        print(
+            f"warning: {run.model_path} scores {val_accuracy:.4f} on the validation split, but "
+            f"{run.train_metrics_path} reports {trained.val_accuracy:.4f}: the model and its training metrics "
+            f"come from different runs; retrain with `dvc repro train@{run.name}`",
+            file=sys.stderr,
+            flush=True,
+        )
 
     predicted = probabilities["test"].argmax(axis=1)
     per_class: dict[str, Any] = {"classes": per_class_accuracy(test.y, predicted, class_names)}
@@ -177,7 +186,8 @@ def write_outputs(run: Run, evaluation: Evaluation) -> None:
     """The metrics, per-class and predictions files, each atomically."""
     atomic.write_json(layout.per_class_file(run.dataset, run.model), evaluation.per_class)
     predictions = pd.DataFrame({"actual": evaluation.actual, "predicted": evaluation.predicted})
-    atomic.write_text(layout.predictions_file(run.dataset, run.model), predictions.to_csv(index=False,
-                                                                                          lineterminator="\n"))
+    atomic.write_text(
+        layout.predictions_file(run.dataset, run.model), predictions.to_csv(index=False, lineterminator="\n")
+    )
     # Last: the metrics file is the one DVC and the later stages look at first.
     metrics.write(run.eval_metrics_path, evaluation.metrics)

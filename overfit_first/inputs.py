@@ -78,19 +78,33 @@ def make_dataset(
     if training:
         dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
-    dataset = dataset.map(lambda images, labels: (tf.cast(images, tf.float32) * SCALE, labels),
-                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.map(
+        lambda images, labels: (tf.cast(images, tf.float32) * SCALE, labels),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
     if augment:
-        dataset = dataset.map(lambda images, labels: (_augment(images, augment), labels),
-                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        dataset = dataset.map(
+            lambda images, labels: (_augment(images, augment), labels),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 class NumpyBatches(keras.utils.PyDataset):
     """The same batches as the tf.data pipeline, for backends without TensorFlow."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool, seed: int,
-                 augment: list[keras.layers.Layer]) -> None:
+    def __init__(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int,
+        augment: list[keras.layers.Layer],
+    ) -> None:
         super().__init__()
         self.x, self.y, self.batch_size = x, y, batch_size
         self.shuffle, self.augment = shuffle, augment

@@ -86,6 +86,8 @@ def require_repo_root(directory: Path | None = None) -> None:
     root = next((parent for parent in here.parents if (parent / ROOT_MARKER).is_file()), None)
     if root is not None:
         raise PipelineError(f"{RUN_FROM_ROOT}: {here} is inside the repository; cd {shlex.quote(str(root))} first")
+
+
 def repo_root() -> Path:
     """The repository the run belongs to, also when DVC runs the stage in a temporary copy.
 
@@ -113,8 +115,11 @@ def user_path(text: str, key: str) -> Path:
     such as ../shared/datasets/x.tar.gz must be read against the original repository, not the working
     directory. Raises PipelineError naming `key` when a variable is not set.
     """
-    unset = [match.group(2) or match.group(1) for match in _VARIABLE.finditer(text)
-             if (match.group(2) or match.group(1)) not in os.environ]
+    unset = [
+        match.group(2) or match.group(1)
+        for match in _VARIABLE.finditer(text)
+        if (match.group(2) or match.group(1)) not in os.environ
+    ]
     if unset:
         raise PipelineError(
             f"{key} = {text!r}: environment variable {', '.join(f'${name}' for name in unset)} is not set; "

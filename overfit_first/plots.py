@@ -77,9 +77,10 @@ def accuracy_bars(results: dict[str, metrics.EvalMetrics]) -> Figure:
     axis = figure.subplots()
     positions = np.arange(len(results))
     width = 0.27
-    for offset, (key, name) in zip((-width, 0.0, width), (("train_accuracy_inference", "train"),
-                                                          ("val_accuracy_inference", "validation"),
-                                                          ("test_accuracy", "test"))):
+    for offset, (key, name) in zip(
+        (-width, 0.0, width),
+        (("train_accuracy_inference", "train"), ("val_accuracy_inference", "validation"), ("test_accuracy", "test")),
+    ):
         values = [getattr(entry, key) for entry in results.values()]
         bars = axis.bar(positions + offset, values, width, label=name)
         axis.bar_label(bars, fmt="%.2f", fontsize=8)
@@ -106,8 +107,11 @@ def prediction_grid(images: np.ndarray, actual: list[str], predicted: list[str],
         else:
             axis.imshow(image)
         right = actual[index] == predicted[index]
-        axis.set_title(f"Actual: {actual[index]}\nPred: {predicted[index]}", fontsize=9,
-                       color="darkgreen" if right else "firebrick")
+        axis.set_title(
+            f"Actual: {actual[index]}\nPred: {predicted[index]}",
+            fontsize=9,
+            color="darkgreen" if right else "firebrick",
+        )
     figure.suptitle(title)
     return figure
 
@@ -119,7 +123,7 @@ def confusion_matrices(panels: dict[str, np.ndarray], class_names: list[str]) ->
     size = 4.5 if len(class_names) <= TICK_LABELS_MAX else 5.5
     figure = Figure(figsize=(size * columns + 1, (size + 0.6) * rows), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False).flatten()
-    for axis in axes[len(panels):]:
+    for axis in axes[len(panels) :]:
         axis.axis("off")
     image = None
     for axis, (name, matrix) in zip(axes, panels.items()):
@@ -157,8 +161,10 @@ def class_ids(names: list[str], class_names: list[str], path: Path) -> np.ndarra
     index = {name: position for position, name in enumerate(class_names)}
     unknown = sorted(set(names) - set(index))
     if unknown:
-        raise PipelineError(f"{path} names classes the dataset does not have ({', '.join(unknown[:5])}): it is "
-                            "stale; rerun the evaluate stage")
+        raise PipelineError(
+            f"{path} names classes the dataset does not have ({', '.join(unknown[:5])}): it is "
+            "stale; rerun the evaluate stage"
+        )
     return np.array([index[name] for name in names], dtype=np.int64)
 
 
@@ -181,8 +187,10 @@ def plot_dataset(dataset: str, runs: list[Run], results: dict[str, metrics.EvalM
         path = layout.predictions_file(run.dataset, run.model)
         actual, predicted = read_predictions(path)
         if len(actual) != len(test.y):
-            raise PipelineError(f"{path} has {len(actual)} rows but the test split {len(test.y)} images: it is "
-                                f"stale; rerun `dvc repro evaluate@{run.name}`")
+            raise PipelineError(
+                f"{path} has {len(actual)} rows but the test split {len(test.y)} images: it is "
+                f"stale; rerun `dvc repro evaluate@{run.name}`"
+            )
         predictions[run.name] = actual, predicted
         matrices[label(run)] = metrics.confusion_matrix(
             class_ids(actual, class_names, path), class_ids(predicted, class_names, path), len(class_names)
@@ -195,8 +203,10 @@ def plot_dataset(dataset: str, runs: list[Run], results: dict[str, metrics.EvalM
 
     directory = layout.report_dir(dataset)
     figures = {
-        LEARNING_CURVES: learning_curves({label(run): histories[run.name] for run in runs},
-                                         {label(run): results[run.name].best_epoch for run in runs}),
+        LEARNING_CURVES: learning_curves(
+            {label(run): histories[run.name] for run in runs},
+            {label(run): results[run.name].best_epoch for run in runs},
+        ),
         VALIDATION_OVERLAY: validation_overlay(overlay),
         ACCURACY: accuracy_bars({label(run): results[run.name] for run in runs}),
         PREDICTIONS: prediction_grid(test.x, actual, predicted, f"{shown.model} on the {dataset} test set"),

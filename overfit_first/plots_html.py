@@ -36,27 +36,33 @@ def html_template(node_modules: Path = NODE_MODULES) -> str:
         # A literal "</script" inside the code would end the inline script early.
         code = path.read_text(encoding="utf-8").replace("</script", "<\\/script")
         scripts.append(f"<script>/* {library} */\n{code}\n</script>")
-    return "\n".join([
-        "<!DOCTYPE html>",
-        "<html>",
-        "<head>",
-        '<meta charset="utf-8">',
-        "<title>DVC Plot</title>",
-        *scripts,
-        "<style>table { border-spacing: 15px; }</style>",
-        "</head>",
-        "<body>",
-        "{plot_divs}",
-        "</body>",
-        "</html>",
-    ])
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            "<html>",
+            "<head>",
+            '<meta charset="utf-8">',
+            "<title>DVC Plot</title>",
+            *scripts,
+            "<style>table { border-spacing: 15px; }</style>",
+            "</head>",
+            "<body>",
+            "{plot_divs}",
+            "</body>",
+            "</html>",
+        ]
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m overfit_first.plots_html", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=("show", "diff"), help="the `dvc plots` subcommand")
-    parser.add_argument("--node-modules", type=Path, default=NODE_MODULES,
-                        help=f"where `npm ci --prefix js` installed the libraries (default: {NODE_MODULES})")
+    parser.add_argument(
+        "--node-modules",
+        type=Path,
+        default=NODE_MODULES,
+        help=f"where `npm ci --prefix js` installed the libraries (default: {NODE_MODULES})",
+    )
     args, rest = parser.parse_known_args()
     layout.require_repo_root()
     with tempfile.TemporaryDirectory() as scratch:

@@ -56,8 +56,10 @@ def metrics_diff(base: str) -> Diff:
     except (OSError, subprocess.TimeoutExpired) as error:
         raise PipelineError(f"`{' '.join(command)}` could not run ({error}): is the virtualenv active?") from error
     if result.returncode != 0:
-        raise PipelineError(f"`{' '.join(command)}` failed: {(result.stderr or result.stdout).strip()}; "
-                            "is --base a revision of this repository (fetched: checkout with fetch-depth 0)?")
+        raise PipelineError(
+            f"`{' '.join(command)}` failed: {(result.stderr or result.stdout).strip()}; "
+            "is --base a revision of this repository (fetched: checkout with fetch-depth 0)?"
+        )
     return json.loads(result.stdout or "{}")
 
 
@@ -90,8 +92,10 @@ def diff_table(diff: Diff, base: str, spread: noise.SeedSpread) -> str:
     if not changes:
         return f"No metric changed from `{base}`."
     for shown, (path, metric, change) in enumerate(changes):
-        row = (f"| {path} | {metric} | {cell(change.get('old'))} | {cell(change.get('new'))} | "
-               f"{cell(change.get('diff'))} | {noise_mark(spread, path, metric, change)} |")
+        row = (
+            f"| {path} | {metric} | {cell(change.get('old'))} | {cell(change.get('new'))} | "
+            f"{cell(change.get('diff'))} | {noise_mark(spread, path, metric, change)} |"
+        )
         if sum(len(line) + 1 for line in rows) + len(row) > DIFF_BUDGET:
             rows.append(f"\n{len(changes) - shown} more changed metrics: run `dvc metrics diff {base}` to see all.")
             break
@@ -103,8 +107,11 @@ def run_names() -> dict[str, str]:
     """metrics/<dataset>/<model>.json -> the params.yaml run that writes it (none without a params.yaml)."""
     params = read_yaml(PARAMS_FILE) if PARAMS_FILE.is_file() else None
     runs = (params or {}).get("runs") or {}
-    return {layout.eval_metrics_file(run["dataset"], run["model"]).as_posix(): name for name, run in runs.items()
-            if isinstance(run, dict) and {"dataset", "model"} <= run.keys()}
+    return {
+        layout.eval_metrics_file(run["dataset"], run["model"]).as_posix(): name
+        for name, run in runs.items()
+        if isinstance(run, dict) and {"dataset", "model"} <= run.keys()
+    }
 
 
 def worse_verdicts(diff: Diff) -> list[WorseVerdict]:
@@ -135,14 +142,23 @@ def charts(images_url: str | None, artifact_url: str | None) -> list[str]:
         lines += ["As committed in this pull request:", ""]
         for dataset in datasets:
             base = f"{images_url.rstrip('/')}/{layout.report_dir(dataset).as_posix()}"
-            links = ", ".join(f"[{name.removesuffix('.png').replace('_', ' ')}]({base}/{name})"
-                              for name in LINKED_CHARTS)
-            lines += [f"**{dataset}**", "",
-                      f"![{dataset}: validation curves]({base}/{plots.VALIDATION_OVERLAY}) "
-                      f"![{dataset}: accuracy per model]({base}/{plots.ACCURACY})", "", f"More: {links}.", ""]
+            links = ", ".join(
+                f"[{name.removesuffix('.png').replace('_', ' ')}]({base}/{name})" for name in LINKED_CHARTS
+            )
+            lines += [
+                f"**{dataset}**",
+                "",
+                f"![{dataset}: validation curves]({base}/{plots.VALIDATION_OVERLAY}) "
+                f"![{dataset}: accuracy per model]({base}/{plots.ACCURACY})",
+                "",
+                f"More: {links}.",
+                "",
+            ]
     if artifact_url:
-        lines.append(f"As reproduced by CI for this comment (charts, metrics, the interactive `dvc plots` page, "
-                     f"which works offline): [the workflow artifact]({artifact_url}).")
+        lines.append(
+            f"As reproduced by CI for this comment (charts, metrics, the interactive `dvc plots` page, "
+            f"which works offline): [the workflow artifact]({artifact_url})."
+        )
     return lines
 
 
@@ -150,12 +166,15 @@ def verdict_lines(worse: list[WorseVerdict]) -> list[str]:
     order = f"order: {' > '.join(VERDICT_ORDER)}; *still learning* is not ranked"
     if not worse:
         return [f"Verdicts: none got worse ({order}).", ""]
-    return [f"**Check failed: a verdict got worse** ({order}):", "",
-            *(f"- `{entry.run}`: {entry.old} → **{entry.new}**" for entry in worse), ""]
+    return [
+        f"**Check failed: a verdict got worse** ({order}):",
+        "",
+        *(f"- `{entry.run}`: {entry.old} → **{entry.new}**" for entry in worse),
+        "",
+    ]
 
 
-def build(base: str, images_url: str | None = None,
-          artifact_url: str | None = None) -> tuple[str, list[WorseVerdict]]:
+def build(base: str, images_url: str | None = None, artifact_url: str | None = None) -> tuple[str, list[WorseVerdict]]:
     """The whole comment and the runs whose verdict got worse, run from the repository root after `dvc repro`."""
     diff, spread = metrics_diff(base), noise.load()
     worse = worse_verdicts(diff)
@@ -193,8 +212,9 @@ def main() -> None:
     atomic.write_text(args.out, text)
     print(f"wrote {args.out}")
     if worse:
-        raise PipelineError(f"a verdict got worse from {args.base}: {'; '.join(map(str, worse))} "
-                            f"(written to {args.out} too)")
+        raise PipelineError(
+            f"a verdict got worse from {args.base}: {'; '.join(map(str, worse))} (written to {args.out} too)"
+        )
 
 
 if __name__ == "__main__":

@@ -33,19 +33,21 @@ def model_table(runs: list[Run], results: dict[str, EvalMetrics]) -> list[str]:
     for run in runs:
         entry = results[run.name]
         superclass = entry.superclass_test_accuracy
-        rows.append({
-            "model": f"`{run.model}`",
-            "role": run.role,
-            "trainable params": f"{entry.trainable_params:,}",
-            "epochs (best)": f"{entry.epochs_run} ({entry.best_epoch})",
-            "train": f"{entry.train_accuracy_inference:.3f}",
-            "validation": f"{entry.val_accuracy_inference:.3f}",
-            "test": f"{entry.test_accuracy:.3f}",
-            "test, superclass": "" if superclass is None else f"{superclass:.3f}",
-            "gap": f"{entry.gap:+.3f}",
-            "verdict": f"**{entry.verdict}**",
-            "recommendation": entry.recommendation,
-        })
+        rows.append(
+            {
+                "model": f"`{run.model}`",
+                "role": run.role,
+                "trainable params": f"{entry.trainable_params:,}",
+                "epochs (best)": f"{entry.epochs_run} ({entry.best_epoch})",
+                "train": f"{entry.train_accuracy_inference:.3f}",
+                "validation": f"{entry.val_accuracy_inference:.3f}",
+                "test": f"{entry.test_accuracy:.3f}",
+                "test, superclass": "" if superclass is None else f"{superclass:.3f}",
+                "gap": f"{entry.gap:+.3f}",
+                "verdict": f"**{entry.verdict}**",
+                "recommendation": entry.recommendation,
+            }
+        )
     table = pd.DataFrame(rows)
     if not table["test, superclass"].any():
         table = table.drop(columns="test, superclass")
@@ -59,14 +61,22 @@ def comparison_table(compared: Comparison) -> list[str]:
     roles = [role for role in ("simplified", "augmented") if fields[f"{role}_gap_closed"] is not None]
     if not roles:
         return []
-    table = pd.DataFrame([{
-        "model": f"`{fields[role]}` ({role})",
-        "validation accuracy": f"{fields[f'{role}_val_accuracy_gain']:+.3f}",
-        "test accuracy": f"{fields[f'{role}_test_accuracy_gain']:+.3f}",
-        "gap closed": f"{fields[f'{role}_gap_closed']:+.3f}",
-    } for role in roles])
-    return [f"Gains over the overfitting model `{compared.overfit}`:", "",
-            *markdown(table, {"validation accuracy", "test accuracy", "gap closed"})]
+    table = pd.DataFrame(
+        [
+            {
+                "model": f"`{fields[role]}` ({role})",
+                "validation accuracy": f"{fields[f'{role}_val_accuracy_gain']:+.3f}",
+                "test accuracy": f"{fields[f'{role}_test_accuracy_gain']:+.3f}",
+                "gap closed": f"{fields[f'{role}_gap_closed']:+.3f}",
+            }
+            for role in roles
+        ]
+    )
+    return [
+        f"Gains over the overfitting model `{compared.overfit}`:",
+        "",
+        *markdown(table, {"validation accuracy", "test accuracy", "gap closed"}),
+    ]
 
 
 def dataset_section(dataset: str, runs: list[Run]) -> list[str]:

@@ -64,8 +64,9 @@ def experiment_metrics(names: list[str]) -> dict[str, dict[str, Any]]:
                 for rev in experiment.get("revs") or []:
                     if rev.get("name") in names:
                         metrics = (rev.get("data") or {}).get("metrics") or {}
-                        found[rev["name"]] = {path: (result or {}).get("data") or {}
-                                              for path, result in metrics.items()}
+                        found[rev["name"]] = {
+                            path: (result or {}).get("data") or {} for path, result in metrics.items()
+                        }
         if all(name in found for name in names):
             return found
     missing = [name for name in names if name not in found]
@@ -154,16 +155,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m overfit_first.seed_spread", description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", required=True, help="two or more train.seed values")
     parser.add_argument("--out", type=Path, default=layout.SEED_SPREAD, help="where to write the spread (JSON)")
-    parser.add_argument("--experiments", nargs="+", metavar="NAME",
-                        help="summarize these finished experiments, one per seed in --seeds order, instead of "
-                             f"running them ('{WORKSPACE}': the workspace's results)")
+    parser.add_argument(
+        "--experiments",
+        nargs="+",
+        metavar="NAME",
+        help="summarize these finished experiments, one per seed in --seeds order, instead of "
+        f"running them ('{WORKSPACE}': the workspace's results)",
+    )
     args = parser.parse_args()
     layout.require_repo_root()
     if len(set(args.seeds)) < 2:
         raise PipelineError("--seeds needs at least two different seeds: one seed has no spread")
     if args.experiments and len(args.experiments) != len(args.seeds):
-        raise PipelineError(f"--experiments names {len(args.experiments)} experiments for {len(args.seeds)} seeds: "
-                            "give one per seed, in the same order")
+        raise PipelineError(
+            f"--experiments names {len(args.experiments)} experiments for {len(args.seeds)} seeds: "
+            "give one per seed, in the same order"
+        )
     result = measure(list(dict.fromkeys(args.seeds)), args.out, args.experiments)
     total = sum(len(metrics) for metrics in result.metrics.values())
     print(f"wrote {args.out}: {total} metrics of {len(result.metrics)} files over seeds {result.seeds}; commit it")

@@ -174,8 +174,9 @@ def ensure_experiment(client: mlflow.MlflowClient, name: str, uri: str, artifact
         # A server chooses its own artifact store; a local one would otherwise default to ./mlruns of the cwd.
         local = uri.split(":", 1)[0] not in ("http", "https", "databricks")
         try:
-            return client.create_experiment(name, artifact_location=artifacts.as_uri() if local else None,
-                                            tags={key: kind})
+            return client.create_experiment(
+                name, artifact_location=artifacts.as_uri() if local else None, tags={key: kind}
+            )
         except MlflowException:
             experiment = client.get_experiment_by_name(name)  # created meanwhile by a parallel queued run
             if experiment is None:
@@ -212,8 +213,13 @@ class RunLog:
         self.logged_epochs: set[int] = set()
         self.monitor: SystemMetrics | None = None
 
-    def open(self, start_ms: int, resume: str | None = None, on_id: Callable[[str], None] | None = None,
-             system_metrics: bool = False) -> None:
+    def open(
+        self,
+        start_ms: int,
+        resume: str | None = None,
+        on_id: Callable[[str], None] | None = None,
+        system_metrics: bool = False,
+    ) -> None:
         """Create the run (started at `start_ms`), or resume the run `resume`; `on_id` gets its id at once.
 
         A new run gets its parameters, tags and dataset inputs; a resumed one has them already, and its
@@ -221,20 +227,23 @@ class RunLog:
         """
         mlflow.set_tracking_uri(self.uri)
         client = mlflow.MlflowClient()
-        self.experiment_id = ensure_experiment(client, experiment_name(self.run), self.uri,
-                                               self.root / "mlartifacts" / self.run.dataset)
+        self.experiment_id = ensure_experiment(
+            client, experiment_name(self.run), self.uri, self.root / "mlartifacts" / self.run.dataset
+        )
         end_orphans(client, self.experiment_id, self.run.name, keep=resume)
         resumed = resume is not None and resumable(client, resume, self.experiment_id)
         if resumed:
             self.run_id = resume
         else:
-            self.run_id = client.create_run(self.experiment_id, start_time=start_ms, tags=run_tags(self.run),
-                                            run_name=self.run.name).info.run_id
+            self.run_id = client.create_run(
+                self.experiment_id, start_time=start_ms, tags=run_tags(self.run), run_name=self.run.name
+            ).info.run_id
         if on_id is not None:
             on_id(self.run_id)
         # This process owns the run from here on (end_orphans reads these tags), also a resumed one.
-        mlflow.start_run(run_id=self.run_id, log_system_metrics=False,
-                         tags={"host": socket.gethostname(), "pid": str(os.getpid())})
+        mlflow.start_run(
+            run_id=self.run_id, log_system_metrics=False, tags={"host": socket.gethostname(), "pid": str(os.getpid())}
+        )
         if system_metrics:
             self.monitor = SystemMetrics(self.run_id, resume_logging=resumed, tracking_uri=self.uri)
             self.monitor.start()
@@ -248,8 +257,9 @@ class RunLog:
     def epoch(self, row: dict[str, float], timestamp_ms: int) -> None:
         """One epoch's row of the history (metrics.HISTORY_COLUMNS), at step = its epoch number (1-based)."""
         step = int(row["epoch"])
-        mlflow.log_metrics({key: float(row[key]) for key in metrics.HISTORY_COLUMNS[1:]}, step=step,
-                           timestamp=timestamp_ms)
+        mlflow.log_metrics(
+            {key: float(row[key]) for key in metrics.HISTORY_COLUMNS[1:]}, step=step, timestamp=timestamp_ms
+        )
         self.logged_epochs.add(step)
 
     def complete(self, model: keras.Model | None) -> None:
@@ -262,13 +272,21 @@ class RunLog:
         missing = [row for row in history.to_dict("records") if int(row["epoch"]) not in self.logged_epochs]
         if missing:  # all of them for `relog`; after a resume, any epoch its killed predecessor did not send
             now = int(time.time() * 1000)
-            mlflow.MlflowClient().log_batch(self.run_id, metrics=[
-                Metric(key, float(row[key]), now, int(row["epoch"]))
-                for row in missing for key in metrics.HISTORY_COLUMNS[1:]
-            ])
+            mlflow.MlflowClient().log_batch(
+                self.run_id,
+                metrics=[
+                    Metric(key, float(row[key]), now, int(row["epoch"]))
+                    for row in missing
+                    for key in metrics.HISTORY_COLUMNS[1:]
+                ],
+            )
         # The best epoch's numbers get their own names: the per-epoch series above end at the last epoch.
-        mlflow.log_metrics({f"best_{key}" if key in metrics.HISTORY_COLUMNS else key: float(value)
-                            for key, value in trained.model_dump().items()})
+        mlflow.log_metrics(
+            {
+                f"best_{key}" if key in metrics.HISTORY_COLUMNS else key: float(value)
+                for key, value in trained.model_dump().items()
+            }
+        )
         mlflow.log_figure(learning_curve(history, f"{self.run.dataset} {self.run.model}"), "learning_curve.png")
         mlflow.log_text(model_summary(model), "model_summary.txt")
         output = keras.ops.convert_to_numpy(model(self.example, training=False))
@@ -343,8 +361,11 @@ def end_orphans(client: mlflow.MlflowClient, experiment_id: str, run_name: str, 
             continue
         if tags.get("host") == host and tags.get("pid", "").isdigit() and not process_exists(int(tags["pid"])):
             client.set_terminated(orphan.info.run_id, "KILLED")
-            print(f"{run_name}: MLflow run {orphan.info.run_id}, left RUNNING by process {tags['pid']} which no "
-                  "longer exists, ended as KILLED", flush=True)
+            print(
+                f"{run_name}: MLflow run {orphan.info.run_id}, left RUNNING by process {tags['pid']} which no "
+                "longer exists, ended as KILLED",
+                flush=True,
+            )
 
 
 def process_exists(pid: int) -> bool:
@@ -361,10 +382,16 @@ def process_exists(pid: int) -> bool:
 
 
 def run_tags(run: Run) -> dict[str, str]:
-    tags = {"dataset": run.dataset, "model": run.model, "run": run.name,
-            "mlflow.source.name": f"python -m stages.train {run.name}", "mlflow.source.type": "LOCAL",
-            # Which process logs the run: a later run of the same name ends it if that process died (end_orphans).
-            "host": socket.gethostname(), "pid": str(os.getpid())}
+    tags = {
+        "dataset": run.dataset,
+        "model": run.model,
+        "run": run.name,
+        "mlflow.source.name": f"python -m stages.train {run.name}",
+        "mlflow.source.type": "LOCAL",
+        # Which process logs the run: a later run of the same name ends it if that process died (end_orphans).
+        "host": socket.gethostname(),
+        "pid": str(os.getpid()),
+    }
     commit = git_commit()
     if commit:
         tags["git_commit"] = tags["mlflow.source.git.commit"] = commit
@@ -417,8 +444,9 @@ class PreparedSplit(MetaDataset):
     """A prepared split as an MLflow dataset input: its digest is the split's checksum (summary.json), so two
     runs on the same data show the same digest; its profile holds the sizes and where the data came from."""
 
-    def __init__(self, source: Any, name: str, digest: str, schema: TensorDatasetSchema,
-                 profile: dict[str, Any]) -> None:
+    def __init__(
+        self, source: Any, name: str, digest: str, schema: TensorDatasetSchema, profile: dict[str, Any]
+    ) -> None:
         self._profile = profile
         super().__init__(source, name=name, digest=digest)
         self._tensor_schema = schema
@@ -428,8 +456,11 @@ class PreparedSplit(MetaDataset):
         return self._profile
 
     def to_dict(self) -> dict[str, str]:
-        return {**super().to_dict(), "schema": json.dumps(self._tensor_schema.to_dict()),
-                "profile": json.dumps(self._profile)}
+        return {
+            **super().to_dict(),
+            "schema": json.dumps(self._tensor_schema.to_dict()),
+            "profile": json.dumps(self._profile),
+        }
 
 
 def split_dataset(run: Run, summary: dict[str, Any], split: str) -> PreparedSplit:
@@ -444,11 +475,20 @@ def split_dataset(run: Run, summary: dict[str, Any], split: str) -> PreparedSpli
     name = f"{run.dataset}-{split}" + (f"-{images}" if images < total else "")
     kind, location = data_origin(run.dataset)
     shape = tuple(int(size) for size in summary["image_shape"])
-    schema = TensorDatasetSchema(features=Schema([TensorSpec(np.dtype(np.uint8), (-1, *shape), "images")]),
-                                 targets=Schema([TensorSpec(np.dtype(np.int64), (-1,), "labels")]))
-    profile = {"images": images, "split_images": total, "classes": int(summary["num_classes"]),
-               "image_shape": "x".join(map(str, shape)), "split_sha256": entry["sha256"],
-               "origin": kind, "location": location, "description": summary.get("source") or run.dataset}
+    schema = TensorDatasetSchema(
+        features=Schema([TensorSpec(np.dtype(np.uint8), (-1, *shape), "images")]),
+        targets=Schema([TensorSpec(np.dtype(np.int64), (-1,), "labels")]),
+    )
+    profile = {
+        "images": images,
+        "split_images": total,
+        "classes": int(summary["num_classes"]),
+        "image_shape": "x".join(map(str, shape)),
+        "split_sha256": entry["sha256"],
+        "origin": kind,
+        "location": location,
+        "description": summary.get("source") or run.dataset,
+    }
     return PreparedSplit(dataset_source(location), name, entry["sha256"][:10], schema, profile)
 
 
@@ -547,9 +587,13 @@ class LiveRun:
             self.id_file.write_text(json.dumps({"run_id": run_id, "tracking_uri": self.uri}), encoding="utf-8")
 
     def epoch(self, number: int, logs: dict[str, Any]) -> None:
-        row = {"epoch": number, "train_accuracy": logs.get("accuracy", math.nan),
-               "val_accuracy": logs.get("val_accuracy", math.nan), "train_loss": logs.get("loss", math.nan),
-               "val_loss": logs.get("val_loss", math.nan)}
+        row = {
+            "epoch": number,
+            "train_accuracy": logs.get("accuracy", math.nan),
+            "val_accuracy": logs.get("val_accuracy", math.nan),
+            "train_loss": logs.get("loss", math.nan),
+            "val_loss": logs.get("val_loss", math.nan),
+        }
         timestamp = int(time.time() * 1000)
         self.submit(lambda: self.log.epoch(row, timestamp))
 
@@ -597,8 +641,11 @@ class LiveRun:
         if self.failed:
             return False
         link = ui_link(self.uri, str(self.log.experiment_id), self.log.run_id)
-        print(f"{self.run.name}: logged to MLflow run {self.log.run_id} in experiment {experiment_name(self.run)} "
-              f"at {self.uri}; see {link}", flush=True)
+        print(
+            f"{self.run.name}: logged to MLflow run {self.log.run_id} in experiment {experiment_name(self.run)} "
+            f"at {self.uri}; see {link}",
+            flush=True,
+        )
         return True
 
     def abort(self, status: str) -> None:
@@ -687,13 +734,18 @@ def log_run(run: Run, summary: dict[str, Any], model: keras.Model | None = None)
                 raise
             log.end("FINISHED")
 
-    consequence = (f"run {run.name} is missing or incomplete in {uri}. Its model, metrics and history are saved in "
-                   f"{run.model_path}, {run.train_metrics_path} and {run.history_path}; log them once the tracking "
-                   f"store is back with `python -m overfit_first.tracking relog {run.name}`")
+    consequence = (
+        f"run {run.name} is missing or incomplete in {uri}. Its model, metrics and history are saved in "
+        f"{run.model_path}, {run.train_metrics_path} and {run.history_path}; log them once the tracking "
+        f"store is back with `python -m overfit_first.tracking relog {run.name}`"
+    )
     if not best_effort(relog_files, consequence):
         return False
-    print(f"{run.name}: logged to MLflow run {log.run_id} in experiment {experiment_name(run)} at {uri}; see "
-          f"{ui_link(uri, str(log.experiment_id), log.run_id)}", flush=True)
+    print(
+        f"{run.name}: logged to MLflow run {log.run_id} in experiment {experiment_name(run)} at {uri}; see "
+        f"{ui_link(uri, str(log.experiment_id), log.run_id)}",
+        flush=True,
+    )
     return True
 
 
@@ -714,15 +766,21 @@ def training_run(client: mlflow.MlflowClient, run: Run) -> Any:
     """The MLflow run that trained `run`'s current model file: tags `run` and `model_sha256` (its SHA-256)."""
     sha256 = file_sha256(run.model_path)
     experiment = client.get_experiment_by_name(experiment_name(run))
-    found = [] if experiment is None else client.search_runs(
-        [experiment.experiment_id],
-        filter_string=f"tags.run = '{run.name}' and tags.model_sha256 = '{sha256}'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
+    found = (
+        []
+        if experiment is None
+        else client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.run = '{run.name}' and tags.model_sha256 = '{sha256}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
     )
     if not found:
-        raise NotTracked(f"no MLflow run tagged run={run.name} and model_sha256={sha256[:12]}... in experiment "
-                         f"{experiment_name(run)}")
+        raise NotTracked(
+            f"no MLflow run tagged run={run.name} and model_sha256={sha256[:12]}... in experiment "
+            f"{experiment_name(run)}"
+        )
     return found[0]
 
 
@@ -744,17 +802,29 @@ def log_evaluation(run: Run, evaluation: Evaluation) -> bool:
             client.set_tag(run_id, "recommendation", evaluation.metrics.recommendation)
             client.log_dict(run_id, evaluation.per_class, "evaluation/per_class.json")
             class_names = list(evaluation.per_class["classes"])
-            client.log_figure(run_id, plots.confusion_matrices({run.model: evaluation.confusion}, class_names),
-                              "evaluation/confusion_matrix.png")
-            client.log_figure(run_id, plots.prediction_grid(evaluation.test_images, evaluation.actual,
-                                                            evaluation.predicted,
-                                                            f"{run.model} on the {run.dataset} test set"),
-                              "evaluation/predictions.png")
+            client.log_figure(
+                run_id,
+                plots.confusion_matrices({run.model: evaluation.confusion}, class_names),
+                "evaluation/confusion_matrix.png",
+            )
+            client.log_figure(
+                run_id,
+                plots.prediction_grid(
+                    evaluation.test_images,
+                    evaluation.actual,
+                    evaluation.predicted,
+                    f"{run.model} on the {run.dataset} test set",
+                ),
+                "evaluation/predictions.png",
+            )
         print(f"{run.name}: test metrics logged to MLflow run {run_id} at {uri}", flush=True)
 
-    return best_effort(log, f"the evaluation of {run.name} is in {run.eval_metrics_path} only. Once the training "
-                            f"run is logged (`python -m overfit_first.tracking relog {run.name}`), rerun "
-                            f"`python -m stages.evaluate {run.name}`")
+    return best_effort(
+        log,
+        f"the evaluation of {run.name} is in {run.eval_metrics_path} only. Once the training "
+        f"run is logged (`python -m overfit_first.tracking relog {run.name}`), rerun "
+        f"`python -m stages.evaluate {run.name}`",
+    )
 
 
 # ------------------------------------------------------------------------------------------------ registry
@@ -772,8 +842,10 @@ def recommended(runs: list[Run], results: dict[str, metrics.EvalMetrics]) -> Run
     fits = [run for run in runs if results[run.name].verdict == "good fit"]
     if not fits:
         return None
-    return max(fits, key=lambda run: (results[run.name].val_accuracy_inference, -results[run.name].total_params,
-                                      -runs.index(run)))
+    return max(
+        fits,
+        key=lambda run: (results[run.name].val_accuracy_inference, -results[run.name].total_params, -runs.index(run)),
+    )
 
 
 def register_recommended(dataset: str, runs: list[Run], results: dict[str, metrics.EvalMetrics]) -> bool:
@@ -792,20 +864,28 @@ def register_recommended(dataset: str, runs: list[Run], results: dict[str, metri
         with store_lock(uri):
             if choice is None:
                 _drop_alias(client, name)
-                print(f"{dataset}: no run is a good fit: no model recommended; registered model {name} has no "
-                      f"`{ALIAS}`", flush=True)
+                print(
+                    f"{dataset}: no run is a good fit: no model recommended; registered model {name} has no `{ALIAS}`",
+                    flush=True,
+                )
                 return
             registered = _register_version(client, name, choice, results[choice.name])
             experiment_id = client.get_run(registered.run_id).info.experiment_id
         result = results[choice.name]
-        print(f"{dataset}: recommended model {choice.model} (good fit, validation accuracy "
-              f"{result.val_accuracy_inference:.4f}) is {name} version {registered.version}, alias {ALIAS}: "
-              f"mlflow.pyfunc.load_model('models:/{name}@{ALIAS}'); its run: "
-              f"{ui_link(uri, experiment_id, registered.run_id)}", flush=True)
+        print(
+            f"{dataset}: recommended model {choice.model} (good fit, validation accuracy "
+            f"{result.val_accuracy_inference:.4f}) is {name} version {registered.version}, alias {ALIAS}: "
+            f"mlflow.pyfunc.load_model('models:/{name}@{ALIAS}'); its run: "
+            f"{ui_link(uri, experiment_id, registered.run_id)}",
+            flush=True,
+        )
 
-    return best_effort(register, f"the recommended model of {dataset} is not registered in {uri}. Once its training "
-                                 "run is logged (`python -m overfit_first.tracking relog <run>`), rerun "
-                                 f"`python -m stages.plot {dataset}`")
+    return best_effort(
+        register,
+        f"the recommended model of {dataset} is not registered in {uri}. Once its training "
+        "run is logged (`python -m overfit_first.tracking relog <run>`), rerun "
+        f"`python -m stages.plot {dataset}`",
+    )
 
 
 def _drop_alias(client: mlflow.MlflowClient, name: str) -> None:
@@ -825,24 +905,38 @@ def _register_version(client: mlflow.MlflowClient, name: str, run: Run, result: 
         raise NotTracked(f"MLflow run {trained.info.run_id} of {run.name} holds no logged model")
     model_id = outputs[-1].model_id
     try:
-        client.create_registered_model(name, description=(
-            "The recommended model of the overfit-first pipeline for this dataset (alias champion): among the runs "
-            "whose verdict is good fit, the highest validation accuracy; ties go to fewer parameters. Inputs: "
-            "float32 images in 0..1 (uint8 pixels / 255), shape (n, height, width, channels); outputs: class "
-            "probabilities."))
+        client.create_registered_model(
+            name,
+            description=(
+                "The recommended model of the overfit-first pipeline for this dataset (alias champion): among the runs "
+                "whose verdict is good fit, the highest validation accuracy; ties go to fewer parameters. Inputs: "
+                "float32 images in 0..1 (uint8 pixels / 255), shape (n, height, width, channels); outputs: class "
+                "probabilities."
+            ),
+        )
     except MlflowException as error:
         if error.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
     source = f"models:/{model_id}"
     # By source: a tracking server's search leaves the versions' model_id out.
-    version = next((found for found in client.search_model_versions(f"name = '{name}'") if found.source == source),
-                   None)
+    version = next(
+        (found for found in client.search_model_versions(f"name = '{name}'") if found.source == source), None
+    )
     if version is None:
         version = client.create_model_version(
-            name, source=source, run_id=trained.info.run_id, model_id=model_id,
-            tags={"run": run.name, "model": run.model, "verdict": result.verdict,
-                  "val_accuracy_inference": str(result.val_accuracy_inference),
-                  "test_accuracy": str(result.test_accuracy), "model_sha256": trained.data.tags["model_sha256"]})
+            name,
+            source=source,
+            run_id=trained.info.run_id,
+            model_id=model_id,
+            tags={
+                "run": run.name,
+                "model": run.model,
+                "verdict": result.verdict,
+                "val_accuracy_inference": str(result.val_accuracy_inference),
+                "test_accuracy": str(result.test_accuracy),
+                "model_sha256": trained.data.tags["model_sha256"],
+            },
+        )
     client.set_registered_model_alias(name, ALIAS, version.version)
     return version
 
@@ -894,10 +988,13 @@ def links(store: str, url: str) -> None:
 
     def show() -> None:
         experiments = mlflow.MlflowClient(tracking_uri=store).search_experiments(
-            filter_string="name LIKE 'overfit-first/%'", order_by=["name"])
+            filter_string="name LIKE 'overfit-first/%'", order_by=["name"]
+        )
         for experiment in experiments:
-            print(f"{experiment.name}: {url.rstrip('/')}/#/experiments/{experiment.experiment_id}/runs?{ML_VIEW}",
-                  flush=True)
+            print(
+                f"{experiment.name}: {url.rstrip('/')}/#/experiments/{experiment.experiment_id}/runs?{ML_VIEW}",
+                flush=True,
+            )
         if not experiments:
             print(f"no overfit-first experiment in {store} yet: run `dvc repro`", flush=True)
 

@@ -59,8 +59,12 @@ class EpochLog(keras.callbacks.Callback):
     and deletes checkpoints of epochs that are no longer the best.
     """
 
-    def __init__(self, cache_dir: Path, checkpoint: keras.callbacks.ModelCheckpoint,
-                 early_stopping: keras.callbacks.EarlyStopping | None) -> None:
+    def __init__(
+        self,
+        cache_dir: Path,
+        checkpoint: keras.callbacks.ModelCheckpoint,
+        early_stopping: keras.callbacks.EarlyStopping | None,
+    ) -> None:
         super().__init__()
         self.path = cache_dir / "history.json"
         self.checkpoint, self.early_stopping = checkpoint, early_stopping
@@ -88,14 +92,16 @@ class EpochLog(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
-        self.rows.append({
-            "epoch": epoch + 1,
-            "train_accuracy": float(logs.get("accuracy", math.nan)),
-            "val_accuracy": float(logs.get("val_accuracy", math.nan)),
-            "train_loss": float(logs.get("loss", math.nan)),
-            "val_loss": float(logs.get("val_loss", math.nan)),
-            "seconds": time.perf_counter() - self.started,
-        })
+        self.rows.append(
+            {
+                "epoch": epoch + 1,
+                "train_accuracy": float(logs.get("accuracy", math.nan)),
+                "val_accuracy": float(logs.get("val_accuracy", math.nan)),
+                "train_loss": float(logs.get("loss", math.nan)),
+                "val_loss": float(logs.get("val_loss", math.nan)),
+                "seconds": time.perf_counter() - self.started,
+            }
+        )
         atomic.write_json(self.path, self.rows)
 
 
@@ -108,8 +114,15 @@ def checkpoint_path(cache_dir: Path, epoch: int) -> Path:
     return cache_dir / f"best-{epoch:03d}.weights.h5"
 
 
-def fit(run: Run, train: Split, valid: Split, num_classes: int, data_fingerprint: Any = None,
-        accelerator: Accelerator | None = None, callbacks: Sequence[keras.callbacks.Callback] = ()) -> Result:
+def fit(
+    run: Run,
+    train: Split,
+    valid: Split,
+    num_classes: int,
+    data_fingerprint: Any = None,
+    accelerator: Accelerator | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> Result:
     """Train `run` on the prepared splits and return its best-epoch model, history and metrics.
 
     `data_fingerprint` (e.g. the split checksums of summary.json) joins the run's settings in deciding
@@ -137,20 +150,31 @@ def fit(run: Run, train: Split, valid: Split, num_classes: int, data_fingerprint
             jit_compile=accelerator.jit_compile,
         )
     augmentation = run.spec.augmentation.model_dump() if run.spec.augmentation else None
-    train_data = make_dataset(x_train, y_train, fit_config.batch_size, training=True, seed=run.shared.seed,
-                              augmentation=augmentation)
+    train_data = make_dataset(
+        x_train, y_train, fit_config.batch_size, training=True, seed=run.shared.seed, augmentation=augmentation
+    )
     valid_data = make_dataset(valid.x, valid.y, fit_config.batch_size, training=False)
 
     checkpoint = keras.callbacks.ModelCheckpoint(
         str(directory / "best-{epoch:03d}.weights.h5"),
-        monitor="val_accuracy", mode="max", save_best_only=True, save_weights_only=True,
+        monitor="val_accuracy",
+        mode="max",
+        save_best_only=True,
+        save_weights_only=True,
     )
     # Early stopping watches the checkpoint's quantity, so "the best epoch" is a single epoch: the one
     # saved, reported, and counted from. (Keras's default, val_loss, keeps falling or rising on its own
     # schedule: it could stop a run whose validation accuracy is still improving.)
-    early_stopping = keras.callbacks.EarlyStopping(
-        monitor="val_accuracy", mode="max", patience=PATIENCE, restore_best_weights=True,
-    ) if fit_config.early_stopping else None
+    early_stopping = (
+        keras.callbacks.EarlyStopping(
+            monitor="val_accuracy",
+            mode="max",
+            patience=PATIENCE,
+            restore_best_weights=True,
+        )
+        if fit_config.early_stopping
+        else None
+    )
     epoch_log = EpochLog(directory, checkpoint, early_stopping)
     callbacks = [
         epoch_log,
@@ -162,11 +186,13 @@ def fit(run: Run, train: Split, valid: Split, num_classes: int, data_fingerprint
         # Observers last: what they report of an epoch is backed up, so a resumed run never repeats it.
         *callbacks,
     ]
-    print(f"{run.name}: {run.model} on {run.dataset}, {len(y_train)} training and {len(valid.y)} validation "
-          f"images, up to {run.epochs} epochs, batch {fit_config.batch_size}; {accelerator.describe()}", flush=True)
+    print(
+        f"{run.name}: {run.model} on {run.dataset}, {len(y_train)} training and {len(valid.y)} validation "
+        f"images, up to {run.epochs} epochs, batch {fit_config.batch_size}; {accelerator.describe()}",
+        flush=True,
+    )
     # shuffle=False: the input pipeline shuffles (with the run's seed); verbose=2: one line per epoch in logs.
-    model.fit(train_data, validation_data=valid_data, epochs=run.epochs, callbacks=callbacks, shuffle=False,
-              verbose=2)
+    model.fit(train_data, validation_data=valid_data, epochs=run.epochs, callbacks=callbacks, shuffle=False, verbose=2)
 
     rows = epoch_log.rows
     nan_rows = [row for row in rows if math.isnan(row["train_loss"])]
@@ -202,8 +228,14 @@ def start_fresh_unless_same(run: Run, context: dict[str, Any]) -> None:
     The fingerprint is everything that changes training: the model as params.yaml holds it, the knobs it uses,
     the whole `train` section, the epoch count, plus `context` (the data's checksums, the numerics in effect).
     """
-    settings = {"spec": run.spec.model_dump(), "knobs": run.knobs, "train": run.shared.model_dump(),
-                "epochs": run.epochs, "backend": keras.backend.backend(), **context}
+    settings = {
+        "spec": run.spec.model_dump(),
+        "knobs": run.knobs,
+        "train": run.shared.model_dump(),
+        "epochs": run.epochs,
+        "backend": keras.backend.backend(),
+        **context,
+    }
     directory = cache_dir(run)
     marker = directory / "settings.json"
     text = json.dumps(settings, sort_keys=True, default=str)

@@ -24,13 +24,13 @@ from overfit_first.config import EvaluateConfig
 
 RECOMMENDATIONS = {
     "still learning": "validation accuracy was still rising when its epochs ran out: train longer (raise "
-                      "runs.<run>.epochs) before judging its fit",
+    "runs.<run>.epochs) before judging its fit",
     "true overfit": "capacity confirmed: simplify it (dropout, batch norm, fewer or smaller layers) or add data "
-                    "(augmentation)",
+    "(augmentation)",
     "partial overfit": "memorizes without fitting its training set: change the architecture or get more data; "
-                       "more regularization will not close this gap",
+    "more regularization will not close this gap",
     "underfit": "cannot fit its training set: change the architecture (more capacity, e.g. a CNN instead of an "
-                "MLP); simplifying will not help",
+    "MLP); simplifying will not help",
     "good fit": "train and validation agree: keep it; add capacity only if its accuracy is still too low",
 }
 

@@ -25,9 +25,12 @@ def main() -> None:
     result = evaluation.evaluate(run, params.evaluate)
     evaluation.write_outputs(run, result)
     done = result.metrics
-    print(f"{run.name}: test accuracy {done.test_accuracy:.4f}; train {done.train_accuracy_inference:.4f}, "
-          f"validation {done.val_accuracy_inference:.4f} (gap {done.gap:+.4f}) -> {done.verdict} "
-          f"({done.recommendation})", flush=True)
+    print(
+        f"{run.name}: test accuracy {done.test_accuracy:.4f}; train {done.train_accuracy_inference:.4f}, "
+        f"validation {done.val_accuracy_inference:.4f} (gap {done.gap:+.4f}) -> {done.verdict} "
+        f"({done.recommendation})",
+        flush=True,
+    )
     tracking.log_evaluation(run, result)
 
 

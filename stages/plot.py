@@ -24,14 +24,19 @@ def main() -> None:
     params = load_params()
     runs = params.dataset_runs(args.dataset)
     if not runs:
-        raise PipelineError(f"params.yaml: no run under `runs` uses dataset {args.dataset!r}; add one, or remove "
-                            "the dataset from data.datasets")
+        raise PipelineError(
+            f"params.yaml: no run under `runs` uses dataset {args.dataset!r}; add one, or remove "
+            "the dataset from data.datasets"
+        )
     results = {run.name: comparison.read_metrics(run) for run in runs}
     compared = comparison.compare(comparison.by_role(runs), results)
     metrics.write(layout.comparison_file(args.dataset), compared)
     written = plots.plot_dataset(args.dataset, runs, results)
-    print(f"{args.dataset}: wrote {layout.comparison_file(args.dataset)} and {len(written)} files in "
-          f"{layout.report_dir(args.dataset)}", flush=True)
+    print(
+        f"{args.dataset}: wrote {layout.comparison_file(args.dataset)} and {len(written)} files in "
+        f"{layout.report_dir(args.dataset)}",
+        flush=True,
+    )
     tracking.register_recommended(args.dataset, runs, results)
 
 

@@ -1,6 +1,6 @@
 """Stage `report`: write reports/README.md, every dataset's results, comparison and charts (overfit_first.report).
 
-    python -m stages.report
+python -m stages.report
 """
 
 from __future__ import annotations

@@ -29,12 +29,16 @@ def main() -> None:
     checksums = {split: summary["splits"][split].get("sha256") for split in ("train", "valid")}
     # The first validation image is the logged model's input example.
     with tracking.live_run(run, summary, example=valid.x[:1]) as live:
-        result = training.fit(run, train, valid, summary["num_classes"], data_fingerprint=checksums,
-                              callbacks=[live.callback])
+        result = training.fit(
+            run, train, valid, summary["num_classes"], data_fingerprint=checksums, callbacks=[live.callback]
+        )
         training.write_outputs(run, result)
         best = result.metrics
-        print(f"{run.name}: best epoch {best.best_epoch} of {best.epochs_run}: train accuracy "
-              f"{best.train_accuracy:.4f}, validation accuracy {best.val_accuracy:.4f}", flush=True)
+        print(
+            f"{run.name}: best epoch {best.best_epoch} of {best.epochs_run}: train accuracy "
+            f"{best.train_accuracy:.4f}, validation accuracy {best.val_accuracy:.4f}",
+            flush=True,
+        )
         live.finish(result.model)
 
 

@@ -27,12 +27,17 @@ def stage_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_stage(module: str, *args: str, cwd: Path, env: dict[str, str] | None = None,
-              timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def run_stage(
+    module: str, *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     """Run `python -m <module> <args>` as DVC would, capturing its output."""
     return subprocess.run(
         [sys.executable, "-m", module, *args],
-        cwd=cwd, env=env or stage_env(), capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        env=env or stage_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -55,9 +60,24 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root / 'db'}",
-         "--default-artifact-root", str(root / "art"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=(root / "server.log").open("w"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'db'}",
+            "--default-artifact-root",
+            str(root / "art"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=(root / "server.log").open("w"),
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 120

@@ -206,7 +206,7 @@ def zip_with_member(archive: Path, name: str, content: bytes = b"x", link: bool 
     info = zipfile.ZipInfo(name)
     if link:
         info.create_system = 3  # Unix, so that external_attr carries the file type
-        info.external_attr = (0o120777 << 16)
+        info.external_attr = 0o120777 << 16
     with zipfile.ZipFile(archive, "a") as zipped:
         zipped.writestr(info, content)
 

@@ -131,14 +131,25 @@ def stage_env_for(tracking_uri: str) -> dict[str, str]:
 
 
 def git(project: Path, *args: str) -> str:
-    result = subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *args],
-                            cwd=project, check=True, capture_output=True, text=True)
+    result = subprocess.run(
+        ["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *args],
+        cwd=project,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return result.stdout
 
 
 def dvc(project: Path, *args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=project, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "dvc"), *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def pipeline_yaml() -> dict[str, Any]:
@@ -146,8 +157,9 @@ def pipeline_yaml() -> dict[str, Any]:
     definition = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))
     missing = [name for name in PIPELINE_STAGES if name not in definition.get("stages", {})]
     if missing:
-        pytest.fail(f"dvc.yaml has no stage {', '.join(missing)}: add them "
-                    "(see README 'Evaluation, comparison and report')")
+        pytest.fail(
+            f"dvc.yaml has no stage {', '.join(missing)}: add them (see README 'Evaluation, comparison and report')"
+        )
     return {"stages": {name: definition["stages"][name] for name in PIPELINE_STAGES}}
 
 

@@ -30,15 +30,20 @@ def api(url: str, endpoint: str, **query: str) -> dict:
 
 def search_runs(url: str, dataset: str = "tiny") -> list[dict]:
     """The runs of experiment overfit-first/<dataset>, newest first (none if it does not exist yet)."""
-    response = requests.get(f"{url}/api/2.0/mlflow/experiments/get-by-name",
-                            params={"experiment_name": f"overfit-first/{dataset}"}, timeout=10)
+    response = requests.get(
+        f"{url}/api/2.0/mlflow/experiments/get-by-name",
+        params={"experiment_name": f"overfit-first/{dataset}"},
+        timeout=10,
+    )
     if response.status_code == 404:
         return []
     response.raise_for_status()
     response = requests.post(
         f"{url}/api/2.0/mlflow/runs/search",
-        json={"experiment_ids": [response.json()["experiment"]["experiment_id"]],
-              "order_by": ["attributes.start_time DESC"]},
+        json={
+            "experiment_ids": [response.json()["experiment"]["experiment_id"]],
+            "order_by": ["attributes.start_time DESC"],
+        },
         timeout=10,
     )
     response.raise_for_status()

@@ -126,7 +126,11 @@ def start_train(project: Path, env: dict[str, str]) -> subprocess.Popen[str]:
     """`python -m stages.train tiny-tiny_cnn` in `project`, stdout and stderr merged, read line by line."""
     return subprocess.Popen(
         [sys.executable, "-m", "stages.train", RUN],
-        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 

@@ -38,8 +38,9 @@ DROPOUT_STAGES = {"sources", "train@pets-tiny_simplified", "evaluate@pets-tiny_s
 
 def dvc(repo: Path, env: dict[str, str], *args: str, timeout: float = 900) -> str:
     """`dvc <args>` in `repo` with this interpreter's DVC; its stdout and stderr, or a failed assertion."""
-    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env, capture_output=True,
-                            text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=timeout
+    )
     assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout + result.stderr
 
@@ -69,8 +70,7 @@ def new_repo(tmp_path: Path, params: dict, **env_extra: str) -> tuple[Path, dict
             shutil.copy2(source, target)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
 
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("OVERFIT_FIRST_", "DVC_", "MLFLOW_"))}
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("OVERFIT_FIRST_", "DVC_", "MLFLOW_"))}
     env.update(isolated_env(tmp_path, OVERFIT_FIRST_OFFLINE="1", TF_CPP_MIN_LOG_LEVEL="2", **env_extra))
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     git(repo, "init", "-q")
@@ -117,8 +117,12 @@ def tiny_pipeline(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     params["models"]["tiny_simplified"] = TINY_SIMPLIFIED
     params["runs"] = {
         "pets-mlp": {"dataset": "pets", "model": "mlp", "tuned_by": "train", "epochs": 2},
-        "pets-tiny_simplified": {"dataset": "pets", "model": "tiny_simplified", "tuned_by": "model.dropout",
-                                 "epochs": 2},
+        "pets-tiny_simplified": {
+            "dataset": "pets",
+            "model": "tiny_simplified",
+            "tuned_by": "model.dropout",
+            "epochs": 2,
+        },
     }
     repo, env = new_repo(tmp_path, params)
     first = dvc(repo, env, "repro")

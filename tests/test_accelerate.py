@@ -54,9 +54,16 @@ print(json.dumps({"devices": devices, "replicas": accelerator.replicas,
 """
 
 
-@pytest.mark.parametrize(("setting", "gpus", "expected"), [
-    ("auto", 0, False), ("auto", 1, True), ("auto", 4, True), (True, 0, True), (False, 2, False),
-])
+@pytest.mark.parametrize(
+    ("setting", "gpus", "expected"),
+    [
+        ("auto", 0, False),
+        ("auto", 1, True),
+        ("auto", 4, True),
+        (True, 0, True),
+        (False, 2, False),
+    ],
+)
 def test_auto_means_on_with_a_gpu_only(setting: accelerate.Setting, gpus: int, expected: bool) -> None:
     assert accelerate.resolve(setting, gpus) is expected
 
@@ -95,8 +102,14 @@ def test_cpu_defaults_are_a_single_device_in_float32_without_xla() -> None:
 @pytest.mark.slow
 def test_training_under_a_mirrored_strategy_of_two_cpus(tmp_path: Path) -> None:
     project = make_project(tmp_path / "project")
-    result = subprocess.run([sys.executable, "-c", TWO_CPU_REPLICAS, RUN], cwd=project,
-                            env=train_env(sqlite_uri(tmp_path)), capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", TWO_CPU_REPLICAS, RUN],
+        cwd=project,
+        env=train_env(sqlite_uri(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert len(report["devices"]) == 2
@@ -123,8 +136,7 @@ def test_mixed_precision_run_through_the_train_stage(tmp_path: Path) -> None:
     assert read_metrics(project)["val_accuracy"] > 0.5
 
 
-@pytest.mark.skipif(importlib.util.find_spec("jax") is None,
-                    reason='jax is not installed: pip install -e ".[jax]"')
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason='jax is not installed: pip install -e ".[jax]"')
 @pytest.mark.slow
 def test_train_stage_runs_on_the_jax_backend(tmp_path: Path) -> None:
     project = make_project(tmp_path / "project")

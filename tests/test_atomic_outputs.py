@@ -31,8 +31,7 @@ KILLS_PER_STAGE = 4
 
 
 def _run_and_kill(command: list[str], cwd: Path, delay: float) -> None:
-    process = subprocess.Popen(command, cwd=cwd, env=stage_env(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, cwd=cwd, env=stage_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(delay)
     if process.poll() is None:
         process.send_signal(signal.SIGKILL)
@@ -45,8 +44,9 @@ def _timed_run(command: list[str], cwd: Path) -> float:
     return time.monotonic() - start
 
 
-def _kill_at_random_points(command: list[str], cwd: Path, outputs: list[Path],
-                           check_complete: Callable[[], None], seed: int) -> None:
+def _kill_at_random_points(
+    command: list[str], cwd: Path, outputs: list[Path], check_complete: Callable[[], None], seed: int
+) -> None:
     """Measure a full run, then kill fresh runs at random points and check what each left."""
     duration = _timed_run(command, cwd)
     check_complete()
@@ -62,8 +62,12 @@ def _kill_at_random_points(command: list[str], cwd: Path, outputs: list[Path],
             check_complete()
         for output in outputs:
             assert not output.exists() or output.stat().st_size > 0, f"{output} exists but is empty"
-        leftovers = [path.name for output in outputs for path in output.parent.glob(f"{output.name}*")
-                     if path.name != output.name]
+        leftovers = [
+            path.name
+            for output in outputs
+            for path in output.parent.glob(f"{output.name}*")
+            if path.name != output.name
+        ]
         assert not leftovers, f"files that could pass for outputs: {leftovers}"
     # The next complete run deletes whatever temporary directories the killed ones left beside the outputs.
     _timed_run(command, cwd)
@@ -89,8 +93,11 @@ def test_prepare_killed_anywhere_leaves_all_or_nothing(tmp_path: Path) -> None:
     x = np.random.default_rng(0).integers(0, 256, (6000, 28, 28, 1), dtype=np.uint8)
     split = Split(x=x, y=np.arange(6000) % 10)
     names = [f"c{index}" for index in range(10)]
-    raw.write(directory / "data/raw/tiny", raw.RawData(split, split, names),
-              {"dataset": "tiny", "source": "test", "class_names": names, "superclass_names": None, "files": []})
+    raw.write(
+        directory / "data/raw/tiny",
+        raw.RawData(split, split, names),
+        {"dataset": "tiny", "source": "test", "class_names": names, "superclass_names": None, "files": []},
+    )
     out = directory / "data/prepared/tiny"
 
     def complete() -> None:
@@ -120,8 +127,11 @@ def test_train_killed_anywhere_leaves_no_output_that_looks_complete(tmp_path: Pa
     import keras
 
     directory = make_project(tmp_path / "project")
-    outputs = [directory / layout.model_file(DATASET, MODEL), directory / layout.train_metrics_file(DATASET, MODEL),
-               directory / layout.history_file(DATASET, MODEL)]
+    outputs = [
+        directory / layout.model_file(DATASET, MODEL),
+        directory / layout.train_metrics_file(DATASET, MODEL),
+        directory / layout.history_file(DATASET, MODEL),
+    ]
 
     def complete() -> None:
         keras.saving.load_model(outputs[0])

@@ -23,8 +23,14 @@ def _prepared(directory: Path, count: int = 12) -> Path:
     for split in ("train", "valid", "test"):
         save_split(out / f"{split}.npz", Split(x=np.zeros((count, 32, 32, 1), np.uint8), y=np.arange(count) % 3))
         counts[split] = {"count": count, "class_counts": [count // 3] * 3}
-    summary = {"dataset": "tiny", "image_shape": [32, 32, 1], "num_classes": 3, "class_names": ["a", "b", "c"],
-               "superclass_names": None, "splits": counts}
+    summary = {
+        "dataset": "tiny",
+        "image_shape": [32, 32, 1],
+        "num_classes": 3,
+        "class_names": ["a", "b", "c"],
+        "superclass_names": None,
+        "splits": counts,
+    }
     (out / "summary.json").write_text(json.dumps(summary))
     return out
 
@@ -70,8 +76,11 @@ def test_prepare_stage_on_truncated_raw_file(tmp_path: Path) -> None:
     """The real stage process: exit 1, the raw file named, the download command to rebuild, no output."""
     directory = project(tmp_path)
     split = Split(x=np.zeros((20, 28, 28, 1), np.uint8), y=np.arange(20) % 2)
-    raw.write(directory / "data/raw/tiny", raw.RawData(split, split, ["a", "b"]),
-              {"dataset": "tiny", "source": "test", "class_names": ["a", "b"], "superclass_names": None, "files": []})
+    raw.write(
+        directory / "data/raw/tiny",
+        raw.RawData(split, split, ["a", "b"]),
+        {"dataset": "tiny", "source": "test", "class_names": ["a", "b"], "superclass_names": None, "files": []},
+    )
     truncated = directory / "data/raw/tiny/train.npz"
     truncated.write_bytes(truncated.read_bytes()[:100])
     result = run_data_stage(directory, "prepare", "tiny", tmp_path)

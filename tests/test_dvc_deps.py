@@ -22,7 +22,7 @@ OBSERVERS = {
     "overfit_first/atomic.py": "how a file is written (temporary name, then rename), not what",
     "overfit_first/layout.py": "the output paths, which dvc.yaml declares itself: a change shows as a new output",
     "overfit_first/tracking.py": "MLflow logging: a Keras callback that reads each epoch's logs, then what the "
-                                 "stages wrote; the model registry",
+    "stages wrote; the model registry",
     "overfit_first/progress.py": "progress display on a terminal or in a log",
 }
 
@@ -115,6 +115,11 @@ def test_stage_lists_no_observer_or_unused_module(name: str) -> None:
 def test_closure_follows_imports_and_stops_at_observers() -> None:
     """The rule itself on the train stage: training's model builder is in, tracking's own imports are not."""
     train = closure(REPO / "stages" / "train.py")
-    assert {"overfit_first/training.py", "overfit_first/models.py", "overfit_first/config.py",
-            "overfit_first/__init__.py", "overfit_first/tracking.py"} <= train
+    assert {
+        "overfit_first/training.py",
+        "overfit_first/models.py",
+        "overfit_first/config.py",
+        "overfit_first/__init__.py",
+        "overfit_first/tracking.py",
+    } <= train
     assert "overfit_first/evaluation.py" not in train  # imported only by tracking, an observer

@@ -54,8 +54,11 @@ def main_block(path: Path) -> ast.If | None:
 def test_every_entry_point_is_listed_and_runs_in_run_stage() -> None:
     """A new `python -m` module is caught here: it must join ENTRY_POINTS (and so the test below) and run_stage."""
     # bench's other modules are the parts `python -m bench` runs itself, from the repository root.
-    candidates = [*sorted((REPO / "stages").glob("*.py")), *sorted((REPO / "overfit_first").rglob("*.py")),
-                  REPO / "bench" / "__main__.py"]
+    candidates = [
+        *sorted((REPO / "stages").glob("*.py")),
+        *sorted((REPO / "overfit_first").rglob("*.py")),
+        REPO / "bench" / "__main__.py",
+    ]
     found = {module_name(path): block for path in candidates if (block := main_block(path)) is not None}
     assert sorted(found) == sorted(ENTRY_POINTS)
     for module, block in found.items():
@@ -83,7 +86,8 @@ def test_entry_point_run_from_a_subdirectory_stops_before_any_work(scratch_repo:
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: {layout.RUN_FROM_ROOT}: {(scratch_repo / 'reports').resolve()} is inside the repository; "
-        f"cd {scratch_repo.resolve()} first")
+        f"cd {scratch_repo.resolve()} first"
+    )
     assert files_under(scratch_repo) == before, "nothing written"
 
 

@@ -33,8 +33,18 @@ from helpers_eval import (
 )
 from helpers_train import DATASET
 
-TRAIN_KEYS = ("train_accuracy", "val_accuracy", "train_loss", "val_loss", "trainable_params", "total_params",
-              "epochs_run", "best_epoch", "seconds_per_epoch", "train_images")
+TRAIN_KEYS = (
+    "train_accuracy",
+    "val_accuracy",
+    "train_loss",
+    "val_loss",
+    "trainable_params",
+    "total_params",
+    "epochs_run",
+    "best_epoch",
+    "seconds_per_epoch",
+    "train_images",
+)
 
 # The article's reported (train, validation) accuracy and the words it uses for them.
 ARTICLE = {
@@ -71,7 +81,9 @@ HISTORIES = {
     "flat with a lucky last epoch": ([0.70, 0.71, 0.70, 0.71, 0.70, 0.71, 0.70, 0.69, 0.72], False),
     # The default profile's overfitting CNN, seed 1, epochs 19-30: a plateau since epoch 19, best at 27
     "a noisy plateau, best near the end by less than the noise": (
-        [0.849, 0.850, 0.783, 0.827, 0.845, 0.838, 0.832, 0.844, 0.856, 0.832, 0.851, 0.827], False),
+        [0.849, 0.850, 0.783, 0.827, 0.845, 0.838, 0.832, 0.844, 0.856, 0.832, 0.851, 0.827],
+        False,
+    ),
     "short run, best at the end": ([0.3, 0.5], True),
     "single epoch": ([0.3], False),
 }
@@ -197,11 +209,14 @@ def test_evaluation_is_right_and_lands_in_the_training_run(
     for index, name in enumerate(names):
         members = test.y == index
         expected = np.mean(predicted[members] == index)
-        assert per_class["classes"][name] == {"accuracy": pytest.approx(expected, **rounded),
-                                              "images": int(members.sum())}
+        assert per_class["classes"][name] == {
+            "accuracy": pytest.approx(expected, **rounded),
+            "images": int(members.sum()),
+        }
     assert sum(entry["images"] for entry in per_class["superclasses"].values()) == len(test.y)
-    assert not [path.name for path in (project / "metrics" / DATASET).iterdir() if path.name.startswith(".")], \
+    assert not [path.name for path in (project / "metrics" / DATASET).iterdir() if path.name.startswith(".")], (
         "no temporary files left behind"
+    )
 
     # MLflow: the evaluation joined the run that trained this very model file, not the older one.
     client = mlflow.MlflowClient(tracking_uri=tracking_store)
@@ -217,7 +232,10 @@ def test_evaluation_is_right_and_lands_in_the_training_run(
 
 @pytest.mark.slow
 def test_tracking_problems_never_fail_the_stage(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, tracking_store: str, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    tracking_store: str,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     project = copy_project(tiny_trained(tmp_path_factory), tmp_path / "project")

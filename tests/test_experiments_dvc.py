@@ -38,7 +38,8 @@ def test_dropout_experiment_retrains_only_what_uses_it(repo: tuple[Path, dict[st
     simplified = diff["metrics/pets/tiny_simplified.json"]
     assert simplified["test_accuracy"]["old"] is not None and "new" in simplified["test_accuracy"]
     assert "metrics/pets/mlp.json" not in diff or all(
-        change.get("diff") in (0, None) for change in diff["metrics/pets/mlp.json"].values())
+        change.get("diff") in (0, None) for change in diff["metrics/pets/mlp.json"].values()
+    )
 
     # Two experiments compare with `dvc exp diff`.
     dvc(path, env, "exp", "run", "-n", "dropout-0.5", "-S", "model.dropout=0.5")

@@ -299,10 +299,13 @@ def test_link_loops_broken_links_and_empty_class_folders_are_named(tmp_path: Pat
     assert "test/newt/ is a class folder without images" in message
 
 
-@pytest.mark.parametrize(("link", "target", "error"), [
-    ("train/cat/loop", "..", r"link 'train/cat/loop/cat/loop' leads back into 'train' \(a link loop\)"),
-    ("train/dog", "../nowhere", r"link 'train/dog' points to 'nowhere', which is not in the archive"),
-])
+@pytest.mark.parametrize(
+    ("link", "target", "error"),
+    [
+        ("train/cat/loop", "..", r"link 'train/cat/loop/cat/loop' leads back into 'train' \(a link loop\)"),
+        ("train/dog", "../nowhere", r"link 'train/dog' points to 'nowhere', which is not in the archive"),
+    ],
+)
 def test_archive_link_loops_and_dangling_links_are_refused(tmp_path: Path, link: str, target: str, error: str) -> None:
     image_folder(tmp_path / "tree", classes=("cat", "dog"), top=None)
     archive = tar_gz(tmp_path / "tree", tmp_path / "tree.tar.gz")
@@ -330,13 +333,16 @@ def test_every_archive_format_reads_like_the_directory(tmp_path: Path, kind: str
         np.testing.assert_array_equal(getattr(got, split).y, getattr(expected, split).y)
 
 
-@pytest.mark.parametrize(("name", "link", "reason"), [
-    ("../evil.png", False, "'..' in its path"),
-    ("/tmp/evil.png", False, "absolute path"),
-    ("..\\evil.png", False, "'..' in its path"),
-    ("C:/evil.png", False, "absolute path"),
-    ("tiny/train/cat/escape", True, "link to '../../../../etc/passwd' outside the archive"),
-])
+@pytest.mark.parametrize(
+    ("name", "link", "reason"),
+    [
+        ("../evil.png", False, "'..' in its path"),
+        ("/tmp/evil.png", False, "absolute path"),
+        ("..\\evil.png", False, "'..' in its path"),
+        ("C:/evil.png", False, "absolute path"),
+        ("tiny/train/cat/escape", True, "link to '../../../../etc/passwd' outside the archive"),
+    ],
+)
 def test_hostile_zip_members_are_refused(tmp_path: Path, name: str, link: bool, reason: str) -> None:
     image_folder(tmp_path / "tree")
     archive = zip_archive(tmp_path / "tree", tmp_path / "pets.zip")
@@ -349,8 +355,12 @@ def test_hostile_zip_members_are_refused(tmp_path: Path, name: str, link: bool, 
 def test_other_formats_get_the_list_of_supported_ones(tmp_path: Path, name: str, content: bytes) -> None:
     (tmp_path / name).write_bytes(content)
     supported = ".tar, .tar.gz (.tgz), .tar.bz2 (.tbz2), .tar.xz (.txz) or .zip"
-    with pytest.raises(PipelineError, match=re.escape(f"{tmp_path / name} is not an archive format this pipeline "
-                                                      f"reads (its content is not {supported})")):
+    with pytest.raises(
+        PipelineError,
+        match=re.escape(
+            f"{tmp_path / name} is not an archive format this pipeline reads (its content is not {supported})"
+        ),
+    ):
         reader.read(tmp_path / name)
 
 
@@ -373,8 +383,10 @@ def test_several_unreadable_files_are_named_in_one_error(tmp_path: Path) -> None
         reader.read(tar_gz(tmp_path / "tiny", tmp_path / "tiny.tar.gz"))
     lines = str(raised.value).splitlines()
     assert lines[0] == f"{tmp_path / 'tiny.tar.gz'}: 3 files cannot be used:"
-    assert lines[1:] == [f"  {name} is not a readable image (not a format Pillow reads); remove it"
-                         for name in ("test/frog/c.jpg", "train/cat/a.txt", "train/dog/b.png")]
+    assert lines[1:] == [
+        f"  {name} is not a readable image (not a format Pillow reads); remove it"
+        for name in ("test/frog/c.jpg", "train/cat/a.txt", "train/dog/b.png")
+    ]
 
 
 def test_many_unusable_files_list_the_first_twenty_and_the_total(tmp_path: Path) -> None:

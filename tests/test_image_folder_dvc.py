@@ -35,8 +35,11 @@ def test_a_changed_image_reruns_the_download_of_its_folder_only(tmp_path: Path) 
     image_folder(tmp_path / "birds", classes=("owl", "tit"), n_train=6, n_test=2, size=(8, 8))
     zip_archive(tmp_path / "birds", tmp_path / "birds.zip")
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
-    params["data"].update(datasets=["pets", "birds"], mirror=None,
-                          image_folders={"pets": "../pets", "birds": "../birds.zip", "unused": "../not-there"})
+    params["data"].update(
+        datasets=["pets", "birds"],
+        mirror=None,
+        image_folders={"pets": "../pets", "birds": "../birds.zip", "unused": "../not-there"},
+    )
     params["prepare"].update(valid_size=4, sample_size=None, pad_to=None)
     params["runs"] = {"pets-mlp": {"dataset": "pets", "model": "mlp", "tuned_by": "train"}}
     repo, env = new_repo(tmp_path, params)
@@ -64,8 +67,14 @@ def test_a_changed_image_reruns_the_download_of_its_folder_only(tmp_path: Path) 
     # A class folder lost: one class left, refused before anything is written.
     (tmp_path / "pets" / "train" / "dog").unlink()
     (tmp_path / "pets" / "test" / "dog").unlink()
-    failed = subprocess.run([sys.executable, "-m", "dvc", "repro", "prepare@pets"], cwd=repo, env=env,
-                            capture_output=True, text=True, timeout=300)
+    failed = subprocess.run(
+        [sys.executable, "-m", "dvc", "repro", "prepare@pets"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert failed.returncode != 0
     assert "the training split holds 1 class(es) ['cat']; a classifier needs at least two" in failed.stderr
 
@@ -88,8 +97,9 @@ def test_a_queued_experiment_reads_a_relative_image_folder_from_the_original_rep
         dvc(repo, env, "queue", "start")
         status = wait_for_queue(repo, env, timeout=900)
     finally:
-        subprocess.run([sys.executable, "-m", "dvc", "queue", "stop"], cwd=repo, env=env, capture_output=True,
-                       timeout=300)
+        subprocess.run(
+            [sys.executable, "-m", "dvc", "queue", "stop"], cwd=repo, env=env, capture_output=True, timeout=300
+        )
     assert status.count("Success") == 1 and "Failed" not in status, status + failure_logs(repo, env, status)
     table = json.loads(dvc(repo, env, "exp", "show", "--json"))
     experiments = [exp for baseline in table for exp in (baseline.get("experiments") or [])]

@@ -6,8 +6,16 @@ import numpy as np
 
 from overfit_first.inputs import NumpyBatches, augmentation_layers, make_dataset
 
-AUGMENTATION = {"rotation_degrees": 30, "width_shift": 0.2, "height_shift": 0.2, "shear": 0.2, "zoom": 0.2,
-                "horizontal_flip": True, "vertical_flip": True, "fill_mode": "nearest"}
+AUGMENTATION = {
+    "rotation_degrees": 30,
+    "width_shift": 0.2,
+    "height_shift": 0.2,
+    "shear": 0.2,
+    "zoom": 0.2,
+    "horizontal_flip": True,
+    "vertical_flip": True,
+    "fill_mode": "nearest",
+}
 
 
 def images(count: int = 20) -> tuple[np.ndarray, np.ndarray]:
@@ -39,7 +47,12 @@ def test_training_batches_are_shuffled_with_the_seed() -> None:
 def test_augmentation_applies_to_training_only() -> None:
     x, y = images()
     assert [type(layer).__name__ for layer in augmentation_layers(AUGMENTATION, seed=0)] == [
-        "RandomRotation", "RandomTranslation", "RandomShear", "RandomZoom", "RandomFlip"]
+        "RandomRotation",
+        "RandomTranslation",
+        "RandomShear",
+        "RandomZoom",
+        "RandomFlip",
+    ]
     assert augmentation_layers(None, seed=0) == []
     for augmented, label in batches(make_dataset(x, y, 20, training=True, augmentation=AUGMENTATION)):
         assert augmented.shape == (20, 8, 8, 3) and 0.0 <= augmented.min() and augmented.max() <= 1.0

@@ -54,8 +54,15 @@ def start_script(directory: Path, *outputs: str, ignore: signal.Signals | None =
         if ignore is not None:
             signal.signal(ignore, signal.SIG_IGN)
 
-    process = subprocess.Popen([sys.executable, "-c", SCRIPT, *outputs], cwd=directory, env=stage_env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore_signal)
+    process = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, *outputs],
+        cwd=directory,
+        env=stage_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=ignore_signal,
+    )
     assert process.stdout is not None and process.stdout.readline() == "ready\n", process.communicate()
     return process
 
@@ -68,8 +75,9 @@ def test_every_stop_signal_takes_the_clean_way_out(tmp_path: Path, stop: signal.
     assert process.returncode == 128 + stop, stderr
     assert "cleaning up" in stdout, "the finally blocks ran"
     # The message lists the outputs written, cleanup.txt included (written on the way out), not the hidden state.
-    assert stderr.strip() == (f"interrupted by {stop.name}: wrote out/a.json, cleanup.txt (each complete); "
-                              "no other output was written")
+    assert stderr.strip() == (
+        f"interrupted by {stop.name}: wrote out/a.json, cleanup.txt (each complete); no other output was written"
+    )
     assert "Traceback" not in stderr
 
 
@@ -104,8 +112,9 @@ def test_a_signal_ignored_at_start_stays_ignored(tmp_path: Path) -> None:
     assert process.returncode == 143
 
 
-def test_written_outputs_are_those_still_holding_this_process_content(tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_written_outputs_are_those_still_holding_this_process_content(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(atomic, "_replaced", {})
     monkeypatch.chdir(tmp_path)
     atomic.write_text("first.txt", "1")
@@ -126,15 +135,22 @@ def test_written_outputs_are_those_still_holding_this_process_content(tmp_path: 
 
 # ---------------------------------------------------------------- the train stage, logging to a real server
 
-OUTPUTS = ", ".join(str(path) for path in (layout.model_file(DATASET, MODEL), layout.train_metrics_file(DATASET, MODEL),
-                                           layout.history_file(DATASET, MODEL)))
+OUTPUTS = ", ".join(
+    str(path)
+    for path in (
+        layout.model_file(DATASET, MODEL),
+        layout.train_metrics_file(DATASET, MODEL),
+        layout.history_file(DATASET, MODEL),
+    )
+)
 # Where the stage's MLflow logging is held: its first log-batch opens the run as training starts; the first
 # logged-models request logs the model, after the stage wrote its outputs.
 HOLDS = {"training": "/runs/log-batch", "logging the model": "/logged-models"}
 
 
-def stop_while_logging(project: Path, server: str, stop: signal.Signals,
-                       hold: str) -> tuple[subprocess.Popen[str], str]:
+def stop_while_logging(
+    project: Path, server: str, stop: signal.Signals, hold: str
+) -> tuple[subprocess.Popen[str], str]:
     """Start the train stage, stop it with `stop` once its MLflow request `hold` is on its way; its output."""
     with relay_to(server, hold=hold) as relay:
         process = start_train(project, train_env(relay.url, MLFLOW_HTTP_REQUEST_TIMEOUT="300"))
@@ -154,16 +170,20 @@ def run_of(server: str, process: subprocess.Popen[str]) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("moment", HOLDS)
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=lambda stop: stop.name)
-def test_train_stopped_while_logging_ends_its_run_as_killed(tmp_path: Path, mlflow_server: str,
-                                                            stop: signal.Signals, moment: str) -> None:
+def test_train_stopped_while_logging_ends_its_run_as_killed(
+    tmp_path: Path, mlflow_server: str, stop: signal.Signals, moment: str
+) -> None:
     # Training long enough to be stopped in the middle of it; its logging thread is held meanwhile.
     project = make_project(tmp_path / "project", project_params(epochs=30 if moment == "training" else 3))
     process, output = stop_while_logging(project, mlflow_server, stop, HOLDS[moment])
 
     assert process.returncode == 128 + stop, output
     # Stopped in training, nothing was written; stopped while logging the model, the outputs are complete.
-    written = ("no output was written" if moment == "training"
-               else f"wrote {OUTPUTS} (each complete); no other output was written")
+    written = (
+        "no output was written"
+        if moment == "training"
+        else f"wrote {OUTPUTS} (each complete); no other output was written"
+    )
     assert f"interrupted by {stop.name}: {written}" in output
     assert "Traceback" not in output
     run = run_of(mlflow_server, process)

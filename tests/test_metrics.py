@@ -47,13 +47,19 @@ def test_a_written_file_reads_back_with_its_keys_in_order(tmp_path: Path) -> Non
     assert set(metrics.EVALUATED) == {*EVALUATED, "superclass_test_accuracy"}
 
 
-@pytest.mark.parametrize(("content", "problem"), [
-    (None, "not found: run `dvc repro --force train@r`"),
-    ("{not json", "is corrupt or from an older version"),
-    (json.dumps({**TRAINED, "train_accuracy": 1.5}), "train_accuracy: Input should be less than or equal to 1"),
-    (json.dumps({key: value for key, value in TRAINED.items() if key != "best_epoch"}), "best_epoch: Field required"),
-    (json.dumps({**TRAINED, "accuracy": 0.5}), "accuracy: Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "not found: run `dvc repro --force train@r`"),
+        ("{not json", "is corrupt or from an older version"),
+        (json.dumps({**TRAINED, "train_accuracy": 1.5}), "train_accuracy: Input should be less than or equal to 1"),
+        (
+            json.dumps({key: value for key, value in TRAINED.items() if key != "best_epoch"}),
+            "best_epoch: Field required",
+        ),
+        (json.dumps({**TRAINED, "accuracy": 0.5}), "accuracy: Extra inputs are not permitted"),
+    ],
+)
 def test_a_bad_file_names_itself_and_the_command_that_rebuilds_it(
     tmp_path: Path, content: str | None, problem: str
 ) -> None:
@@ -66,8 +72,10 @@ def test_a_bad_file_names_itself_and_the_command_that_rebuilds_it(
 
 
 def test_history_round_trip_and_missing_columns(tmp_path: Path) -> None:
-    rows = [{"epoch": epoch, "train_accuracy": 0.5, "val_accuracy": 0.4, "train_loss": 1.0, "val_loss": 1.1,
-             "seconds": 2.0} for epoch in (1, 2)]
+    rows = [
+        {"epoch": epoch, "train_accuracy": 0.5, "val_accuracy": 0.4, "train_loss": 1.0, "val_loss": 1.1, "seconds": 2.0}
+        for epoch in (1, 2)
+    ]
     path = tmp_path / "h.csv"
     text = metrics.history_csv(rows)
     assert text.splitlines()[0] == ",".join(metrics.HISTORY_COLUMNS), "seconds stays in the cache"

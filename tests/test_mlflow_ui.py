@@ -20,8 +20,15 @@ from helpers_train import DATASET, RUN, make_project, project_params, train_env
 pytestmark = pytest.mark.slow  # a real MLflow server, training and a browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 ML_VIEW = "workflowType=machine_learning"
 
 
@@ -46,8 +53,9 @@ def test_a_trained_run_in_the_ui(tmp_path: Path, mlflow_server: str, browser: Br
     project = make_project(tmp_path / "project", project_params(epochs=5))
     trained = run_stage("stages.train", RUN, cwd=project, env=train_env(mlflow_server))
     assert trained.returncode == 0, trained.stderr
-    links = run_stage("overfit_first.tracking", "links", "--url", mlflow_server, cwd=project,
-                      env=train_env(mlflow_server))
+    links = run_stage(
+        "overfit_first.tracking", "links", "--url", mlflow_server, cwd=project, env=train_env(mlflow_server)
+    )
     assert links.returncode == 0, links.stderr
     # What the user is given to open: the experiment's link (`make mlflow-ui`) and the run's (the train stage).
     experiment_link = re.search(rf"overfit-first/{DATASET}: (\S+)", links.stdout).group(1)

@@ -54,8 +54,9 @@ def test_output_layer_follows_num_classes_and_computes_in_float32(params: Params
 
 
 def test_knobs_reach_the_layers_by_placeholder(params: Params) -> None:
-    model = build_model(params.models["cnn_simplified"], (32, 32, 3), 10, {"$dropout": 0.25,
-                                                                          "$batchnorm_momentum": 0.9})
+    model = build_model(
+        params.models["cnn_simplified"], (32, 32, 3), 10, {"$dropout": 0.25, "$batchnorm_momentum": 0.9}
+    )
     rates = [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
     assert rates == [0.25, 0.25, 0.5, 0.3]  # "$dropout" twice, then the article's fixed rates
     momenta = {layer.momentum for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)}
@@ -85,8 +86,15 @@ def test_bad_keyword_names_the_entry(params: Params) -> None:
         build_model(ModelSpec(**spec), (32, 32, 3), 10, KNOBS, name="mlp")
 
 
-@pytest.mark.parametrize(("name", "cls"), [("adam", keras.optimizers.Adam), ("nadam", keras.optimizers.Nadam),
-                                            ("sgd", keras.optimizers.SGD), ("rmsprop", keras.optimizers.RMSprop)])
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [
+        ("adam", keras.optimizers.Adam),
+        ("nadam", keras.optimizers.Nadam),
+        ("sgd", keras.optimizers.SGD),
+        ("rmsprop", keras.optimizers.RMSprop),
+    ],
+)
 def test_optimizer_factory(name: str, cls: type) -> None:
     fit = FitConfig(optimizer=name, learning_rate=1e-4, batch_size=32, epochs=1, early_stopping=False)
     optimizer = build_optimizer(fit)

@@ -52,10 +52,18 @@ def test_rule_is_the_larger_of_two_std_and_the_range() -> None:
     assert noise.not_measured().judge(PATH, "test_accuracy", 0.5) == noise.NOT_MEASURED
 
 
-def test_committed_file_is_not_measured_yet_and_loads() -> None:
+def test_committed_file_is_measured_on_three_seeds_and_loads() -> None:
     committed = noise.load(REPO / layout.SEED_SPREAD)
-    assert committed.status == noise.NOT_MEASURED and not committed.metrics, "no invented numbers"
-    assert "not measured yet" in committed.summary() and noise.REFRESH in committed.summary()
+    assert committed.measured and committed.seeds == [0, 1, 2]
+    accuracy = committed.spread("metrics/fashion_mnist/cnn_simplified.json", "test_accuracy")
+    assert accuracy is not None and len(accuracy.values) == 3 and accuracy.min <= accuracy.mean <= accuracy.max
+    assert committed.machine is not None and committed.machine.cpu_flags, "the CPU flags the seeds ran on"
+
+
+def test_an_unmeasured_file_says_so() -> None:
+    unmeasured = noise.SeedSpread(status=noise.NOT_MEASURED, command=noise.REFRESH)
+    assert not unmeasured.measured and not unmeasured.metrics, "no invented numbers"
+    assert "not measured yet" in unmeasured.summary() and noise.REFRESH in unmeasured.summary()
 
 
 def test_missing_and_malformed_files(tmp_path: Path) -> None:

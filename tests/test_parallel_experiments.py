@@ -47,8 +47,9 @@ def test_queued_experiments_run_in_parallel_with_one_mlflow_run_each(tmp_path: P
         dvc(repo, env, "queue", "start", "-j", "2")
         status = wait_for_queue(repo, env, timeout=1200)
     finally:
-        subprocess.run([sys.executable, "-m", "dvc", "queue", "stop"], cwd=repo, env=env, capture_output=True,
-                       timeout=300)
+        subprocess.run(
+            [sys.executable, "-m", "dvc", "queue", "stop"], cwd=repo, env=env, capture_output=True, timeout=300
+        )
     assert status.count("Success") == 2 and "Failed" not in status, status + failure_logs(repo, env, status)
     names = set(dvc(repo, env, "exp", "list", "--name-only").split())
     assert len(names) == 2, names
@@ -67,5 +68,6 @@ def test_queued_experiments_run_in_parallel_with_one_mlflow_run_each(tmp_path: P
         assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 2  # both epochs
         assert {"best_val_accuracy", "test_accuracy"} <= set(run.data.metrics), "train and evaluate both logged"
         assert run.data.tags.get("verdict"), "evaluate found the run the train stage logged"
-        assert {"learning_curve.png", "model_summary.txt"} <= {item.path for item in
-                                                                client.list_artifacts(run.info.run_id)}
+        assert {"learning_curve.png", "model_summary.txt"} <= {
+            item.path for item in client.list_artifacts(run.info.run_id)
+        }

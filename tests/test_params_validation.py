@@ -20,43 +20,89 @@ Mutation = Callable[[dict], None]
 # (what is wrong, how to break params.yaml, text the error must contain)
 BAD_INPUTS: list[tuple[str, Mutation, list[str]]] = [
     ("dropout above 1", lambda p: p["model"].update(dropout=1.5), ["model.dropout", "1.5", "less than 1"]),
-    ("batch size 0", lambda p: p["models"]["mlp"]["fit"].update(batch_size=0),
-     ["models.mlp.fit.batch_size", "0", "greater than or equal to 1"]),
-    ("unknown layer type", lambda p: p["models"]["mlp"]["layers"].insert(1, {"Conv3D": {"filters": 8}}),
-     ["models.mlp.layers[1]", "Conv3D", "allowed: Activation"]),
-    ("unknown dataset", lambda p: p["data"]["datasets"].append("imagenet"),
-     ["data.datasets", "imagenet", "known: cifar10"]),
-    ("missing key", lambda p: p["models"]["cnn_overfit"]["fit"].pop("learning_rate"),
-     ["models.cnn_overfit.fit.learning_rate", "(missing)", "Field required"]),
-    ("wrong type", lambda p: p["prepare"].update(valid_size="many"),
-     ["prepare.valid_size", "'many'", "valid integer"]),
-    ("unknown model in a run", lambda p: p["runs"][next(iter(p["runs"]))].update(model="resnet"),
-     ["runs.", ".model", "resnet", "unknown model"]),
-    ("run on a dataset not built", lambda p: p["runs"][next(iter(p["runs"]))].update(dataset="cifar10"),
-     [".dataset", "cifar10", "not in data.datasets"]),
-    ("simplified model not tuned by dropout",
-     lambda p: [run.update(tuned_by="train") for run in p["runs"].values() if run["model"] == "cnn_simplified"],
-     ["tuned_by", "must be 'model.dropout'"]),
+    (
+        "batch size 0",
+        lambda p: p["models"]["mlp"]["fit"].update(batch_size=0),
+        ["models.mlp.fit.batch_size", "0", "greater than or equal to 1"],
+    ),
+    (
+        "unknown layer type",
+        lambda p: p["models"]["mlp"]["layers"].insert(1, {"Conv3D": {"filters": 8}}),
+        ["models.mlp.layers[1]", "Conv3D", "allowed: Activation"],
+    ),
+    (
+        "unknown dataset",
+        lambda p: p["data"]["datasets"].append("imagenet"),
+        ["data.datasets", "imagenet", "known: cifar10"],
+    ),
+    (
+        "missing key",
+        lambda p: p["models"]["cnn_overfit"]["fit"].pop("learning_rate"),
+        ["models.cnn_overfit.fit.learning_rate", "(missing)", "Field required"],
+    ),
+    ("wrong type", lambda p: p["prepare"].update(valid_size="many"), ["prepare.valid_size", "'many'", "valid integer"]),
+    (
+        "unknown model in a run",
+        lambda p: p["runs"][next(iter(p["runs"]))].update(model="resnet"),
+        ["runs.", ".model", "resnet", "unknown model"],
+    ),
+    (
+        "run on a dataset not built",
+        lambda p: p["runs"][next(iter(p["runs"]))].update(dataset="cifar10"),
+        [".dataset", "cifar10", "not in data.datasets"],
+    ),
+    (
+        "simplified model not tuned by dropout",
+        lambda p: [run.update(tuned_by="train") for run in p["runs"].values() if run["model"] == "cnn_simplified"],
+        ["tuned_by", "must be 'model.dropout'"],
+    ),
     ("missing section", lambda p: p.pop("train"), ["train", "(missing)"]),
     ("misspelt key", lambda p: p["train"].update(max_epoch=3), ["train.max_epoch", "Extra inputs"]),
-    ("unknown optimizer", lambda p: p["models"]["mlp"]["fit"].update(optimizer="adamw2"),
-     ["models.mlp.fit.optimizer", "adamw2", "'adam', 'nadam'"]),
-    ("negative learning rate", lambda p: p["models"]["mlp"]["fit"].update(learning_rate=-0.1),
-     ["models.mlp.fit.learning_rate", "-0.1", "greater than 0"]),
-    ("dataset listed twice", lambda p: p["data"]["datasets"].append(p["data"]["datasets"][0]),
-     ["data.datasets", "twice"]),
-    ("mixed precision neither auto nor a boolean", lambda p: p["train"].update(mixed_precision="fp16"),
-     ["train.mixed_precision", "'fp16'", "must be auto, true or false"]),
-    ("xla as a quoted 'true'", lambda p: p["train"].update(xla="true"),
-     ["train.xla", "'true'", "must be auto, true or false"]),
-    ("unknown placeholder", lambda p: p["models"]["mlp"]["layers"][-1]["Dense"].update(units="$classes"),
-     ["models.mlp", "unknown placeholder '$classes'", "$num_classes"]),
-    ("a renamed key of an older params.yaml", lambda p: p["train"].update(limit=1000),
-     ["train.limit", "Extra inputs are not permitted"]),
-    ("image folder shadowing a built-in dataset", lambda p: p["data"]["image_folders"].update(mnist="x"),
-     ["data.image_folders", "mnist", "shadow built-in"]),
-    ("image folder name unusable as a directory", lambda p: p["data"]["image_folders"].update({"a/b": "x"}),
-     ["data.image_folders.a/b", "letters, digits"]),
+    (
+        "unknown optimizer",
+        lambda p: p["models"]["mlp"]["fit"].update(optimizer="adamw2"),
+        ["models.mlp.fit.optimizer", "adamw2", "'adam', 'nadam'"],
+    ),
+    (
+        "negative learning rate",
+        lambda p: p["models"]["mlp"]["fit"].update(learning_rate=-0.1),
+        ["models.mlp.fit.learning_rate", "-0.1", "greater than 0"],
+    ),
+    (
+        "dataset listed twice",
+        lambda p: p["data"]["datasets"].append(p["data"]["datasets"][0]),
+        ["data.datasets", "twice"],
+    ),
+    (
+        "mixed precision neither auto nor a boolean",
+        lambda p: p["train"].update(mixed_precision="fp16"),
+        ["train.mixed_precision", "'fp16'", "must be auto, true or false"],
+    ),
+    (
+        "xla as a quoted 'true'",
+        lambda p: p["train"].update(xla="true"),
+        ["train.xla", "'true'", "must be auto, true or false"],
+    ),
+    (
+        "unknown placeholder",
+        lambda p: p["models"]["mlp"]["layers"][-1]["Dense"].update(units="$classes"),
+        ["models.mlp", "unknown placeholder '$classes'", "$num_classes"],
+    ),
+    (
+        "a renamed key of an older params.yaml",
+        lambda p: p["train"].update(limit=1000),
+        ["train.limit", "Extra inputs are not permitted"],
+    ),
+    (
+        "image folder shadowing a built-in dataset",
+        lambda p: p["data"]["image_folders"].update(mnist="x"),
+        ["data.image_folders", "mnist", "shadow built-in"],
+    ),
+    (
+        "image folder name unusable as a directory",
+        lambda p: p["data"]["image_folders"].update({"a/b": "x"}),
+        ["data.image_folders.a/b", "letters, digits"],
+    ),
     ("prepare key misspelt", lambda p: p["prepare"].update(valid_szie=10), ["prepare.valid_szie", "Extra inputs"]),
     ("sample size as a boolean", lambda p: p["prepare"].update(sample_size=True), ["prepare.sample_size", "True"]),
 ]
@@ -67,8 +113,9 @@ def test_repository_params_are_valid(default_params: dict) -> None:
     assert set(validated.runs) == set(default_params["runs"])
 
 
-@pytest.mark.parametrize(("mutate", "expected"), [case[1:] for case in BAD_INPUTS],
-                         ids=[case[0] for case in BAD_INPUTS])
+@pytest.mark.parametrize(
+    ("mutate", "expected"), [case[1:] for case in BAD_INPUTS], ids=[case[0] for case in BAD_INPUTS]
+)
 def test_bad_value_is_named(default_params: dict, mutate: Mutation, expected: list[str]) -> None:
     params = copy.deepcopy(default_params)
     mutate(params)

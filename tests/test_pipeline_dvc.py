@@ -26,8 +26,9 @@ def pipeline_repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     image_folder(tmp_path / "folder", classes=("cat", "dog"), n_train=6, n_test=2, size=(8, 8))
     archive = tar_gz(tmp_path / "folder", tmp_path / "tiny_folder.tar.gz")
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
-    params["data"].update(datasets=["fashion_mnist", "tiny_folder"], mirror=None,
-                          image_folders={"tiny_folder": str(archive)})
+    params["data"].update(
+        datasets=["fashion_mnist", "tiny_folder"], mirror=None, image_folders={"tiny_folder": str(archive)}
+    )
     params["prepare"].update(valid_size=4, sample_size=None, pad_to=32)
     repo, env = new_repo(tmp_path, params, OVERFIT_FIRST_SYSTEM_DATASETS=str(DEBIAN_FASHION.parent))
     commit(repo, "pipeline")
@@ -38,8 +39,13 @@ def pipeline_repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 def test_data_stages_repro_then_noop_then_only_what_changed(pipeline_repo: tuple[Path, dict[str, str]]) -> None:
     repo, env = pipeline_repo
     first = dvc(repo, env, "repro", "prepare")
-    assert ran(first) == {"sources", "download@fashion_mnist", "download@tiny_folder",
-                          "prepare@fashion_mnist", "prepare@tiny_folder"}
+    assert ran(first) == {
+        "sources",
+        "download@fashion_mnist",
+        "download@tiny_folder",
+        "prepare@fashion_mnist",
+        "prepare@tiny_folder",
+    }
     summary = yaml.safe_load((repo / "data/prepared/fashion_mnist/summary.json").read_text())
     assert summary["image_shape"] == [32, 32, 1]
     assert summary["splits"]["valid"]["count"] == 4 and summary["splits"]["train"]["count"] == 60_000 - 4

@@ -53,18 +53,27 @@ def open_offline(browser: Browser, page_file: Path) -> tuple[Page, list[str], li
     return page, errors, refused
 
 
-def test_offline_page_renders_every_chart(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
-                                          browser: Browser) -> None:
+def test_offline_page_renders_every_chart(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, browser: Browser
+) -> None:
     project = tiny_reproduced(tmp_path_factory)
     out = tmp_path / "page"
-    result = run_stage("overfit_first.plots_html", "show", "-o", str(out),
-                       "--node-modules", str(REPO / "js" / "node_modules"), cwd=project,
-                       env=stage_env_for(unreachable_tracking_uri()))
+    result = run_stage(
+        "overfit_first.plots_html",
+        "show",
+        "-o",
+        str(out),
+        "--node-modules",
+        str(REPO / "js" / "node_modules"),
+        cwd=project,
+        env=stage_env_for(unreachable_tracking_uri()),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     page, errors, refused = open_offline(browser, out / "index.html")
 
-    page.wait_for_function(f"document.querySelectorAll('.vega-embed canvas, .vega-embed svg').length >= {DATA_PLOTS}",
-                           timeout=20_000)
+    page.wait_for_function(
+        f"document.querySelectorAll('.vega-embed canvas, .vega-embed svg').length >= {DATA_PLOTS}", timeout=20_000
+    )
     assert page.locator(".vega-embed").count() == DATA_PLOTS
     # A drawn chart has ink: count the canvas pixels that are not transparent.
     inked = page.evaluate("""() => [...document.querySelectorAll('.vega-embed canvas')].map(canvas => {
@@ -78,8 +87,9 @@ def test_offline_page_renders_every_chart(tmp_path: Path, tmp_path_factory: pyte
     assert errors == [] and refused == [], (errors, refused)
 
 
-def test_dvc_own_page_is_blank_offline(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
-                                       browser: Browser) -> None:
+def test_dvc_own_page_is_blank_offline(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, browser: Browser
+) -> None:
     project = tiny_reproduced(tmp_path_factory)
     result = dvc(project, "plots", "show", "-o", str(tmp_path / "page"), env=stage_env_for(unreachable_tracking_uri()))
     assert result.returncode == 0, result.stderr

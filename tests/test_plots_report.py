@@ -81,8 +81,10 @@ def test_charts_are_real_images(project: Path) -> None:
         assert pixels.std() > 10, f"{name} looks blank"
     with (project / layout.report_dir(DATASET) / plots.VALIDATION_CSV).open(newline="") as stream:
         rows = list(csv.DictReader(stream))
-    epochs = sum(read_json(project / layout.train_metrics_file(DATASET, model))["epochs_run"]
-                 for model in ("tiny_overfit", "tiny_simplified"))
+    epochs = sum(
+        read_json(project / layout.train_metrics_file(DATASET, model))["epochs_run"]
+        for model in ("tiny_overfit", "tiny_simplified")
+    )
     assert len(rows) == epochs and set(rows[0]) == {"epoch", "model", "val_accuracy"}
 
 

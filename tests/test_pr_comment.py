@@ -25,19 +25,39 @@ ARTIFACT_URL = "https://github.com/owner/repo/actions/runs/1/artifacts/2"
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *args], cwd=repo,
-                          check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
 
 
 def commit_results(repo: Path, test_accuracy: float, verdict: str, gain: float, message: str) -> str:
     """What `dvc repro` commits: a model's metrics, the dataset's comparison and its charts."""
     (repo / "metrics" / "tiny").mkdir(parents=True, exist_ok=True)
-    (repo / "metrics" / "tiny" / "cnn_overfit.json").write_text(json.dumps(
-        {"train_accuracy_inference": 0.99, "test_accuracy": test_accuracy, "gap": 0.99 - test_accuracy,
-         "verdict": verdict}))
-    (repo / "metrics" / "tiny.comparison.json").write_text(json.dumps(
-        {"overfit": "cnn_overfit", "simplified": "cnn_simplified", "simplified_val_accuracy_gain": gain,
-         "simplified_test_accuracy_gain": gain, "simplified_gap_closed": 2 * gain}))
+    (repo / "metrics" / "tiny" / "cnn_overfit.json").write_text(
+        json.dumps(
+            {
+                "train_accuracy_inference": 0.99,
+                "test_accuracy": test_accuracy,
+                "gap": 0.99 - test_accuracy,
+                "verdict": verdict,
+            }
+        )
+    )
+    (repo / "metrics" / "tiny.comparison.json").write_text(
+        json.dumps(
+            {
+                "overfit": "cnn_overfit",
+                "simplified": "cnn_simplified",
+                "simplified_val_accuracy_gain": gain,
+                "simplified_test_accuracy_gain": gain,
+                "simplified_gap_closed": 2 * gain,
+            }
+        )
+    )
     charts = repo / "reports" / "tiny"
     charts.mkdir(parents=True, exist_ok=True)
     for name in plots.PNG_FILES:
@@ -62,12 +82,20 @@ def measured_spread(test_accuracy_std: float) -> str:
     """A seed-spread file as overfit_first.seed_spread writes it, for metrics/tiny/cnn_overfit.json."""
     values = [0.70 - test_accuracy_std, 0.70, 0.70 + test_accuracy_std]
     spread = noise.SeedSpread(
-        status=noise.MEASURED, seeds=[0, 1, 2], measured_at="2026-01-02T03:04:05Z", commit="0123456789abcdef",
+        status=noise.MEASURED,
+        seeds=[0, 1, 2],
+        measured_at="2026-01-02T03:04:05Z",
+        commit="0123456789abcdef",
         machine=noise.Machine(cpu="Test CPU", cores=2, cpu_flags=["avx2"], python="3.11.7", packages={}),
-        metrics={"metrics/tiny/cnn_overfit.json": {
-            "test_accuracy": noise.MetricSpread(values=values, mean=0.70, std=test_accuracy_std, min=min(values),
-                                                max=max(values)),
-            "gap": noise.MetricSpread(values=[0.3, 0.3, 0.3], mean=0.3, std=0.0, min=0.3, max=0.3)}})
+        metrics={
+            "metrics/tiny/cnn_overfit.json": {
+                "test_accuracy": noise.MetricSpread(
+                    values=values, mean=0.70, std=test_accuracy_std, min=min(values), max=max(values)
+                ),
+                "gap": noise.MetricSpread(values=[0.3, 0.3, 0.3], mean=0.3, std=0.0, min=0.3, max=0.3),
+            }
+        },
+    )
     return spread.model_dump_json(indent=2)
 
 
@@ -75,9 +103,24 @@ def build(repo: Path, base: str) -> subprocess.CompletedProcess[str]:
     env = stage_env()
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"  # dvc, as in an activated virtualenv
     return subprocess.run(
-        [sys.executable, "-m", "overfit_first.pr_comment", "--base", base, "--out", "comment.md",
-         "--images-url", IMAGES_URL, "--artifact-url", ARTIFACT_URL],
-        cwd=repo, env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "overfit_first.pr_comment",
+            "--base",
+            base,
+            "--out",
+            "comment.md",
+            "--images-url",
+            IMAGES_URL,
+            "--artifact-url",
+            ARTIFACT_URL,
+        ],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -155,8 +198,9 @@ def test_a_worse_verdict_fails_the_check_naming_the_run(repo: Path) -> None:
     commit_results(repo, 0.60, "partial overfit", 0.05, "head: the pull request makes it overfit")
     result = build(repo, base)
     assert result.returncode == 1
-    assert result.stderr.startswith(f"error: a verdict got worse from {base}: tiny-cnn_overfit: good fit -> "
-                                    "partial overfit"), result.stderr
+    assert result.stderr.startswith(
+        f"error: a verdict got worse from {base}: tiny-cnn_overfit: good fit -> partial overfit"
+    ), result.stderr
     text = (repo / "comment.md").read_text(encoding="utf-8")
     assert "**Check failed: a verdict got worse**" in text, "the comment, written anyway, says why"
     assert "- `tiny-cnn_overfit`: good fit → **partial overfit**" in text

@@ -29,8 +29,17 @@ def _write_raw(root: Path, n_train: int = 40, n_test: int = 8, side: int = 28, c
         return Split(x=x, y=y.astype(np.int64), y_coarse=(y // 2) if coarse else None)
 
     data = raw.RawData(split(n_train, 0), split(n_test, 100), CLASSES, ["low", "high"] if coarse else None)
-    raw.write(root / "data" / "raw" / "tiny", data, {"dataset": "tiny", "source": "test", "class_names": CLASSES,
-                                                    "superclass_names": data.superclass_names, "files": []})
+    raw.write(
+        root / "data" / "raw" / "tiny",
+        data,
+        {
+            "dataset": "tiny",
+            "source": "test",
+            "class_names": CLASSES,
+            "superclass_names": data.superclass_names,
+            "files": [],
+        },
+    )
     return data
 
 

@@ -60,8 +60,9 @@ def test_on_a_terminal_the_bar_redraws_in_place() -> None:
     assert b"\rlive:" in shown and b"live: 100%" in shown
 
 
-def test_the_download_bar_suits_a_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_download_bar_suits_a_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     isolate(tmp_path, monkeypatch)
     monkeypatch.delenv("OVERFIT_FIRST_PROGRESS_INTERVAL", raising=False)
     content = os.urandom(8 * MIB)  # eight chunks of the downloader: eight updates of its bar

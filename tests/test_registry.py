@@ -26,8 +26,13 @@ NAME = "overfit-first-tiny"
 CHAMPION = f"models:/{NAME}@champion"
 MODELS = ("tiny_cnn", "tiny_small")
 RUNS = [f"{DATASET}-{model}" for model in MODELS]
-EVERY_RUN_FITS = {"overfit_train_min": 0.95, "overfit_gap_min": 1.0, "underfit_train_max": 0.01,
-                  "still_learning_window": 5, "batch_size": 512}
+EVERY_RUN_FITS = {
+    "overfit_train_min": 0.95,
+    "overfit_gap_min": 1.0,
+    "underfit_train_max": 0.01,
+    "still_learning_window": 5,
+    "batch_size": 512,
+}
 
 
 def registry_params() -> dict:
@@ -37,8 +42,9 @@ def registry_params() -> dict:
     small = copy.deepcopy(params["models"]["tiny_cnn"])
     small["layers"][0] = {"Conv2D": {"filters": 2}}
     params["models"]["tiny_small"] = small
-    params["runs"] = {run: {"dataset": DATASET, "model": model, "tuned_by": "model.dropout"}
-                      for run, model in zip(RUNS, MODELS)}
+    params["runs"] = {
+        run: {"dataset": DATASET, "model": model, "tuned_by": "model.dropout"} for run, model in zip(RUNS, MODELS)
+    }
     params["evaluate"] = dict(EVERY_RUN_FITS)
     return params
 
@@ -77,8 +83,9 @@ def test_the_recommended_model_is_registered_and_predicts_as_evaluate_does(
     results = {run: evaluated(project, model) for run, model in zip(RUNS, MODELS)}
     assert {result.verdict for result in results.values()} == {"good fit"}
     # The rule: the best validation accuracy among the good fits, a tie to fewer parameters, then the first run.
-    best = max(RUNS, key=lambda run: (results[run].val_accuracy_inference, -results[run].total_params,
-                                      -RUNS.index(run)))
+    best = max(
+        RUNS, key=lambda run: (results[run].val_accuracy_inference, -results[run].total_params, -RUNS.index(run))
+    )
     model = best.split("-", 1)[1]
     version = registry.get_model_version_by_alias(NAME, "champion")
     trained = registry.get_run(version.run_id)
@@ -89,8 +96,9 @@ def test_the_recommended_model_is_registered_and_predicts_as_evaluate_does(
 
     # The signature and input example the train stage logged: float32 images in 0..1.
     info = mlflow.models.get_model_info(CHAMPION)
-    assert info.signature.inputs.to_dict() == [{"type": "tensor", "tensor-spec": {"dtype": "float32",
-                                                                                  "shape": (-1, 32, 32, 1)}}]
+    assert info.signature.inputs.to_dict() == [
+        {"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": (-1, 32, 32, 1)}}
+    ]
     assert info.saved_input_example_info is not None
 
     # Loaded back through pyfunc, it predicts what the evaluate stage predicted, image by image.
@@ -122,10 +130,26 @@ def test_the_recommended_model_is_registered_and_predicts_as_evaluate_does(
 
 
 def result(verdict: str, val: float, params: int) -> EvalMetrics:
-    numbers = dict(train_accuracy=0.9, val_accuracy=val, train_loss=0.3, val_loss=0.4, trainable_params=params,
-                   total_params=params, epochs_run=5, best_epoch=3, seconds_per_epoch=1.0, train_images=100,
-                   train_accuracy_inference=0.9, val_accuracy_inference=val, test_accuracy=0.5, test_loss=1.0,
-                   gap=0.9 - val, gap_test=0.4, gap_history=0.1, test_images=10)
+    numbers = dict(
+        train_accuracy=0.9,
+        val_accuracy=val,
+        train_loss=0.3,
+        val_loss=0.4,
+        trainable_params=params,
+        total_params=params,
+        epochs_run=5,
+        best_epoch=3,
+        seconds_per_epoch=1.0,
+        train_images=100,
+        train_accuracy_inference=0.9,
+        val_accuracy_inference=val,
+        test_accuracy=0.5,
+        test_loss=1.0,
+        gap=0.9 - val,
+        gap_test=0.4,
+        gap_history=0.1,
+        test_images=10,
+    )
     return EvalMetrics(**numbers, verdict=verdict, recommendation="")
 
 
@@ -133,8 +157,10 @@ def three_runs() -> list:
     params = project_params()
     for name in ("a", "b", "c"):
         params["models"][name] = copy.deepcopy(TINY_CNN)
-    params["runs"] = {f"{DATASET}-{name}": {"dataset": DATASET, "model": name, "tuned_by": "model.dropout"}
-                      for name in ("a", "b", "c")}
+    params["runs"] = {
+        f"{DATASET}-{name}": {"dataset": DATASET, "model": name, "tuned_by": "model.dropout"}
+        for name in ("a", "b", "c")
+    }
     return validate(params).dataset_runs(DATASET)
 
 

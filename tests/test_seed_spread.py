@@ -59,9 +59,23 @@ def test_two_seeds_measured_and_written(tiny_pipeline: tuple[Path, dict[str, str
 
     # The same spread from the finished runs, without training: the workspace for the committed seed.
     again = subprocess.run(
-        [sys.executable, "-m", "overfit_first.seed_spread", "--seeds", *map(str, seeds), "--out", str(tmp_path / "s"),
-         "--experiments", "workspace", spread.experiments[1]],
-        cwd=repo, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "overfit_first.seed_spread",
+            "--seeds",
+            *map(str, seeds),
+            "--out",
+            str(tmp_path / "s"),
+            "--experiments",
+            "workspace",
+            spread.experiments[1],
+        ],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert again.returncode == 0, again.stdout + again.stderr
     assert noise.load(tmp_path / "s").metrics == spread.metrics

@@ -55,8 +55,12 @@ def recorded_commands(script: str, cwd: Path, home: Path) -> list[list[str]]:
 def split_pieces(commands: list[list[str]], path: Path) -> list[str]:
     """Arguments holding the part of `path` before or after its space, but not the whole path."""
     head, _, tail = str(path).partition(" ")
-    return [argument for command in commands for argument in command
-            if (head in argument or argument.startswith(tail)) and str(path) not in argument]
+    return [
+        argument
+        for command in commands
+        for argument in command
+        if (head in argument or argument.startswith(tail)) and str(path) not in argument
+    ]
 
 
 def make_targets() -> list[str]:
@@ -65,8 +69,9 @@ def make_targets() -> list[str]:
 
 
 def readme_bash_blocks() -> list[str]:
-    return re.findall(r"^```bash\n(.*?)^```", (REPO / "README.md").read_text(encoding="utf-8"),
-                      flags=re.MULTILINE | re.DOTALL)
+    return re.findall(
+        r"^```bash\n(.*?)^```", (REPO / "README.md").read_text(encoding="utf-8"), flags=re.MULTILINE | re.DOTALL
+    )
 
 
 def test_every_make_target_is_phony_and_defined() -> None:
@@ -79,16 +84,35 @@ def test_every_make_target_is_phony_and_defined() -> None:
 def test_make_recipes_keep_paths_whole(tmp_path: Path, target: str) -> None:
     root, home = checkout(tmp_path), tmp_path / "home QZX"
     env = {key: value for key, value in os.environ.items() if key != "MLFLOW_PORT"}  # the Makefile's default port
-    recipe = subprocess.run(["make", "-n", target], cwd=root, env=env, capture_output=True, text=True, timeout=60,
-                            check=True)
+    recipe = subprocess.run(
+        ["make", "-n", target], cwd=root, env=env, capture_output=True, text=True, timeout=60, check=True
+    )
     commands = recorded_commands(recipe.stdout, root, home)
     assert commands, recipe.stdout
     assert split_pieces(commands, root) == [] and split_pieces(commands, home) == []
     if target == "mlflow-ui":
-        assert commands == [["python", "-m", "overfit_first.tracking", "links", "--store", f"sqlite:///{root}/mlflow.db",
-                             "--url", "http://127.0.0.1:5000"],
-                            ["mlflow", "ui", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
-                             "--host", "127.0.0.1", "--port", "5000"]]
+        assert commands == [
+            [
+                "python",
+                "-m",
+                "overfit_first.tracking",
+                "links",
+                "--store",
+                f"sqlite:///{root}/mlflow.db",
+                "--url",
+                "http://127.0.0.1:5000",
+            ],
+            [
+                "mlflow",
+                "ui",
+                "--backend-store-uri",
+                f"sqlite:///{root}/mlflow.db",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "5000",
+            ],
+        ]
 
 
 def test_readme_snippets_keep_paths_whole(tmp_path: Path) -> None:
@@ -118,8 +142,9 @@ def test_mlflow_ui_starts_from_a_checkout_with_a_space(tmp_path: Path, command: 
     env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
     env["MLFLOW_PORT"] = str(port)  # read by the Makefile (?=) and by `mlflow ui` itself
     log = (tmp_path / "ui.log").open("w")
-    server = subprocess.Popen(["/bin/bash", "-c", script], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    server = subprocess.Popen(
+        ["/bin/bash", "-c", script], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 180
         while not healthy(f"http://127.0.0.1:{port}/health"):

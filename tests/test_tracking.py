@@ -40,8 +40,9 @@ def git_init(project: Path) -> str:
     subprocess.run([*git, "init", "-q"], cwd=project, check=True)
     subprocess.run([*git, "add", "params.yaml"], cwd=project, check=True)
     subprocess.run([*git, "commit", "-q", "-m", "tiny project"], cwd=project, check=True)
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=project, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def history(server: str, run_id: str, key: str = "val_accuracy") -> list[dict]:
@@ -254,10 +255,14 @@ def test_repo_root_and_default_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_links_open_the_model_training_view() -> None:
-    assert tracking.ui_link("http://host:5000/", "3", "abc") == \
-        "http://host:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
-    assert tracking.ui_link("sqlite:////repo/mlflow.db", "3") == \
-        "http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning (`make mlflow-ui`)"
+    assert (
+        tracking.ui_link("http://host:5000/", "3", "abc")
+        == "http://host:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
+    )
+    assert (
+        tracking.ui_link("sqlite:////repo/mlflow.db", "3")
+        == "http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning (`make mlflow-ui`)"
+    )
 
 
 def write_raw_meta(project: Path, origins: list[str], source: str = "Tiny, official files") -> None:
@@ -267,8 +272,9 @@ def write_raw_meta(project: Path, origins: list[str], source: str = "Tiny, offic
     (directory / "meta.json").write_text(json.dumps({"dataset": DATASET, "source": source, "files": files}))
 
 
-def test_dataset_inputs_name_the_data_by_its_checksum_and_origin(tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dataset_inputs_name_the_data_by_its_checksum_and_origin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     params = project_params()
     params["train"]["subset_size"] = 90
     project = make_project(tmp_path / "project", params)

@@ -185,8 +185,13 @@ def test_resume_restores_best_so_far_and_drops_unbacked_epochs(tmp_path: Path) -
     (tmp_path / "history.json").write_text(json.dumps(rows))
     for epoch in (2, 4):
         checkpoint_path(tmp_path, epoch).write_bytes(b"weights")
-    checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / "best-{epoch:03d}.weights.h5"), monitor="val_accuracy",
-                                                 mode="max", save_best_only=True, save_weights_only=True)
+    checkpoint = keras.callbacks.ModelCheckpoint(
+        str(tmp_path / "best-{epoch:03d}.weights.h5"),
+        monitor="val_accuracy",
+        mode="max",
+        save_best_only=True,
+        save_weights_only=True,
+    )
     early_stopping = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=10)
     log = EpochLog(tmp_path, checkpoint, early_stopping)
     log.on_epoch_begin(3)  # BackupAndRestore resumed after epoch 3 (0-based epoch 3 is the 4th)

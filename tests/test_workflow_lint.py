@@ -23,8 +23,10 @@ def actionlint(*files: Path) -> subprocess.CompletedProcess[str]:
     if ACTIONLINT is None:
         pytest.fail("actionlint not found: install the dev extra (pip install -e '.[dev]', scripts/setup.sh --dev)")
     if shutil.which("shellcheck") is None:
-        pytest.fail("shellcheck not found, so actionlint would skip the run: scripts: apt-get install shellcheck "
-                    "(scripts/setup.sh --dev does)")
+        pytest.fail(
+            "shellcheck not found, so actionlint would skip the run: scripts: apt-get install shellcheck "
+            "(scripts/setup.sh --dev does)"
+        )
     return subprocess.run([ACTIONLINT, "-no-color", *map(str, files)], capture_output=True, text=True, timeout=120)
 
 
@@ -42,7 +44,7 @@ def test_actionlint_catches_what_it_should(tmp_path: Path) -> None:
         "  check:\n"
         "    runs-on: ubuntu-24.04\n"
         "    steps:\n"
-        "      - run: echo \"${{ github.event.pull_request.title }}\" $UNQUOTED\n"
+        '      - run: echo "${{ github.event.pull_request.title }}" $UNQUOTED\n'
     )
     result = actionlint(broken)
     assert result.returncode == 1
@@ -91,8 +93,9 @@ def test_pull_request_check_restores_before_it_reproduces() -> None:
     order = [index for index, run in enumerate(runs) if "ci_restore.sh restore" in run or "dvc repro" in run]
     assert len(order) == 2 and "ci_restore.sh restore" in runs[order[0]] and "dvc repro" in runs[order[1]]
     post = next(step for step in steps if "gh api" in step.get("run", ""))
-    assert "!cancelled()" in post["if"] and "hashFiles('comment.md')" in post["if"], \
+    assert "!cancelled()" in post["if"] and "hashFiles('comment.md')" in post["if"], (
         "a failed check (a verdict got worse) still posts its comment"
+    )
 
 
 def test_main_branch_saves_the_cache_the_check_restores() -> None:

@@ -174,9 +174,11 @@ _ZIP_ERRORS = (zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, OSError
 
 def _tar_members(archive: Path) -> Iterator[Entry]:
     try:
-        with archive.open("rb") as raw, progress.wrapattr(
-            raw, "read", total=archive.stat().st_size, desc=archive.name, leave=False
-        ) as stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
+        with (
+            archive.open("rb") as raw,
+            progress.wrapattr(raw, "read", total=archive.stat().st_size, desc=archive.name, leave=False) as stream,
+            tarfile.open(fileobj=stream, mode="r|*") as tar,
+        ):
             for info in tar:
                 reason = unsafe_reason(info)
                 if reason is not None:

@@ -49,8 +49,11 @@ def write_sources(settings: DataConfig, root: Path = SOURCES_ROOT) -> Path:
             if source.local_path is not None:
                 record["checksum"] = image_folder.tree_checksum(source.local_path)
             else:
-                record["files"] = [{"name": file.name, "checksums": list(file.checksums)}
-                                   for published in source.formats() for file in published.files]
+                record["files"] = [
+                    {"name": file.name, "checksums": list(file.checksums)}
+                    for published in source.formats()
+                    for file in published.files
+                ]
             atomic.write_json(tmp / f"{dataset}.json", record)
     return root
 

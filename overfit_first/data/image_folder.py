@@ -119,8 +119,11 @@ def _walk(root: Path) -> tuple[list[tuple[str, Path | None]], list[tuple[str, st
             try:
                 info = entry.stat()  # follows links, to folders elsewhere too
             except OSError as error:
-                reason = (f"is a broken link to {os.readlink(entry.path)}; fix or remove the link" if entry.is_symlink()
-                          else f"cannot be read ({error.strerror}); fix its permissions or remove it")
+                reason = (
+                    f"is a broken link to {os.readlink(entry.path)}; fix or remove the link"
+                    if entry.is_symlink()
+                    else f"cannot be read ({error.strerror}); fix its permissions or remove it"
+                )
                 problems.append((name, reason))
                 continue
             if entry.is_dir():

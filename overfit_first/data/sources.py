@@ -27,7 +27,16 @@ CIFAR_BASE = "https://www.cs.toronto.edu/~kriz/"
 MNIST_BASES = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
 
 FASHION_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 MNIST_CLASSES = tuple(str(digit) for digit in range(10))
 
@@ -120,7 +129,9 @@ FASHION_MNIST = Source(
 
 def _mnist_idx(name: str, md5: str) -> RemoteFile:
     return RemoteFile(
-        name=name, urls=tuple(base + name for base in MNIST_BASES), checksums=(f"md5:{md5}",),
+        name=name,
+        urls=tuple(base + name for base in MNIST_BASES),
+        checksums=(f"md5:{md5}",),
         mirror_paths=(f"MNIST/raw/{name}",),
     )
 
