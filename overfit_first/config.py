@@ -54,6 +54,7 @@ class Strict(BaseModel):
 
 
 PositiveInt = Annotated[int, Field(ge=1)]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # what NumPy and keras.utils.set_random_seed accept
 Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
 
 
@@ -75,7 +76,7 @@ class PrepareConfig(Strict):
 
     valid_size: PositiveInt = 5000  # the FIRST valid_size training images, as in the article
     sample_size: PositiveInt | None = None  # seeded stratified random sample of the rest (null: all)
-    sample_seed: int = 0
+    sample_seed: Seed = 0
     pad_to: Annotated[int, Field(ge=8, le=1024)] | None = 32
 
 
@@ -93,7 +94,7 @@ Switch = Literal["auto", True, False]
 class TrainConfig(Strict):
     """`train`: settings every train stage shares."""
 
-    seed: int = 0
+    seed: Seed = 0
     # The first subset_size prepared training images of every class, in proportion (null: all): a run-time
     # subset of what `prepare` wrote, so one prepared dataset serves every size.
     subset_size: PositiveInt | None = None

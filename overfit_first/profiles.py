@@ -60,7 +60,11 @@ def apply(name: str, params_path: Path = PARAMS_FILE) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m overfit_first.profiles",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("profile", help=f"one of: {', '.join(available())}")
     args = parser.parse_args()
     layout.require_repo_root()

@@ -104,6 +104,7 @@ BAD_INPUTS: list[tuple[str, Mutation, list[str]]] = [
         ["data.image_folders.a/b", "letters, digits"],
     ),
     ("prepare key misspelt", lambda p: p["prepare"].update(valid_szie=10), ["prepare.valid_szie", "Extra inputs"]),
+    ("a negative seed", lambda p: p["train"].update(seed=-1), ["train.seed", "-1", "greater than or equal to 0"]),
     ("sample size as a boolean", lambda p: p["prepare"].update(sample_size=True), ["prepare.sample_size", "True"]),
 ]
 
