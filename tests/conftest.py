@@ -4,6 +4,7 @@ MLflow tracking server."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -109,3 +110,14 @@ def write_params(directory: Path, params: dict) -> Path:
     path = directory / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     return path
+
+
+def default_stop_signals() -> None:
+    """In a child before exec: SIGINT, SIGTERM and SIGHUP back to their defaults.
+
+    A process keeps the signals its parent ignored (a shell's background job ignores SIGINT, `nohup` SIGHUP), and
+    the stages keep ignoring those on purpose; the tests that send these signals need a child that hears them,
+    whatever shell started the test run.
+    """
+    for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, signal.SIG_DFL)

@@ -22,7 +22,7 @@ import numpy as np
 from overfit_first import layout
 from overfit_first.data.splits import Split, file_sha256, save_split
 
-from conftest import stage_env, write_params
+from conftest import default_stop_signals, stage_env, write_params
 
 DATASET = "tiny"
 MODEL = "tiny_cnn"
@@ -131,6 +131,7 @@ def start_train(project: Path, env: dict[str, str]) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=default_stop_signals,  # the signals the tests send, heard whatever shell started pytest
     )
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from overfit_first import atomic, layout
 
-from conftest import run_stage, stage_env
+from conftest import default_stop_signals, run_stage, stage_env
 from helpers_mlflow import api, relay_to, search_runs, tags, wait_for
 from helpers_train import DATASET, MODEL, RUN, make_project, project_params, start_train, train_env
 
@@ -51,6 +51,7 @@ SCRIPT = textwrap.dedent("""
 
 def start_script(directory: Path, *outputs: str, ignore: signal.Signals | None = None) -> subprocess.Popen[str]:
     def ignore_signal() -> None:  # what `nohup` does for SIGHUP before it starts the command
+        default_stop_signals()  # whatever the test runner inherited (a background job ignores SIGINT)
         if ignore is not None:
             signal.signal(ignore, signal.SIG_IGN)
 
