@@ -4,12 +4,16 @@ The one module that knows about devices. Models and training use only the backen
 the TensorFlow distribution strategies are made here, and only under the TensorFlow backend, so
 KERAS_BACKEND=jax (or torch) trains on its single default device with the same code.
 
-    train.mixed_precision  auto | true | false   keras "mixed_float16" policy (each model's output layer says
-                                                 `dtype: float32` in params.yaml, as Keras' guide advises)
-    train.xla              auto | true | false   model.compile(jit_compile=...)
+    train.mixed_precision  auto | bf16 | fp16 | false   Keras policy mixed_bfloat16 | mixed_float16 | float32
+                                                        (each model's output layer says `dtype: float32` in
+                                                        params.yaml, as Keras' mixed-precision guide advises)
+    train.xla              auto | true | false          model.compile(jit_compile=...)
 
-`auto` means on when a GPU is visible and off on a CPU, where both were measured slower (the article's
-notes: XLA 410 vs 87 ms/step on 2 CPU cores; float16 has no fast CPU kernels). Devices, TensorFlow backend:
+Mixed precision `auto` picks bf16 where the hardware computes it natively: NVIDIA GPUs of compute capability
+8.0 or later (Ampere, Hopper), x86 CPUs whose flags list avx512_bf16 or amx_bf16 (oneDNN's bf16 kernels);
+fp16 on older GPUs (tensor cores since 7.0; Keras scales the loss); float32 elsewhere, where a 16-bit
+policy only adds casts. XLA `auto` is on with a GPU and off on a CPU, where it was measured slower (the
+article's notes: 410 vs 87 ms/step on 2 CPU cores). Devices, TensorFlow backend:
 
     TF_CONFIG set (several machines)   tf.distribute.MultiWorkerMirroredStrategy
     several GPUs visible               tf.distribute.MirroredStrategy over them
@@ -23,11 +27,12 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import keras
 
-from overfit_first.config import TrainConfig
+from overfit_first.config import Precision, TrainConfig
 
 Setting = Literal["auto"] | bool
 Distribution = Literal["multi_worker", "mirrored", "single"]
@@ -38,9 +43,13 @@ class Accelerator:
     """What `configure` decided for one run; `scope()` wraps building and compiling the model."""
 
     gpus: int
-    mixed_precision: bool
+    policy: str  # the Keras dtype policy: float32, mixed_bfloat16 or mixed_float16
     xla: bool
     strategy: Any | None = None  # a tf.distribute.Strategy; None: the backend's default device
+
+    @property
+    def mixed_precision(self) -> bool:
+        return self.policy != "float32"
 
     @property
     def replicas(self) -> int:
@@ -59,13 +68,13 @@ class Accelerator:
 
     def fingerprint(self) -> dict[str, Any]:
         """The numerics in effect: a training backup made under others must not be resumed."""
-        return {"mixed_precision": self.mixed_precision, "xla": self.xla, "replicas": self.replicas}
+        return {"policy": self.policy, "xla": self.xla, "replicas": self.replicas}
 
     def describe(self) -> str:
         where = f"{self.gpus} GPU(s)" if self.gpus else "CPU"
         return (
             f"{keras.backend.backend()} on {where}, {self.replicas} replica(s), "
-            f"mixed precision {'on' if self.mixed_precision else 'off'}, XLA {'on' if self.xla else 'off'}"
+            f"dtype policy {self.policy}, XLA {'on' if self.xla else 'off'}"
         )
 
 
@@ -88,8 +97,61 @@ def gpu_count() -> int:
 
 
 def resolve(setting: Setting, gpus: int) -> bool:
-    """`auto` -> on when a GPU is present; true/false as given."""
+    """XLA: `auto` -> on when a GPU is present; true/false as given."""
     return gpus > 0 if setting == "auto" else bool(setting)
+
+
+POLICIES = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16", False: "float32"}
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # as Linux names them in /proc/cpuinfo
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The instruction-set flags of the first CPU in `cpuinfo` (Linux); empty where there is no such file."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):  # x86 says flags, Arm says Features
+            return frozenset(value.split())
+    return frozenset()
+
+
+def gpu_compute_capability() -> tuple[int, int] | None:
+    """The first GPU's compute capability (major, minor) as the Keras backend reports it; None without one."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability") if gpus else None
+        return tuple(capability) if capability else None
+    if backend == "jax":
+        import jax
+
+        gpus = [device for device in jax.devices() if device.platform == "gpu"]
+        capability = getattr(gpus[0], "compute_capability", None) if gpus else None
+        return tuple(int(part) for part in str(capability).split(".")[:2]) if capability else None
+    if backend == "torch":
+        import torch
+
+        return tuple(torch.cuda.get_device_capability()) if torch.cuda.is_available() else None
+    return None
+
+
+def choose_policy(setting: Precision, capability: tuple[int, int] | None, flags: frozenset[str]) -> str:
+    """The Keras dtype policy for params.yaml `train.mixed_precision` on this hardware.
+
+    `capability`: the GPU's compute capability, None on a CPU; `flags`: the CPU's instruction sets.
+    `auto`: bf16 on GPUs of compute capability >= 8.0 and on CPUs with avx512_bf16 or amx_bf16, fp16 on older
+    GPUs, float32 elsewhere. An explicit bf16/fp16 is honoured anywhere (emulated where not native: slower).
+    """
+    if setting != "auto":
+        return POLICIES[setting]
+    if capability is not None:
+        return POLICIES["bf16"] if capability >= (8, 0) else POLICIES["fp16"]
+    return POLICIES["bf16"] if flags & set(BF16_CPU_FLAGS) else POLICIES[False]
 
 
 def choose_distribution(devices: int, tf_config: str | None) -> Distribution:
@@ -118,10 +180,10 @@ def configure(train: TrainConfig, devices: Sequence[str] | None = None) -> Accel
     CPUs); with the TensorFlow backend, more than one device means a MirroredStrategy.
     """
     gpus = gpu_count()
-    mixed_precision = resolve(train.mixed_precision, gpus)
+    policy = choose_policy(train.mixed_precision, gpu_compute_capability() if gpus else None, cpu_flags())
     xla = resolve(train.xla, gpus)
-    # Set both ways: the policy is global state that an earlier run in the same process may have changed.
-    keras.mixed_precision.set_global_policy("mixed_float16" if mixed_precision else "float32")
+    # Set every time: the policy is global state that an earlier run in the same process may have changed.
+    keras.mixed_precision.set_global_policy(policy)
     strategy = None
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
@@ -132,7 +194,7 @@ def configure(train: TrainConfig, devices: Sequence[str] | None = None) -> Accel
             strategy = tf.distribute.MultiWorkerMirroredStrategy()
         elif kind == "mirrored":
             strategy = tf.distribute.MirroredStrategy(devices=list(devices) if devices is not None else None)
-    return Accelerator(gpus=gpus, mixed_precision=mixed_precision, xla=xla, strategy=strategy)
+    return Accelerator(gpus=gpus, policy=policy, xla=xla, strategy=strategy)
 
 
 def deterministic_ops(accelerator: Accelerator) -> None:

@@ -89,6 +89,7 @@ class ModelKnobs(Strict):
 
 
 Switch = Literal["auto", True, False]
+Precision = Literal["auto", "bf16", "fp16", False]
 
 
 class TrainConfig(Strict):
@@ -99,13 +100,25 @@ class TrainConfig(Strict):
     # subset of what `prepare` wrote, so one prepared dataset serves every size.
     subset_size: PositiveInt | None = None
     batchnorm_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None  # placeholder $batchnorm_momentum
-    # overfit_first.accelerate: auto = on when a GPU is present, off on a CPU (where both are slower).
-    mixed_precision: Switch = "auto"
+    # overfit_first.accelerate: mixed precision auto = bf16 where the hardware computes it natively, fp16 on
+    # older GPUs, off elsewhere; XLA auto = on when a GPU is present, off on a CPU (where it is slower).
+    mixed_precision: Precision = "auto"
     xla: Switch = "auto"
 
     _float = field_validator("batchnorm_momentum", mode="before")(_int_is_a_float)
 
-    @field_validator("mixed_precision", "xla", mode="before")
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _precision(cls, value: Any) -> Any:
+        if value in ("auto", "bf16", "fp16") or value is False:
+            return value
+        raise PydanticCustomError(
+            "precision",
+            "must be auto, bf16, fp16 or false (auto: bf16 where the hardware computes it natively, fp16 on "
+            "GPUs older than compute capability 8.0, false elsewhere)",
+        )
+
+    @field_validator("xla", mode="before")
     @classmethod
     def _auto_true_or_false(cls, value: Any) -> Any:
         if value == "auto" or isinstance(value, bool):

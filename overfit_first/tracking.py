@@ -287,6 +287,8 @@ class RunLog:
                 for key, value in trained.model_dump().items()
             }
         )
+        # The numerics train.mixed_precision resolved to on this machine (`auto` depends on the hardware).
+        mlflow.log_param("train.dtype_policy", model.layers[0].dtype_policy.name)
         mlflow.log_figure(learning_curve(history, f"{self.run.dataset} {self.run.model}"), "learning_curve.png")
         mlflow.log_text(model_summary(model), "model_summary.txt")
         output = keras.ops.convert_to_numpy(model(self.example, training=False))

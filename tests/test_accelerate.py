@@ -13,11 +13,12 @@ import sys
 from pathlib import Path
 
 import keras
+import mlflow
 import numpy as np
 import pytest
 
 from overfit_first import accelerate
-from overfit_first.config import TrainConfig
+from overfit_first.config import Precision, TrainConfig
 
 from conftest import run_stage
 from helpers_train import (
@@ -68,6 +69,35 @@ def test_auto_means_on_with_a_gpu_only(setting: accelerate.Setting, gpus: int, e
     assert accelerate.resolve(setting, gpus) is expected
 
 
+@pytest.mark.parametrize(
+    ("setting", "capability", "flags", "policy"),
+    [
+        ("auto", (9, 0), frozenset(), "mixed_bfloat16"),  # Hopper
+        ("auto", (8, 0), frozenset(), "mixed_bfloat16"),  # Ampere: the first with bf16 tensor cores
+        ("auto", (7, 5), frozenset({"amx_bf16"}), "mixed_float16"),  # Turing: fp16 tensor cores; the GPU decides
+        ("auto", None, frozenset({"avx2", "avx512f", "avx512_bf16"}), "mixed_bfloat16"),  # Zen 4, Cooper Lake
+        ("auto", None, frozenset({"avx2", "avx512f", "amx_bf16", "amx_tile"}), "mixed_bfloat16"),  # Sapphire Rapids
+        ("auto", None, frozenset({"avx2", "fma"}), "float32"),  # AVX2 only: bf16 would be emulated
+        ("auto", None, frozenset(), "float32"),  # no flags known (not Linux)
+        ("bf16", None, frozenset({"avx2"}), "mixed_bfloat16"),  # explicit: honoured anywhere
+        ("fp16", (9, 0), frozenset(), "mixed_float16"),
+        (False, (9, 0), frozenset({"amx_bf16"}), "float32"),
+    ],
+)
+def test_auto_precision_is_bf16_where_native(
+    setting: Precision, capability: tuple[int, int] | None, flags: frozenset[str], policy: str
+) -> None:
+    assert accelerate.choose_policy(setting, capability, flags) == policy
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu sse2 avx2 amx_bf16\n\nprocessor\t: 1\n")
+    assert accelerate.cpu_flags(cpuinfo) == frozenset({"fpu", "sse2", "avx2", "amx_bf16"})
+    assert accelerate.cpu_flags(tmp_path / "absent") == frozenset()
+    assert accelerate.cpu_flags(Path("/proc/cpuinfo")) == accelerate.cpu_flags(), "the default reads this machine"
+
+
 def test_distribution_follows_tf_config_then_the_device_count() -> None:
     assert accelerate.choose_distribution(0, None) == "single"
     assert accelerate.choose_distribution(1, None) == "single"
@@ -91,10 +121,11 @@ def test_cpu_defaults_are_a_single_device_in_float32_without_xla() -> None:
     before = keras.mixed_precision.global_policy().name
     try:
         accelerator = accelerate.configure(TrainConfig(mixed_precision="auto", xla="auto"))
-        assert (accelerator.gpus, accelerator.mixed_precision, accelerator.xla) == (0, False, False)
+        policy = accelerate.choose_policy("auto", None, accelerate.cpu_flags())  # bf16 on CPUs with native bf16
+        assert (accelerator.gpus, accelerator.policy, accelerator.xla) == (0, policy, False)
         assert accelerator.strategy is None and accelerator.replicas == 1 and accelerator.jit_compile is False
-        assert keras.mixed_precision.global_policy().name == "float32"
-        assert "CPU, 1 replica(s), mixed precision off, XLA off" in accelerator.describe()
+        assert keras.mixed_precision.global_policy().name == policy
+        assert f"CPU, 1 replica(s), dtype policy {policy}, XLA off" in accelerator.describe()
     finally:
         keras.mixed_precision.set_global_policy(before)
 
@@ -122,18 +153,23 @@ def test_training_under_a_mirrored_strategy_of_two_cpus(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_mixed_precision_run_through_the_train_stage(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("setting", "policy"), [("bf16", "mixed_bfloat16"), ("fp16", "mixed_float16")])
+def test_mixed_precision_run_through_the_train_stage(tmp_path: Path, setting: str, policy: str) -> None:
     params = project_params()
-    params["train"]["mixed_precision"] = True
+    params["train"]["mixed_precision"] = setting
     project = make_project(tmp_path / "project", params)
     result = run_stage("stages.train", RUN, cwd=project, env=train_env(sqlite_uri(tmp_path)))
     assert result.returncode == 0, result.stderr
-    assert "mixed precision on" in result.stdout
+    assert f"dtype policy {policy}" in result.stdout
     model = keras.saving.load_model(output_paths(project)[0])
-    assert model.layers[0].dtype_policy.name == "mixed_float16"
+    assert model.layers[0].dtype_policy.name == policy
     assert model.layers[-1].dtype_policy.name == "float32"
     assert model.predict(np.zeros((1, *IMAGE_SHAPE), dtype=np.float32), verbose=0).dtype == np.float32
     assert read_metrics(project)["val_accuracy"] > 0.5
+    mlflow.set_tracking_uri(sqlite_uri(tmp_path))
+    (logged,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert logged.data.params["train.mixed_precision"] == setting
+    assert logged.data.params["train.dtype_policy"] == policy, "the resolved policy is logged with the run"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason='jax is not installed: pip install -e ".[jax]"')

@@ -74,9 +74,14 @@ BAD_INPUTS: list[tuple[str, Mutation, list[str]]] = [
         ["data.datasets", "twice"],
     ),
     (
-        "mixed precision neither auto nor a boolean",
-        lambda p: p["train"].update(mixed_precision="fp16"),
-        ["train.mixed_precision", "'fp16'", "must be auto, true or false"],
+        "mixed precision true: which 16-bit type is not said",
+        lambda p: p["train"].update(mixed_precision=True),
+        ["train.mixed_precision", "True", "must be auto, bf16, fp16 or false"],
+    ),
+    (
+        "mixed precision as a dtype name",
+        lambda p: p["train"].update(mixed_precision="bfloat16"),
+        ["train.mixed_precision", "'bfloat16'", "must be auto, bf16, fp16 or false"],
     ),
     (
         "xla as a quoted 'true'",

@@ -147,7 +147,7 @@ CHANGES_TO_TRAINING = {
     "a knob: dropout": lambda p: p["model"].update(dropout=0.3),
     "the learning rate": lambda p: p["models"][MODEL]["fit"].update(learning_rate=0.005),
     "a layer": lambda p: p["models"][MODEL]["layers"][0]["Conv2D"].update(filters=8),
-    "mixed precision": lambda p: p["train"].update(mixed_precision=True),
+    "mixed precision": lambda p: p["train"].update(mixed_precision="fp16"),
 }
 
 
@@ -156,7 +156,7 @@ def test_every_setting_that_changes_training_discards_the_backup(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: Callable[[dict], None]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    context = {"data": {"train": "abc"}, "accelerator": {"mixed_precision": False}}
+    context = {"data": {"train": "abc"}, "accelerator": {"policy": "float32"}}
 
     def backup_survives(params: dict, context: dict) -> bool:
         training.start_fresh_unless_same(validate(params).run(RUN), context)
