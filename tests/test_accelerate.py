@@ -92,7 +92,9 @@ def test_auto_precision_is_bf16_where_native(
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
     cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu sse2 avx2 amx_bf16\n\nprocessor\t: 1\n")
+    cpuinfo.write_text(
+        "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu sse2 avx2 amx_bf16\n\nprocessor\t: 1\n"
+    )
     assert accelerate.cpu_flags(cpuinfo) == frozenset({"fpu", "sse2", "avx2", "amx_bf16"})
     assert accelerate.cpu_flags(tmp_path / "absent") == frozenset()
     assert accelerate.cpu_flags(Path("/proc/cpuinfo")) == accelerate.cpu_flags(), "the default reads this machine"
