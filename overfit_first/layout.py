@@ -93,7 +93,8 @@ def repo_root() -> Path:
 
     DVC sets DVC_ROOT for every stage it runs, and for `dvc exp run --queue` / `--temp` it points at the
     original repository, not at the copy in <repo>/.dvc/tmp/exps/<tmpdir>/ where the stage runs. Run by
-    hand inside such a copy, the path itself tells.
+    hand inside such a copy, the path itself tells; elsewhere, the nearest directory holding .dvc/ (a
+    pipeline folder's stages run one level below it), else the working directory.
     """
     if os.environ.get("DVC_ROOT"):
         return Path(os.environ["DVC_ROOT"]).resolve()
@@ -102,7 +103,8 @@ def repo_root() -> Path:
     for index in range(len(parts) - 2):
         if parts[index : index + 3] == (".dvc", "tmp", "exps"):
             return Path(*parts[:index])
-    return cwd
+    # A pipeline folder (overfit_first.pipelines) lies inside the repository: its root holds .dvc/.
+    return next((directory for directory in (cwd, *cwd.parents) if (directory / ".dvc").is_dir()), cwd)
 
 
 _VARIABLE = re.compile(r"\$(\w+|\{([^}]*)\})")

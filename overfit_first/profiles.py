@@ -26,11 +26,12 @@ def available() -> list[str]:
     return sorted(path.stem for path in PROFILES_DIR.glob("*.yaml"))
 
 
-def apply(name: str, params_path: Path = PARAMS_FILE) -> list[str]:
-    """Merge profile `name` into params.yaml; return the keys that changed.
+def apply(name: str, params_path: Path = PARAMS_FILE, into: Path | None = None, header: str = "") -> list[str]:
+    """Merge profile `name` into params.yaml (or into a copy of it at `into`, after `header`); return the keys
+    that changed.
 
     ruamel.yaml's round-trip mode reads YAML 1.2 as DVC and overfit_first.config do; the merged file is
-    validated before it replaces params.yaml, so a profile never leaves an invalid params.yaml behind.
+    validated before it is written, so a profile never leaves an invalid params file behind.
     """
     profile_path = PROFILES_DIR / f"{name}.yaml"
     if not profile_path.is_file():
@@ -55,7 +56,7 @@ def apply(name: str, params_path: Path = PARAMS_FILE) -> list[str]:
     buffer = io.StringIO()
     yaml.dump(params, buffer)
     validate(YAML(typ="safe").load(buffer.getvalue()), source=f"{params_path} with profile {name}")
-    atomic.write_text(params_path, buffer.getvalue())
+    atomic.write_text(into or params_path, header + buffer.getvalue())
     return changed
 
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from overfit_first import comparison, layout, plots
-from overfit_first.config import Params, Run
+from overfit_first import article, comparison, layout, plots
+from overfit_first.config import EvaluateConfig, Params, Run
 from overfit_first.errors import PipelineError
 from overfit_first.metrics import Comparison, EvalMetrics
-from overfit_first.verdict import describe
+from overfit_first.verdict import describe, verdict
 
 CHARTS = {
     plots.VALIDATION_OVERLAY: "Validation curves: overfitting vs simplified",
@@ -55,6 +55,51 @@ def model_table(runs: list[Run], results: dict[str, EvalMetrics]) -> list[str]:
     return markdown(table, numbers)
 
 
+def fraction(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
+def article_table(runs: list[Run], results: dict[str, EvalMetrics], rules: EvaluateConfig) -> list[str]:
+    """The article's reported numbers beside ours, for the runs the article made (none for other datasets).
+
+    The article's verdict is the one our rules give its reported train and validation accuracies (the words it
+    uses itself, see tests/test_evaluate.py); "same" compares it with ours. Our train accuracy is the inference-
+    mode one (dropout off), the article's the training log's; the training log's is in the epochs column's file.
+    """
+    rows = []
+    for run in runs:
+        paper = article.reported(run.dataset, run.model)
+        if paper is None:
+            continue
+        ours = results[run.name]
+        paper_verdict = verdict(paper.train, paper.val, rules) if paper.train is not None else None
+        rows.append(
+            {
+                "model": f"`{run.model}`",
+                "epochs: article (best) / ours (best)": (
+                    f"{paper.total_epochs} ({paper.epoch or '?'}) / {run.epochs} ({ours.best_epoch})"
+                ),
+                "train: article / ours": f"{fraction(paper.train) or '–'} / {ours.train_accuracy_inference:.3f}",
+                "validation": f"{fraction(paper.val) or '–'} / {ours.val_accuracy_inference:.3f}",
+                "test": f"{fraction(paper.test) or '–'} / {ours.test_accuracy:.3f}",
+                "verdict: article / ours": f"{paper_verdict or 'not reported'} / **{ours.verdict}**",
+                "same verdict": "–"
+                if paper_verdict is None
+                else ("yes" if paper_verdict == ours.verdict else "**no**"),
+            }
+        )
+    if not rows:
+        return []
+    numbers = {"epochs: article (best) / ours (best)", "train: article / ours", "validation", "test"}
+    return [
+        "The article's reported numbers beside ours (`overfit_first/article.py`). The article trained on 45,000 "
+        "images; its train accuracy is the training log's (dropout on), ours the saved model's in inference mode; "
+        "its verdict is what our rules say of its numbers.",
+        "",
+        *markdown(pd.DataFrame(rows), numbers),
+    ]
+
+
 def comparison_table(compared: Comparison) -> list[str]:
     """The gains over the overfitting model (a metrics/<dataset>.comparison.json); none without one."""
     fields = compared.model_dump()
@@ -79,9 +124,12 @@ def comparison_table(compared: Comparison) -> list[str]:
     ]
 
 
-def dataset_section(dataset: str, runs: list[Run]) -> list[str]:
+def dataset_section(dataset: str, runs: list[Run], rules: EvaluateConfig) -> list[str]:
     results = {run.name: comparison.read_metrics(run) for run in runs}
     lines = [f"## {dataset}", "", *model_table(runs, results), ""]
+    versus = article_table(runs, results, rules)
+    if versus:
+        lines += [f"### {dataset}: the article and this run", "", *versus, ""]
     table = comparison_table(comparison.read(dataset))
     if table:
         lines += [*table, ""]
@@ -111,5 +159,5 @@ def build(params: Params) -> str:
     if not datasets:
         raise PipelineError("params.yaml: `runs` trains no model on any dataset of data.datasets: nothing to report")
     for dataset in datasets:
-        lines += dataset_section(dataset, params.dataset_runs(dataset))
+        lines += dataset_section(dataset, params.dataset_runs(dataset), params.evaluate)
     return "\n".join(lines).rstrip() + "\n"

@@ -8,9 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from overfit_first import metrics, report
+from overfit_first.config import validate
 from overfit_first.errors import PipelineError
+
+from conftest import REPO
 
 TRAINED = {
     "train_accuracy": 0.9,
@@ -95,3 +99,62 @@ def test_confusion_matrix_counts_actual_by_predicted() -> None:
 def test_report_tables_align_numbers_right() -> None:
     lines = report.markdown(pd.DataFrame([{"model": "`a`", "gap": "+0.100"}]), {"gap"})
     assert lines == ["| model   |    gap |", "|:--------|-------:|", "| `a`     | +0.100 |"]
+
+
+def test_article_table_puts_the_articles_numbers_beside_ours() -> None:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    raw["data"]["datasets"] = ["cifar10_jpeg", "fashion_mnist"]
+    raw["runs"] = {
+        "cifar10_jpeg-cnn_overfit": {
+            "dataset": "cifar10_jpeg",
+            "model": "cnn_overfit",
+            "tuned_by": "train",
+            "epochs": 20,
+        },
+        "cifar10_jpeg-mlp": {"dataset": "cifar10_jpeg", "model": "mlp", "tuned_by": "train", "epochs": 40},
+        "fashion_mnist-mlp": {"dataset": "fashion_mnist", "model": "mlp", "tuned_by": "train"},
+    }
+    params = validate(raw)
+    common = {
+        "train_accuracy": 0.9,
+        "val_accuracy": 0.6,
+        "train_loss": 0.3,
+        "val_loss": 1.2,
+        "trainable_params": 10,
+        "total_params": 10,
+        "epochs_run": 20,
+        "best_epoch": 18,
+        "seconds_per_epoch": 1.0,
+        "train_images": 100,
+        "test_loss": 1.3,
+        "gap_test": 0.3,
+        "gap_history": 0.3,
+        "test_images": 100,
+        "recommendation": "",
+    }
+    results = {
+        "cifar10_jpeg-cnn_overfit": metrics.EvalMetrics(
+            **common,
+            train_accuracy_inference=0.99,
+            val_accuracy_inference=0.60,
+            test_accuracy=0.61,
+            gap=0.39,
+            verdict="true overfit",
+        ),
+        "cifar10_jpeg-mlp": metrics.EvalMetrics(
+            **common,
+            train_accuracy_inference=0.80,
+            val_accuracy_inference=0.45,
+            test_accuracy=0.44,
+            gap=0.35,
+            verdict="partial overfit",
+        ),
+    }
+    lines = report.article_table(params.dataset_runs("cifar10_jpeg"), results, params.evaluate)
+    overfit = next(line for line in lines if line.startswith("| `cnn_overfit`"))
+    assert "150 (31) / 20 (18)" in overfit and "0.984 / 0.990" in overfit and "0.696 / 0.600" in overfit
+    assert "– / 0.610" in overfit, "the article reports no test accuracy for this run"
+    assert "true overfit / **true overfit**" in overfit and overfit.rstrip(" |").endswith("yes")
+    mlp = next(line for line in lines if line.startswith("| `mlp`"))
+    assert "0.506 / 0.440" in mlp and "underfit / **partial overfit**" in mlp and "**no**" in mlp
+    assert report.article_table(params.dataset_runs("fashion_mnist"), {}, params.evaluate) == []
