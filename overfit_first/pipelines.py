@@ -56,7 +56,7 @@ def pipeline_yaml(name: str, dvc_file: Path = DVC_FILE) -> str:
         one_folder_down(stage["do"] if "do" in stage else stage)
     buffer = io.StringIO()
     yaml.dump(definition, buffer)
-    return header(name, dvc_file) + buffer.getvalue()
+    return header(name, DVC_FILE) + buffer.getvalue()
 
 
 def write(name: str, root: Path = Path()) -> Path:
