@@ -813,7 +813,7 @@ def finish_sweep(
     """Complete a sweep's MLflow runs: each child gets its step's mean metrics per run (`<run>/validation`, ...)
     and ends FINISHED, or FAILED when every experiment of its step failed; training runs of the sweep's experiments
     logged without a parent (workers started before the sweep) are nested now; the parent gets the report's files
-    and the recommendations (tags `recommended/<run>`) and ends FINISHED, FAILED when any experiment failed."""
+    and the recommendations (tags `recommended/<run>`; `failed_experiments` names any) and ends FINISHED."""
     if runs is None:
         return
 
@@ -839,7 +839,9 @@ def finish_sweep(
             if report is not None:
                 for path in sorted(report.iterdir()):
                     client.log_artifact(runs.parent, str(path))
-            client.set_terminated(runs.parent, "FAILED" if failed else "FINISHED")
+            if failed:
+                client.set_tag(runs.parent, "failed_experiments", " ".join(failed))
+            client.set_terminated(runs.parent, "FINISHED")  # a failed step is the child's, not the sweep's
         link = ui_link(runs.uri, runs.experiment_id, runs.parent)
         print(f"MLflow: the sweep is run {runs.parent} (a child run per step) in {runs.uri}; see {link}", flush=True)
 
