@@ -35,7 +35,7 @@ from overfit_first.errors import PipelineError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,40}$")
 POLL_S = 5.0
-LOG_LINES = 20  # of a failed experiment's `dvc queue logs`
+LOG_LINES = 30  # of a failed experiment's `dvc queue logs`
 METRICS = ("train_accuracy_inference", "val_accuracy_inference", "test_accuracy", "gap")
 SHORT = {"train_accuracy_inference": "train", "val_accuracy_inference": "validation", "test_accuracy": "test"}
 SHORT["gap"] = "gap"
@@ -332,10 +332,13 @@ def log_tail(name: str, lines: int = LOG_LINES) -> str:
 
 
 def experiment_metrics(names: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """{name: {metrics file: {metric: value}}} of the named experiments `dvc exp show --json` lists (this commit's)."""
+    """{name: {metrics file: {metric: value}}} of the named experiments `dvc exp show --json` lists (this commit's)
+    that succeeded: a failed or queued one is left out (DVC would show the metrics it started from)."""
     found: dict[str, dict[str, Any]] = {}
-    for baseline in json.loads(dvc("exp", "show", "--json") or "[]"):
+    for baseline in json.loads(dvc("exp", "show", "--json", "--hide-failed", "--hide-queued") or "[]"):
         for experiment in baseline.get("experiments") or []:
+            if (experiment.get("executor") or {}).get("state", "success") != "success":
+                continue
             for rev in experiment.get("revs") or []:
                 if rev.get("name") in names:
                     metrics = (rev.get("data") or {}).get("metrics") or {}
@@ -374,7 +377,7 @@ def run_sweep(
     else:
         states = queue_status()
         mlflow_runs = tracking.find_sweep(sweep, points)
-    found = experiment_metrics(names)
+    found = {name: metrics for name, metrics in experiment_metrics(names).items() if states.get(name) != "Failed"}
     failed = {name: log_tail(name) for name in names if name not in found}
     for name in failed:
         if states.get(name) != "Failed":
