@@ -118,10 +118,11 @@ class Stat:
         return max(2 * self.std, self.high - self.low)
 
     def text(self, digits: int = 3) -> str:
-        """`0.871` with one value, `0.871 (0.860-0.880)` with more: mean and range."""
+        """`0.871` with one value, `0.871 (0.860-0.880)` with more: mean and range (`(-0.067 to 0.200)`)."""
         if len(self.values) == 1:
             return f"{self.mean:.{digits}f}"
-        return f"{self.mean:.{digits}f} ({self.low:.{digits}f}-{self.high:.{digits}f})"
+        separator = " to " if self.low < 0 else "-"  # "-0.067-0.200" would misread
+        return f"{self.mean:.{digits}f} ({self.low:.{digits}f}{separator}{self.high:.{digits}f})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"mean": self.mean, "min": self.low, "max": self.high, "std": self.std, "values": self.values}
