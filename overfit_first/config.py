@@ -154,6 +154,25 @@ class EvaluateConfig(Strict):
         return self
 
 
+class SanityConfig(Strict):
+    """`sanity`: the checks before a long run (overfit_first.sanity); an observer section, no stage's DVC param."""
+
+    # Run `python -m overfit_first.sanity <run>` at the start of train@<run>, in a child process (the training's
+    # random state is untouched); a failed check stops the stage before training.
+    before_training: bool = False
+    # Initial data loss within init_loss_tolerance x ln(num_classes) of ln(num_classes).
+    init_loss_tolerance: Annotated[float, Field(gt=0.0, le=10.0)] = 0.25
+    fit_batches: Annotated[int, Field(ge=1, le=64)] = 2  # the subset to fit: this many of the model's batches
+    fit_max_steps: Annotated[int, Field(ge=1, le=100000)] = 300  # optimizer steps allowed to fit it
+    fit_accuracy_min: Fraction = 0.95  # inference-mode accuracy on that subset that counts as fitted
+    heldout_images: PositiveInt = 500  # validation images the fitted model is compared with the baseline on
+    baseline_margin: Fraction = 0.1  # by how much it must beat the majority-class rate there
+
+    _float = field_validator("init_loss_tolerance", "fit_accuracy_min", "baseline_margin", mode="before")(
+        _int_is_a_float
+    )
+
+
 class FitConfig(Strict):
     """`models.<model>.fit`: the article's optimizer and `model.fit` settings for that model."""
 
@@ -257,6 +276,7 @@ class Params(BaseModel):
     evaluate: EvaluateConfig
     models: dict[str, ModelSpec] = Field(min_length=1)
     runs: dict[str, RunSpec] = Field(min_length=1)
+    sanity: SanityConfig = SanityConfig()
 
     def run(self, name: str) -> Run:
         """The run `runs.<name>`; a PipelineError names the defined runs."""

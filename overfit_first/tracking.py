@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
@@ -91,6 +92,8 @@ HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
+# A sweep (overfit_first.sweep): {DVC experiment name: MLflow run id of its step} for the queue's workers.
+SWEEP_PARENTS = "OVERFIT_FIRST_MLFLOW_PARENTS"
 WAIT_VARIABLE = "OVERFIT_FIRST_MLFLOW_WAIT"  # seconds the end of a train stage waits for its MLflow logging
 WAIT_DEFAULT = 30.0
 STOP_WAIT = 5.0  # seconds an interrupted stage gives the logging thread to end the run itself
@@ -399,7 +402,20 @@ def run_tags(run: Run) -> dict[str, str]:
         tags["git_commit"] = tags["mlflow.source.git.commit"] = commit
     if os.environ.get("DVC_EXP_NAME"):  # set by `dvc exp run`
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+        parent = sweep_parent(os.environ["DVC_EXP_NAME"])
+        if parent:
+            tags["mlflow.parentRunId"] = parent
     return tags
+
+
+def sweep_parent(experiment: str) -> str | None:
+    """The step's child run a training of DVC experiment `experiment` nests under: SWEEP_PARENTS, a JSON object
+    {experiment name: run id} that overfit_first.sweep hands to `dvc queue start`'s workers; None outside a sweep."""
+    try:
+        parent = json.loads(os.environ.get(SWEEP_PARENTS) or "{}").get(experiment)
+    except (ValueError, AttributeError):
+        return None
+    return parent if isinstance(parent, str) else None
 
 
 def git_commit() -> str | None:
@@ -702,6 +718,136 @@ def live_run(run: Run, summary: dict[str, Any], example: np.ndarray) -> Iterator
     except BaseException:
         live.abort("FAILED")
         raise
+
+
+# ------------------------------------------------------------------------------------------------ sweeps
+
+
+@dataclasses.dataclass
+class SweepRuns:
+    """A sweep's MLflow runs: the parent, one child per step (by step label), and which child each DVC experiment's
+    training runs nest under (tag mlflow.parentRunId); all in the dataset's experiment, where the trainings log."""
+
+    uri: str
+    experiment_id: str
+    parent: str
+    children: dict[str, str]
+    by_experiment: dict[str, str]
+
+
+def start_sweep(sweep: Any, points: list[Any]) -> SweepRuns | None:
+    """Create the parent run of an overfit_first.sweep.Sweep and a child per step, RUNNING until finish_sweep;
+    None (and one warning) when the store cannot be written: the sweep runs anyway, untracked."""
+    created: list[SweepRuns] = []
+
+    def create() -> None:
+        root = repo_root()
+        uri = tracking_uri(root)
+        client = mlflow.MlflowClient(uri)
+        with store_lock(uri):
+            experiment = ensure_experiment(
+                client, f"overfit-first/{sweep.dataset}", uri, root / "mlartifacts" / sweep.dataset
+            )
+            tags = {
+                "sweep": sweep.name,
+                "sweep_kind": sweep.kind,
+                "sweep_key": sweep.key,
+                "mlflow.source.type": "LOCAL",
+            }
+            parent = client.create_run(experiment, run_name=sweep.name, tags=tags).info.run_id
+            client.log_param(parent, "key", sweep.key)
+            client.log_param(parent, "values", " ".join(step.label for step in sweep.steps))
+            client.log_param(parent, "seeds", " ".join(map(str, sweep.seeds or [])) or "params.yaml train.seed")
+            client.log_param(parent, "runs", " ".join(run.name for run in sweep.runs))
+            children = {}
+            for step in sweep.steps:
+                child_tags = {**tags, "mlflow.parentRunId": parent, "sweep_step": step.label}
+                child = client.create_run(experiment, run_name=f"{sweep.name}-{step.label}", tags=child_tags)
+                client.log_param(child.info.run_id, sweep.key, step.label)
+                children[step.label] = child.info.run_id
+        by_experiment = {point.name: children[point.step.label] for point in points}
+        created.append(SweepRuns(uri, experiment, parent, children, by_experiment))
+
+    best_effort(create, f"the sweep {sweep.name} is not tracked in MLflow (its experiments are)")
+    return created[0] if created else None
+
+
+def find_sweep(sweep: Any, points: list[Any]) -> SweepRuns | None:
+    """The newest parent run of a sweep of this name and its children (to complete them on --collect)."""
+    found: list[SweepRuns] = []
+
+    def search() -> None:
+        uri = tracking_uri(repo_root())
+        client = mlflow.MlflowClient(uri)
+        experiment = client.get_experiment_by_name(f"overfit-first/{sweep.dataset}")
+        if experiment is None:
+            return
+        ids = [experiment.experiment_id]
+        parents = [
+            run
+            for run in client.search_runs(
+                ids, f"tags.sweep = '{sweep.name}'", order_by=["attributes.start_time DESC"], max_results=200
+            )
+            if "sweep_step" not in run.data.tags
+        ]
+        if not parents:
+            return
+        parent = parents[0].info.run_id
+        children = {
+            run.data.tags["sweep_step"]: run.info.run_id
+            for run in client.search_runs(ids, f"tags.`mlflow.parentRunId` = '{parent}'", max_results=1000)
+            if "sweep_step" in run.data.tags
+        }
+        by_experiment = {point.name: children[point.step.label] for point in points if point.step.label in children}
+        found.append(SweepRuns(uri, experiment.experiment_id, parent, children, by_experiment))
+
+    best_effort(search, f"the sweep {sweep.name}'s MLflow runs could not be found; they stay as they are")
+    return found[0] if found else None
+
+
+def finish_sweep(
+    runs: SweepRuns | None,
+    results: dict[str, list[Any]],
+    failed: dict[str, str],
+    report: Path | None,
+    recommendations: dict[str, str],
+) -> None:
+    """Complete a sweep's MLflow runs: each child gets its step's mean metrics per run (`<run>/validation`, ...)
+    and ends FINISHED, or FAILED when every experiment of its step failed; training runs of the sweep's experiments
+    logged without a parent (workers started before the sweep) are nested now; the parent gets the report's files
+    and the recommendations (tags `recommended/<run>`; `failed_experiments` names any) and ends FINISHED."""
+    if runs is None:
+        return
+
+    def complete() -> None:
+        client = mlflow.MlflowClient(runs.uri)
+        with store_lock(runs.uri):
+            for label, child in runs.children.items():
+                rows = [row for rows in results.values() for row in rows if row.step.label == label]
+                for run_name, run_rows in results.items():
+                    for row in run_rows:
+                        if row.step.label == label:
+                            for metric, stat in row.stats.items():
+                                name = f"{run_name}/{metric.removesuffix('_inference')}"
+                                client.log_metric(child, name, stat.mean)
+                                client.log_metric(child, f"{name}_noise", stat.noise)
+                client.set_terminated(child, "FINISHED" if any(row.ok for row in rows) else "FAILED")
+            for experiment, child in runs.by_experiment.items():
+                for trained in client.search_runs([runs.experiment_id], f"tags.dvc_exp_name = '{experiment}'"):
+                    if "mlflow.parentRunId" not in trained.data.tags:
+                        client.set_tag(trained.info.run_id, "mlflow.parentRunId", child)
+            for run_name, label in recommendations.items():
+                client.set_tag(runs.parent, f"recommended/{run_name}", label)
+            if report is not None:
+                for path in sorted(report.iterdir()):
+                    client.log_artifact(runs.parent, str(path))
+            if failed:
+                client.set_tag(runs.parent, "failed_experiments", " ".join(failed))
+            client.set_terminated(runs.parent, "FINISHED")  # a failed step is the child's, not the sweep's
+        link = ui_link(runs.uri, runs.experiment_id, runs.parent)
+        print(f"MLflow: the sweep is run {runs.parent} (a child run per step) in {runs.uri}; see {link}", flush=True)
+
+    best_effort(complete, "the sweep's MLflow runs are incomplete (its report and DVC experiments are not)")
 
 
 # ------------------------------------------------------------------------------------------------ relog

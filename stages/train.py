@@ -4,14 +4,16 @@
 
 Outputs (paths in overfit_first.layout): models/<dataset>/<model>.keras, metrics/<dataset>/train/<model>.json
 and .history.csv. Killed midway, the same command resumes from the last completed epoch, and continues the
-same MLflow run. MLflow (overfit_first.tracking) only observes: its callback cannot change the outputs.
+same MLflow run. MLflow (overfit_first.tracking) only observes: its callback cannot change the outputs. With
+params.yaml `sanity.before_training: true`, overfit_first.sanity checks the run first, in a child process, and a
+failed check stops the stage before training (it cannot change the outputs either).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from overfit_first import tracking, training
+from overfit_first import sanity, tracking, training
 from overfit_first.config import load_params
 from overfit_first.data.splits import dataset_dir, load_split, load_summary
 from overfit_first.errors import run_stage
@@ -22,7 +24,10 @@ def main() -> None:
     parser.add_argument("run", help="a key of `runs` in params.yaml, e.g. fashion_mnist-cnn_overfit")
     args = parser.parse_args()
 
-    run = load_params().run(args.run)
+    params = load_params()
+    run = params.run(args.run)
+    if params.sanity.before_training:  # seconds of checks before hours of training, in a child process
+        sanity.before_training(run.name)
     directory = dataset_dir(run.dataset)
     summary = load_summary(directory)
     train, valid = load_split(directory, "train"), load_split(directory, "valid")

@@ -15,7 +15,8 @@ import yaml
 
 from conftest import REPO
 
-# Modules that cannot change a stage's outputs, each with the reason. They are not followed: what they import
+# Modules that cannot change a stage's outputs, each with the reason (an observer may stop a stage, as a failed
+# sanity check does, but never changes what it writes). They are not followed: what they import
 # for their own work is theirs. Everything else a stage imports must be among its deps.
 OBSERVERS = {
     "overfit_first/errors.py": "error types and the message printed on failure",
@@ -24,6 +25,9 @@ OBSERVERS = {
     "overfit_first/tracking.py": "MLflow logging: a Keras callback that reads each epoch's logs, then what the "
     "stages wrote; the model registry",
     "overfit_first/progress.py": "progress display on a terminal or in a log",
+    "overfit_first/sanity.py": "checks before training, in a child process with its own random state: a failed "
+    "check stops the train stage before it writes anything, a passed one leaves training untouched (identical "
+    "weights: tests/test_sanity.py)",
 }
 
 

@@ -1,0 +1,195 @@
+"""More data or more regularization? The ladder's machinery over the training-set size, train.subset_size.
+
+    python -m overfit_first.data_curve size                       # 1/4, 1/2, all of the profile's images
+    python -m overfit_first.data_curve size --fractions 0.25 0.5 1 --seeds 0 1 2 --jobs 2 \\
+        --runs fashion_mnist-cnn_overfit fashion_mnist-cnn_simplified
+    python -m overfit_first.data_curve size --sizes 200 400 800
+    python -m overfit_first.data_curve size --collect             # the report again, from the experiments
+
+The sizes are fractions of the training images the profile uses (train.subset_size, or every prepared training
+image when it is null). Default runs: the dataset's first overfitting and first simplified run (roles in
+params.yaml); each (size, seed) is a DVC experiment `<name>-<size>[-s<seed>]` that retrains only them. The report,
+reports/data_curves/<name>/ (README.md, data_curve.json, data_curve.png), charts validation accuracy and gap
+against the size and gives one reading per run (`reading`): a gap that shrinks with data says get more data; a
+flat one says regularize or change the architecture.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import Any
+
+from overfit_first import tracking
+from overfit_first.config import Params
+from overfit_first.data.splits import dataset_dir, load_summary
+from overfit_first.errors import PipelineError, run_stage
+from overfit_first.sweep import (
+    Step,
+    StepResults,
+    Sweep,
+    chart,
+    check_name,
+    check_seeds,
+    check_steps,
+    failures_markdown,
+    load,
+    report_dir,
+    results_json,
+    run_sweep,
+    select_runs,
+    table,
+    write_report,
+)
+
+KEY = "train.subset_size"
+FRACTIONS = (0.25, 0.5, 1.0)
+TOLERANCE = 0.01  # a gap change within this (or the seed spread, the larger) is flat
+VAL, GAP = "val_accuracy_inference", "gap"
+
+
+def reading(rows: StepResults, tolerance: float = TOLERANCE) -> str:
+    """One line: how the gap moves from the smallest to the largest size that succeeded.
+
+    Shrinks by more than max(tolerance, either end's seed spread): "get more data"; otherwise (flat, or growing):
+    "regularize or change the architecture". Adds whether validation accuracy rose by more than its spread.
+    """
+    done = [row for row in rows if row.ok]
+    if len(done) < 2:
+        return "fewer than two sizes succeeded: no reading"
+    small, large = done[0], done[-1]
+    change = large.stats[GAP].mean - small.stats[GAP].mean
+    noise = max(tolerance, small.stats[GAP].noise, large.stats[GAP].noise)
+    rise = large.stats[VAL].mean - small.stats[VAL].mean
+    val_noise = max(tolerance, small.stats[VAL].noise, large.stats[VAL].noise)
+    sizes = f"from {small.step.label} to {large.step.label} images"
+    validation = (
+        f"validation accuracy {'rises' if rise > val_noise else 'does not rise beyond the noise'} "
+        f"({small.stats[VAL].mean:.3f} -> {large.stats[VAL].mean:.3f})"
+    )
+    if -change > noise:
+        return (
+            f"the gap shrinks with data ({small.stats[GAP].mean:.3f} -> {large.stats[GAP].mean:.3f} {sizes}, more than "
+            f"the noise {noise:.3f}) and {validation}: get more data"
+        )
+    return (
+        f"the gap is flat with data ({small.stats[GAP].mean:.3f} -> {large.stats[GAP].mean:.3f} {sizes}, within the "
+        f"noise {noise:.3f} or growing), {validation}: regularize or change the architecture"
+    )
+
+
+def base_size(params: Params, dataset: str) -> int:
+    """The training images a run of the profile uses: train.subset_size, or all prepared ones when it is null."""
+    if params.train.subset_size is not None:
+        return params.train.subset_size
+    summary = load_summary(dataset_dir(dataset))  # PipelineError naming the command that builds it
+    return int(summary["splits"]["train"]["count"])
+
+
+def default_runs(params: Params, dataset: str | None) -> list[str]:
+    """The first overfitting and the first simplified run (of the first dataset having both)."""
+    for name in params.data.datasets if dataset is None else [dataset]:
+        runs = params.dataset_runs(name)
+        picked = [next((run.name for run in runs if run.role == role), None) for role in ("overfit", "simplified")]
+        if all(picked):
+            return [name for name in picked if name]
+    raise PipelineError("no dataset has both an overfitting and a simplified run: pass --runs")
+
+
+def plan(args: argparse.Namespace) -> tuple[Sweep, float]:
+    check_name(args.name)
+    params, raw = load()
+    if args.sizes and args.fractions:
+        raise PipelineError("give --sizes or --fractions, not both")
+    runs = select_runs(params, KEY, args.runs or default_runs(params, None))
+    if args.sizes:
+        sizes = args.sizes
+    else:
+        fractions = args.fractions or list(FRACTIONS)
+        bad = [f for f in fractions if not 0 < f <= 1]
+        if bad:
+            raise PipelineError(f"--fractions {bad}: fractions of the profile's training images, in (0, 1]")
+        base = base_size(params, runs[0].dataset)
+        sizes = [max(1, round(fraction * base)) for fraction in fractions]
+    sizes = sorted(dict.fromkeys(sizes))
+    if len(sizes) < 2:
+        raise PipelineError(f"sizes {sizes}: a curve needs at least two different sizes")
+    steps = [Step(str(size), size, float(size)) for size in sizes]
+    check_steps(raw, KEY, steps)
+    return Sweep(args.name, KEY, steps, check_seeds(args.seeds), runs, "data curve"), args.tolerance
+
+
+def readme(
+    sweep: Sweep, results: dict[str, StepResults], failed: dict[str, str], tolerance: float
+) -> tuple[str, dict[str, str]]:
+    seeds = f"seeds {', '.join(map(str, sweep.seeds))}" if sweep.seeds else "params.yaml's train.seed (one seed)"
+    lines = [
+        f"# Data-size curve `{sweep.name}`: {KEY}",
+        "",
+        f"`{shlex.join(['python', '-m', 'overfit_first.data_curve', *sys.argv[1:]])}`",
+        "",
+        f"Training images per run: {', '.join(step.label for step in sweep.steps)} (the first of every class, in "
+        f"proportion), over {seeds}; each (size, seed) is the DVC experiment "
+        f"`{sweep.name}-<size>{'-s<seed>' if sweep.seeds else ''}`. Validation is the same set at every size. "
+        "With several seeds: mean (min-max); a change counts when larger than the seed spread "
+        "(max(2 x std, max - min)).",
+        "",
+        "![validation accuracy and gap against training-set size](data_curve.png)",
+        "",
+    ]
+    readings = {}
+    for run, rows in results.items():
+        readings[run] = reading(rows, tolerance)
+        lines += [f"## {run}", "", f"**Reading:** {readings[run]}.", "", table(rows, "images"), ""]
+    lines.append(failures_markdown(failed))
+    return "\n".join(lines).rstrip() + "\n", readings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m overfit_first.data_curve", description=__doc__.split("\n")[0])
+    parser.add_argument("name", help="the sweep's name: prefixes its DVC experiments and names its report")
+    parser.add_argument("--fractions", type=float, nargs="+", help="of the profile's training images (0.25 0.5 1)")
+    parser.add_argument("--sizes", type=int, nargs="+", help="training-image counts instead of fractions")
+    parser.add_argument("--runs", nargs="+", help="runs to retrain (default: the first overfitting and simplified)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="repeat each size with these train.seed values")
+    parser.add_argument("--jobs", type=int, default=1, help="experiments at once (`dvc queue start -j`)")
+    parser.add_argument("--tolerance", type=float, default=TOLERANCE, help=f"gap tolerance (default {TOLERANCE})")
+    parser.add_argument("--collect", action="store_true", help="queue nothing: report the experiments already run")
+    args = parser.parse_args()
+    if args.jobs < 1:
+        raise PipelineError(f"--jobs {args.jobs}: at least 1")
+    sweep, tolerance = plan(args)
+    results, failed, mlflow_runs = run_sweep(sweep, args.jobs, args.collect)
+    text, readings = readme(sweep, results, failed, tolerance)
+    data: dict[str, Any] = {
+        "sweep": sweep.name,
+        "key": KEY,
+        "sizes": [step.value for step in sweep.steps],
+        "seeds": sweep.seeds,
+        "tolerance": tolerance,
+        "readings": readings,
+        "runs": results_json(results),
+        "failed_experiments": failed,
+    }
+    directory = report_dir("data_curves", sweep.name)
+    title = f"data-size curve {sweep.name}"
+    write_report(
+        directory,
+        {"README.md": text, "data_curve.json": data},
+        "data_curve.png",
+        lambda path: chart(results, "training images", path, title),
+    )
+    tracking.finish_sweep(mlflow_runs, results, failed, directory, {})
+    for run, line in readings.items():
+        print(f"{run}: {line}", flush=True)
+    print(f"wrote {directory}/README.md, data_curve.json, data_curve.png", flush=True)
+    if failed:
+        raise PipelineError(
+            f"{len(failed)} experiment(s) failed: {', '.join(failed)}; their logs' last lines are in "
+            f"{directory}/README.md (the others are reported)"
+        )
+
+
+if __name__ == "__main__":
+    run_stage(main)

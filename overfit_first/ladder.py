@@ -1,0 +1,223 @@
+"""The regularization ladder: one command sweeps a params key over DVC experiments and recommends a step.
+
+    python -m overfit_first.ladder dropout                                   # model.dropout 0.0 0.2 0.4 0.6
+    python -m overfit_first.ladder dropout --values 0 0.2 0.4 0.6 --seeds 0 1 2 --jobs 2 \\
+        --runs fashion_mnist-cnn_simplified                                  # only that run retrains
+    python -m overfit_first.ladder lr --param models.cnn_simplified.fit.learning_rate --values 3e-4 1e-3 3e-3
+    python -m overfit_first.ladder aug --augmentation --runs fashion_mnist-cnn_simplified_augmented   # off / on
+    python -m overfit_first.ladder dropout --collect                         # the report again, from the experiments
+
+Each (step, seed) is a DVC experiment `<name>-<step>[-s<seed>]` (overfit_first.sweep): queued, run by
+`dvc queue start -j N`, waited for. The report, reports/ladders/<name>/ (README.md, ladder.json, ladder.png), has
+per run and step the train, validation and test accuracy and the gap (mean and range over seeds, measured by the
+evaluate stage in inference mode), the verdicts, and the recommended step (`recommend`): the smallest gap among
+the steps whose validation accuracy is within the tolerance (or the seed spread, the larger) of the best; a
+smaller gap wins only by more than its spread. The test accuracy never chooses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import Any
+
+from overfit_first import tracking
+from overfit_first.errors import PipelineError, run_stage
+from overfit_first.sweep import (
+    Step,
+    StepResult,
+    StepResults,
+    Sweep,
+    chart,
+    check_name,
+    check_seeds,
+    check_steps,
+    failures_markdown,
+    get_key,
+    load,
+    number_label,
+    parse_numbers,
+    report_dir,
+    results_json,
+    run_sweep,
+    select_runs,
+    table,
+    write_report,
+)
+
+DEFAULT_KEY = "model.dropout"
+DEFAULT_VALUES = ("0.0", "0.2", "0.4", "0.6")
+TOLERANCE = 0.01  # validation accuracy within this of the best counts as as good (1 point; 1,000 images: SE ~0.011)
+VAL, GAP = "val_accuracy_inference", "gap"
+
+
+def recommend(rows: StepResults, tolerance: float = TOLERANCE) -> tuple[str | None, dict[str, str], str]:
+    """The recommended step of one run's ladder: (its label or None, a note per step label, one sentence why).
+
+    best = the step with the highest mean validation accuracy. A step is as good as the best when the best leads it
+    by at most max(tolerance, either step's noise): sweep.Stat.noise, the seed spread. Among those, the smallest
+    mean gap; a step whose gap is within the noise of that smallest one ties with it, and of the tied steps the
+    one with the higher validation accuracy is recommended (a smaller gap is better only by more than the noise).
+    Failed steps (no seed succeeded) are skipped; earlier steps win exact ties.
+    """
+    done = [row for row in rows if row.ok]
+    notes = {row.step.label: "failed" for row in rows if not row.ok}
+    if not done:
+        return None, notes, "every step failed: nothing to recommend"
+    best = max(done, key=lambda row: row.stats[VAL].mean)
+    candidates: list[StepResult] = []
+    for row in done:
+        behind = best.stats[VAL].mean - row.stats[VAL].mean
+        allowed = max(tolerance, best.stats[VAL].noise, row.stats[VAL].noise)
+        if behind <= allowed:
+            candidates.append(row)
+            notes[row.step.label] = "best validation" if row is best else f"validation within {allowed:.3f} of best"
+        else:
+            notes[row.step.label] = f"validation {behind:.3f} below best (> {allowed:.3f})"
+    smallest = min(candidates, key=lambda row: row.stats[GAP].mean)
+    tied = [
+        row
+        for row in candidates
+        if row.stats[GAP].mean - smallest.stats[GAP].mean <= max(row.stats[GAP].noise, smallest.stats[GAP].noise)
+    ]
+    chosen = max(tied, key=lambda row: row.stats[VAL].mean)
+    notes[chosen.step.label] = "**recommended**; " + notes[chosen.step.label]
+    why = (
+        f"validation {chosen.stats[VAL].text()}, gap {chosen.stats[GAP].text()}: the smallest gap among the "
+        f"{len(candidates)} step(s) whose validation accuracy is within max({tolerance:g}, seed spread) of the best "
+        f"({best.step.label}: {best.stats[VAL].text()})"
+    )
+    if len(tied) > 1:
+        others = ", ".join(row.step.label for row in tied if row is not chosen)
+        why += f"; gap within the seed spread of {others}, so the higher validation accuracy decides"
+    return chosen.step.label, notes, why
+
+
+def plan(args: argparse.Namespace) -> tuple[Sweep, float]:
+    """The sweep the arguments ask for, every input checked first (PipelineError naming the argument and the fix)."""
+    check_name(args.name)
+    params, raw = load()
+    if args.tolerance < 0 or args.tolerance >= 1:
+        raise PipelineError(f"--tolerance {args.tolerance}: an accuracy difference, 0 <= tolerance < 1")
+    if args.augmentation:
+        if args.param or args.values:
+            raise PipelineError("--augmentation sweeps models.<model>.augmentation off/on: drop --param and --values")
+        if not args.runs or len(args.runs) != 1:
+            raise PipelineError("--augmentation needs one run: --runs <run> (its model's augmentation is switched)")
+        run = params.run(args.runs[0])
+        key = f"models.{run.model}.augmentation"
+        block = get_key(raw, key) if "augmentation" in raw["models"][run.model] else None
+        if not block:
+            raise PipelineError(
+                f"{key} is not set: nothing to switch off. Give models.{run.model} an augmentation block in "
+                "params.yaml (e.g. cnn_simplified_augmented's)"
+            )
+        steps = [Step("off", None, None), Step("on", block, None, as_is=True)]
+    else:
+        key = args.param or DEFAULT_KEY
+        current = get_key(raw, key)
+        if isinstance(current, bool) or not isinstance(current, int | float | None):
+            raise PipelineError(
+                f"{key} = {current!r} is not a number: the ladder sweeps numeric keys (for augmentation: "
+                "--augmentation --runs <run>)"
+            )
+        texts = args.values or (DEFAULT_VALUES if key == DEFAULT_KEY else None)
+        if not texts:
+            raise PipelineError(f"--values: give the values of {key} to sweep, e.g. --values 0.1 0.2 0.4")
+        integer = isinstance(current, int) or (current is None and all(v.lstrip("-").isdigit() for v in texts))
+        numbers = parse_numbers(key, texts, integer)
+        steps = [Step(number_label(value), value, float(value)) for value in numbers]
+    check_steps(raw, key, [step for step in steps if not step.as_is])
+    runs = select_runs(params, key, args.runs)
+    return Sweep(args.name, key, steps, check_seeds(args.seeds), runs, "ladder"), args.tolerance
+
+
+def readme(sweep: Sweep, results: dict[str, StepResults], failed: dict[str, str], tolerance: float) -> tuple[str, dict]:
+    """The report's README.md and the recommendation per run ({run: step label or None})."""
+    seeds = f"seeds {', '.join(map(str, sweep.seeds))}" if sweep.seeds else "params.yaml's train.seed (one seed)"
+    lines = [
+        f"# Ladder `{sweep.name}`: {sweep.key}",
+        "",
+        f"`{command()}`",
+        "",
+        f"Steps {', '.join(step.label for step in sweep.steps)} over {seeds}; each (step, seed) is the DVC experiment "
+        f"`{sweep.name}-<step>{'-s<seed>' if sweep.seeds else ''}` (`dvc exp show`). Accuracies are the evaluate "
+        "stage's, measured on the saved model in inference mode; gap = train - validation. With several seeds: "
+        "mean (min-max). Recommended: the smallest gap among the steps whose validation accuracy is within "
+        f"max({tolerance:g}, the seed spread) of the best; a smaller gap wins only by more than its seed spread "
+        "(spread = max(2 x std, max - min)). The test accuracy never chooses.",
+        "",
+        "![gap and validation accuracy](ladder.png)",
+        "",
+    ]
+    recommended: dict[str, Any] = {}
+    for run, rows in results.items():
+        label, notes, why = recommend(rows, tolerance)
+        recommended[run] = {"step": label, "why": why}
+        lines += [f"## {run}", "", f"**Recommended: {sweep.key} = {label}**: {why}." if label else why, ""]
+        lines += [table(rows, sweep.key, notes), ""]
+    lines.append(failures_markdown(failed))
+    return "\n".join(lines).rstrip() + "\n", recommended
+
+
+def command() -> str:
+    return shlex.join(["python", "-m", "overfit_first.ladder", *sys.argv[1:]])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m overfit_first.ladder", description=__doc__.split("\n")[0])
+    parser.add_argument("name", help="the sweep's name: prefixes its DVC experiments and names its report")
+    parser.add_argument("--param", help=f"a numeric params.yaml key (default {DEFAULT_KEY})")
+    parser.add_argument(
+        "--values", nargs="+", help=f"its values (default for {DEFAULT_KEY}: {' '.join(DEFAULT_VALUES)})"
+    )
+    parser.add_argument(
+        "--augmentation", action="store_true", help="sweep the --runs run's augmentation off/on instead"
+    )
+    parser.add_argument("--runs", nargs="+", help="runs to retrain and report (default: every run the key affects)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="repeat each step with these train.seed values")
+    parser.add_argument("--jobs", type=int, default=1, help="experiments at once (`dvc queue start -j`)")
+    parser.add_argument(
+        "--tolerance", type=float, default=TOLERANCE, help=f"validation tolerance (default {TOLERANCE})"
+    )
+    parser.add_argument(
+        "--collect", action="store_true", help="queue nothing: report the experiments an earlier run queued"
+    )
+    args = parser.parse_args()
+    if args.jobs < 1:
+        raise PipelineError(f"--jobs {args.jobs}: at least 1")
+    sweep, tolerance = plan(args)
+    results, failed, mlflow_runs = run_sweep(sweep, args.jobs, args.collect)
+    text, recommended = readme(sweep, results, failed, tolerance)
+    data = {
+        "sweep": sweep.name,
+        "key": sweep.key,
+        "steps": [step.label for step in sweep.steps],
+        "seeds": sweep.seeds,
+        "tolerance": tolerance,
+        "command": command(),
+        "recommended": recommended,
+        "runs": results_json(results),
+        "failed_experiments": failed,
+    }
+    directory = report_dir("ladders", sweep.name)
+    title = f"ladder {sweep.name}: {sweep.key}"
+    write_report(
+        directory, {"README.md": text, "ladder.json": data}, "ladder.png", lambda p: chart(results, sweep.key, p, title)
+    )
+    tracking.finish_sweep(
+        mlflow_runs, results, failed, directory, {run: str(rec["step"]) for run, rec in recommended.items()}
+    )
+    for run, rec in recommended.items():
+        print(f"{run}: recommended {sweep.key} = {rec['step']}: {rec['why']}", flush=True)
+    print(f"wrote {directory}/README.md, ladder.json, ladder.png", flush=True)
+    if failed:
+        raise PipelineError(
+            f"{len(failed)} experiment(s) failed: {', '.join(failed)}; their logs' last lines are in "
+            f"{directory}/README.md (the others are reported)"
+        )
+
+
+if __name__ == "__main__":
+    run_stage(main)

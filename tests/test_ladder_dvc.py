@@ -1,0 +1,128 @@
+"""The ladder and the data-size curve end to end: a scratch git + DVC repository with the project's code and a tiny
+image-folder dataset, real `dvc exp run --queue` experiments run by `dvc queue start -j 2`, a real SQLite MLflow
+store. One ladder step fails on purpose (a pooling window larger than the images: Keras refuses to build the
+model): it is reported as failed with its log's last lines, and the other step is reported all the same."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+from data_fixtures import image_folder, tar_gz
+from scratch_repo import TINY_SIMPLIFIED, commit, dvc, new_repo
+
+pytestmark = pytest.mark.slow  # real dvc, git, MLflow and trainings in every test
+
+POOL = "models.tiny_simplified.layer_defaults.MaxPooling2D.pool_size"
+SIMPLIFIED, OVERFIT = "pets-tiny_simplified", "pets-tiny_overfit"
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
+    """Two tiny runs of 2 epochs (an overfitting and a simplified CNN) on 8x8 images, reproduced and committed."""
+    tmp_path = tmp_path_factory.mktemp("ladder")
+    image_folder(tmp_path / "folder", classes=("cat", "dog", "frog"), n_train=12, n_test=4, size=(8, 8))
+    archive = tar_gz(tmp_path / "folder", tmp_path / "pets.tar.gz")
+    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    params["data"].update(datasets=["pets"], mirror=None, image_folders={"pets": str(archive)})
+    params["prepare"].update(valid_size=6, sample_size=None, pad_to=None)
+    params["train"].update(subset_size=None)
+    simplified = json.loads(json.dumps(TINY_SIMPLIFIED))
+    simplified["layer_defaults"] = {"MaxPooling2D": {"pool_size": 2}}  # the key the failing ladder sweeps
+    overfit = json.loads(json.dumps(TINY_SIMPLIFIED))
+    overfit.update(role="overfit", layers=[layer for layer in overfit["layers"] if "Dropout" not in str(layer)])
+    params["models"].update(tiny_simplified=simplified, tiny_overfit=overfit)
+    params["runs"] = {
+        OVERFIT: {"dataset": "pets", "model": "tiny_overfit", "tuned_by": "train", "epochs": 2},
+        SIMPLIFIED: {"dataset": "pets", "model": "tiny_simplified", "tuned_by": "model.dropout", "epochs": 2},
+    }
+    repo, env = new_repo(tmp_path, params)
+    dvc(repo, env, "repro")
+    commit(repo, "baseline")
+    yield repo, env
+    subprocess.run([sys.executable, "-m", "dvc", "queue", "stop"], cwd=repo, env=env, capture_output=True, timeout=300)
+
+
+def command(repo: Path, env: dict[str, str], module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=repo, env=env, capture_output=True, text=True, timeout=1500
+    )
+
+
+@pytest.mark.timeout(1800)
+def test_ladder_reports_a_failed_step_with_its_log_and_the_others_with_mean_and_spread(
+    repo: tuple[Path, dict[str, str]],
+) -> None:
+    path, env = repo
+    args = ("pool", "--param", POOL, "--values", "2", "16", "--seeds", "0", "1", "--jobs", "2")
+    result = command(path, env, "overfit_first.ladder", *args)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "2 experiment(s) failed: pool-16-s0, pool-16-s1" in result.stderr, output
+    assert f"{SIMPLIFIED}: recommended {POOL} = 2" in result.stdout, output
+
+    listed = set(dvc(path, env, "exp", "list", "--name-only").split())
+    assert {"pool-2-s0", "pool-2-s1"} <= listed, listed  # `dvc exp show` lists the steps under the sweep's name
+
+    report = path / "reports" / "ladders" / "pool"
+    assert sorted(item.name for item in report.iterdir()) == ["README.md", "ladder.json", "ladder.png"]
+    data = json.loads((report / "ladder.json").read_text(encoding="utf-8"))
+    assert list(data["runs"]) == [SIMPLIFIED]  # only the run the key affects was retrained and reported
+    ok, failed = data["runs"][SIMPLIFIED]
+    assert ok["status"] == "ok" and len(ok["metrics"]["validation"]["values"]) == 2, ok  # both seeds
+    assert failed["status"] == "failed" and failed["failed_experiments"] == ["pool-16-s0", "pool-16-s1"]
+    assert data["recommended"][SIMPLIFIED]["step"] == "2"
+    readme = (report / "README.md").read_text(encoding="utf-8")
+    assert "| 16 | failed |" in readme and "`dvc queue logs pool-16-s0`" in readme
+    assert "cannot build MaxPooling2D" in data["failed_experiments"]["pool-16-s0"], data["failed_experiments"]
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("overfit-first/pets")
+    runs = client.search_runs([experiment.experiment_id], "tags.sweep = 'pool'")
+    parents = [run for run in runs if "sweep_step" not in run.data.tags]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED", [run.data.tags for run in runs]
+    parent = parents[0]
+    assert parent.data.tags[f"recommended/{SIMPLIFIED}"] == "2"
+    assert {"README.md", "ladder.json", "ladder.png"} <= {
+        item.path for item in client.list_artifacts(parent.info.run_id)
+    }
+    children = {run.data.tags["sweep_step"]: run for run in runs if "sweep_step" in run.data.tags}
+    assert set(children) == {"2", "16"}
+    assert all(run.data.tags["mlflow.parentRunId"] == parent.info.run_id for run in children.values())
+    assert children["2"].info.status == "FINISHED" and children["16"].info.status == "FAILED"
+    assert f"{SIMPLIFIED}/val_accuracy" in children["2"].data.metrics
+    # pool 2 with seed 0 is the committed baseline: DVC retrained nothing, so that experiment has no training run
+    assert not client.search_runs([experiment.experiment_id], "tags.dvc_exp_name = 'pool-2-s0'")
+    trained = client.search_runs([experiment.experiment_id], "tags.dvc_exp_name = 'pool-2-s1'")
+    assert len(trained) == 1 and trained[0].data.tags["run"] == SIMPLIFIED, [run.data.tags for run in trained]
+    assert trained[0].data.tags["mlflow.parentRunId"] == children["2"].info.run_id  # nested under its step
+
+    again = command(path, env, "overfit_first.ladder", *args)  # the names are taken: refused, nothing queued
+    assert again.returncode == 1 and "exist already" in again.stderr and "--collect" in again.stderr, again.stderr
+
+
+@pytest.mark.timeout(1800)
+def test_data_curve_retrains_the_overfitting_and_simplified_runs_and_reads_the_gap(
+    repo: tuple[Path, dict[str, str]],
+) -> None:
+    path, env = repo
+    result = command(path, env, "overfit_first.data_curve", "size", "--sizes", "15", "30", "--jobs", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = path / "reports" / "data_curves" / "size"
+    data = json.loads((report / "data_curve.json").read_text(encoding="utf-8"))
+    assert data["sizes"] == [15, 30] and set(data["runs"]) == {OVERFIT, SIMPLIFIED}
+    for run in (OVERFIT, SIMPLIFIED):
+        assert [row["status"] for row in data["runs"][run]] == ["ok", "ok"]
+        assert data["readings"][run].endswith(("get more data", "regularize or change the architecture"))
+        assert f"{run}: the gap" in result.stdout
+    assert (report / "data_curve.png").stat().st_size > 0
+    assert "**Reading:**" in (report / "README.md").read_text(encoding="utf-8")
