@@ -41,6 +41,8 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import importlib.abc
+import importlib.machinery
 import json
 import math
 import multiprocessing
@@ -187,6 +189,29 @@ def prepare_dataset(dataset: str, path: Path, settings: dict[str, Any], work: Pa
 # ---------------------------------------------------------------------------------------------- one run
 
 
+class _Absent(importlib.abc.MetaPathFinder):
+    """An import hook under which `import tensorflow` fails as if TensorFlow were not installed."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name.partition(".")[0] == "tensorflow":
+            raise ModuleNotFoundError(f"No module named {name!r} (hidden: this process runs on JAX alone)", name=name)
+        return None
+
+
+def hide_tensorflow() -> None:
+    """Make this process run as on a machine without TensorFlow, also where it is installed.
+
+    Keras probes for TensorFlow (e.g. when it saves a model) and overfit_first.inputs would feed batches through
+    tf.data: an imported TensorFlow could claim the GPU's memory beside JAX. The hook goes just before the
+    path-based finder, after any hook installed earlier (a test's, that records import attempts).
+    """
+    finders = sys.meta_path
+    if any(isinstance(finder, _Absent) for finder in finders):
+        return
+    index = next((i for i, finder in enumerate(finders) if finder is importlib.machinery.PathFinder), len(finders))
+    finders.insert(index, _Absent())
+
+
 def worker(run_name: str, work: Path, out: Path, deadline: float, steps_per_execution: int, precision: str) -> None:
     """Train, evaluate and write one run, in this process (KERAS_BACKEND=jax); cwd becomes `work`.
 
@@ -194,6 +219,7 @@ def worker(run_name: str, work: Path, out: Path, deadline: float, steps_per_exec
     Writes the pipeline's metrics files (work/metrics links to out/metrics) and out/runs/<run>.json.
     """
     os.chdir(work)
+    hide_tensorflow()
     import jax
     import keras
     import numpy as np
@@ -461,17 +487,26 @@ def orchestrate(args: argparse.Namespace) -> None:
         log(f"prepared {dataset} from {found[dataset]} in {summary['seconds']}s: {counts}", dataset)
 
     parallel = min(args.parallel or len(runs), len(runs))
-    pending, running, exit_codes = list(runs), [], {}
+    pending, running = list(runs), []
+    outcomes: dict[str, str] = {}  # run -> why it has no results, for the summary (a run with results: unused)
     try:
         while pending or running:
             while pending and len(running) < parallel:
-                running.append(start_worker(pending.pop(0), args, work, deadline, parallel, log))
+                name = pending.pop(0)
+                if time.time() >= deadline:
+                    outcomes[name] = "not started: no budget left"
+                    log(outcomes[name], name)
+                    continue
+                running.append(start_worker(name, args, work, deadline, parallel, log))
             time.sleep(0.5)
             for worker_ in [w for w in running if w.process.poll() is not None]:
                 worker_.reader.join(timeout=5)
-                exit_codes[worker_.run] = worker_.process.returncode
+                code = worker_.process.returncode
+                outcomes[worker_.run] = (
+                    "killed past the budget" if worker_.terminated else f"failed (exit status {code})"
+                )
                 running.remove(worker_)
-                log(f"exited with status {worker_.process.returncode}", worker_.run)
+                log(f"exited with status {code}", worker_.run)
             overdue = time.time() - (budget_end + args.grace_seconds)
             if overdue > 0:
                 for worker_ in running:
@@ -481,15 +516,12 @@ def orchestrate(args: argparse.Namespace) -> None:
                         worker_.terminated = True
                     elif overdue > KILL_AFTER_S:
                         worker_.process.kill()
-                for name in pending:
-                    log("not started: no budget left", name)
-                pending = []
     finally:
         for worker_ in running:
             if worker_.process.poll() is None:
                 worker_.process.kill()
-            exit_codes.setdefault(worker_.run, worker_.process.wait())
-        rows = summarize(out, params, exit_codes, prepared, time.time() - started)
+            outcomes[worker_.run] = f"killed (exit status {worker_.process.wait()})"
+        rows = summarize(out, params, outcomes, prepared, time.time() - started)
         log(f"summary: {out / 'summary.md'} ({sum(row['status'] == 'ok' for row in rows)}/{len(rows)} runs complete)")
     failed = [row["run"] for row in rows if row["status"] != "ok"]
     if failed:
@@ -502,18 +534,27 @@ def orchestrate(args: argparse.Namespace) -> None:
 def summarize(
     out: Path,
     params: dict[str, Any],
-    exit_codes: dict[str, int | None],
+    outcomes: dict[str, str],
     prepared: dict[str, dict[str, Any]],
     seconds: float,
 ) -> list[dict[str, Any]]:
     """out/summary.json and out/summary.md: one row per run (its status file and evaluated metrics) beside
-    the article's numbers. Returns the rows; a run without its files has status 'failed' or 'not run'."""
+    the article's numbers. `outcomes` says why a run may lack its files (killed, failed, not started).
+    Returns the rows; `status` is 'ok' for a run with its files, else its outcome."""
     rows = []
     for name, entry in params["runs"].items():
         dataset, model = entry["dataset"], entry["model"]
         status_path = out / "runs" / f"{name}.json"
         status = json.loads(status_path.read_text()) if status_path.is_file() else {}
-        row: dict[str, Any] = {"run": name, "dataset": dataset, "model": model, **status}
+        article_epochs = params["models"][model]["fit"]["epochs"]
+        row: dict[str, Any] = {
+            "run": name,
+            "dataset": dataset,
+            "model": model,
+            "epochs_article": article_epochs,
+            "epochs_planned": min(article_epochs, entry.get("epochs") or article_epochs),
+            **status,
+        }
         eval_path = out / layout.eval_metrics_file(dataset, model)
         if status and eval_path.is_file():
             row["status"] = "ok"
@@ -521,8 +562,7 @@ def summarize(
                 eval_path, metrics.EvalMetrics, "python -m overfit_first.article_gpu"
             ).model_dump()
         else:
-            code = exit_codes.get(name)
-            row["status"] = "not run" if code is None and name not in exit_codes else f"failed (exit status {code})"
+            row["status"] = outcomes.get(name, "not run")
         reported = REPORTED.get((dataset, model))
         if reported:
             row["article"] = dict(zip(("epoch", "train_accuracy", "val_accuracy", "test_accuracy"), reported))
@@ -560,8 +600,8 @@ def _markdown(document: dict[str, Any]) -> str:
         "reports it); test and the gap (train - val, both in inference mode) from the saved best epoch. "
         "Epoch seconds include validation; the first epoch also includes XLA compilation.",
         "",
-        "| run | epochs done / article | stopped by | best epoch | s/epoch (first) | ms/step | train | val | test "
-        "| gap | verdict | article: epoch, train, val, test |",
+        "| run | epochs done / planned (article) | stopped by | best epoch | s/epoch (first) | ms/step | train | val "
+        "| test | gap | verdict | article: epoch, train, val, test |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in document["runs"]:
@@ -573,7 +613,8 @@ def _markdown(document: dict[str, Any]) -> str:
         superclass = found.get("superclass_test_accuracy")
         test = _number(found.get("test_accuracy")) + (f" (superclass {superclass:.3f})" if superclass else "")
         lines.append(
-            f"| {row['run']} | {_number(row.get('epochs_done'))} / {_number(row.get('epochs_article'))} "
+            f"| {row['run']} | {_number(row.get('epochs_done'))} / {_number(row.get('epochs_planned'))} "
+            f"({_number(row.get('epochs_article'))}) "
             f"| {row.get('stopped_by', row['status'])} | {_number(found.get('best_epoch'))} "
             f"| {_number(row.get('median_epoch_seconds'), 2)} ({_number(row.get('first_epoch_seconds'), 1)}) "
             f"| {_number(row.get('ms_per_step'), 1)} | {_number(found.get('train_accuracy'))} "

@@ -21,9 +21,10 @@ from conftest import REPO, stage_env
 from data_fixtures import image_folder, tar_gz
 
 BLOCKED = ("tensorflow", "dvc", "mlflow")
-# Keras itself asks whether TensorFlow is installed (keras.src.utils.module_utils.LazyModule.available, e.g. when
-# it serializes a model) and carries on without it: that probe is allowed, any other attempt is a failure.
-KERAS_PROBE = "keras/src/utils/module_utils.py"
+# Probes that ask whether TensorFlow is installed and carry on without it are allowed: Keras' own
+# (keras.src.utils.module_utils.LazyModule.available, e.g. when it saves a model) and overfit_first.inputs'
+# (_tensorflow: tf.data or NumPy batches). Any other attempt is a failure.
+PROBES = (("keras/src/utils/module_utils.py", "available"), ("overfit_first/inputs.py", "_tensorflow"))
 BLOCKER = f"""
 import importlib.abc, os, sys, traceback
 
@@ -34,7 +35,8 @@ class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.partition(".")[0] in BLOCKED:
             stack = traceback.extract_stack()[:-1]
-            probe = any(frame.filename.endswith({KERAS_PROBE!r}) and frame.name == "available" for frame in stack)
+            probe = any((frame.filename.endswith(file) and frame.name == function) for frame in stack
+                        for file, function in {PROBES!r})
             if not probe:
                 with open(os.environ["IMPORT_ATTEMPTS"], "a") as stream:
                     stream.write(f"{{os.getpid()}} {{name}}\\n" + "".join(traceback.format_list(stack)) + "\\n")
