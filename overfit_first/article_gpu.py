@@ -34,6 +34,8 @@ dependencies, the wheels of scripts/gpu-wheels.txt (downloaded by scripts/gpu_wh
         .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD && \\
         python3 -m overfit_first.article_gpu --archives DIR --out $OUT/article --minutes 7
 
+(scripts/article_gpu_device.sh DIR [MINUTES] does just that, then prints the log's tail and summary.md.)
+
 On a CPU, `--tiny` (or --train-images / --valid-images / --epochs) makes a quick smoke run of the same path.
 """
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from overfit_first import layout, metrics
-from overfit_first.article_gpu import article_params
+from overfit_first.article_gpu import BudgetStop, article_params
 
 from conftest import REPO, stage_env
 from data_fixtures import image_folder, tar_gz
@@ -108,3 +109,22 @@ def test_tiny_article_on_jax_without_tensorflow(tmp_path: Path) -> None:
         assert status["epochs_done"] == 2 and status["stopped_by"] == "epochs"
         assert status["policy"] == "float32" and status["jit_compile"] is True and status["keras"]
     assert summary["environment"]["device"].startswith("cpu")
+
+
+def test_budget_stop_ends_training_only_when_the_next_epoch_would_overrun() -> None:
+    import keras
+
+    for deadline, stops in ((time.time() - 1, True), (time.time() + 3600, False)):
+        model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+        model.stop_training = False
+        callback = BudgetStop(deadline)
+        callback.set_model(model)
+        callback.on_epoch_begin(0)
+        callback.on_epoch_end(0)
+        assert model.stop_training is stops and callback.stopped is stops
+    model.stop_training = True  # early stopping ended it first: not the budget's doing
+    callback = BudgetStop(time.time() - 1)
+    callback.set_model(model)
+    callback.on_epoch_begin(0)
+    callback.on_epoch_end(0)
+    assert not callback.stopped
