@@ -333,7 +333,11 @@ def worker(run_name: str, work: Path, out: Path, deadline: float, steps_per_exec
 
 class BudgetStop:
     """A Keras callback (built lazily: keras is imported by the worker only) that ends training after an epoch
-    when the next one, as long as the last, would end after `deadline` (time.time() seconds)."""
+    when the next one, as long as the last, would end after `deadline` (time.time() seconds).
+
+    The first epoch of a fit also compiles the steps (XLA), so it says nothing of the next one's length: after
+    it, training stops only once the deadline has passed.
+    """
 
     def __new__(cls, deadline: float) -> Any:
         import keras
@@ -342,14 +346,18 @@ class BudgetStop:
             def __init__(self) -> None:
                 super().__init__()
                 self.deadline, self.stopped, self.started = deadline, False, 0.0
+                self.first_epoch: int | None = None
 
             def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
                 self.started = time.time()
+                if self.first_epoch is None:
+                    self.first_epoch = epoch
 
             def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
                 if self.model.stop_training:  # early stopping ends it anyway
                     return
-                if time.time() + (time.time() - self.started) > self.deadline:
+                last = 0.0 if epoch == self.first_epoch else time.time() - self.started
+                if time.time() + last > self.deadline:
                     self.model.stop_training, self.stopped = True, True
                     print(f"epoch {epoch + 1}: stopping, the next epoch would overrun the budget", flush=True)
 
