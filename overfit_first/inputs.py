@@ -17,10 +17,18 @@ import numpy as np
 
 from overfit_first.data.splits import SCALE
 
-try:
-    import tensorflow as tf
-except ImportError:  # the PyDataset fallback below needs only NumPy and Keras
-    tf = None
+
+def _tensorflow() -> Any | None:
+    """TensorFlow if installed, else None (the PyDataset fallback below needs only NumPy and Keras).
+
+    Imported on first use, not with this module: a JAX-only program that imports it for its augmentation
+    layers (overfit_first.article_gpu) never loads TensorFlow, even where it is installed.
+    """
+    try:
+        import tensorflow as tf
+    except ImportError:
+        return None
+    return tf
 
 
 def augmentation_layers(settings: dict[str, Any] | None, seed: int) -> list[keras.layers.Layer]:
@@ -72,6 +80,7 @@ def make_dataset(
 ) -> Any:
     """Batches of (float32 images in 0..1, labels): shuffled and augmented when `training`."""
     augment = augmentation_layers(augmentation, seed) if training else []
+    tf = _tensorflow()
     if tf is None:
         return NumpyBatches(x, y, batch_size, shuffle=training, seed=seed, augment=augment)
     dataset = tf.data.Dataset.from_tensor_slices((x, y))

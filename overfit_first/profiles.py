@@ -42,6 +42,19 @@ def apply(name: str, params_path: Path = PARAMS_FILE, into: Path | None = None, 
     yaml.representer.add_representer(type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
     profile: dict[str, Any] = yaml.load(profile_path.read_text(encoding="utf-8"))
     params: dict[str, Any] = yaml.load(params_path.read_text(encoding="utf-8"))
+    changed = merge(params, profile)
+    buffer = io.StringIO()
+    yaml.dump(params, buffer)
+    validate(YAML(typ="safe").load(buffer.getvalue()), source=f"{params_path} with profile {name}")
+    atomic.write_text(into or params_path, header + buffer.getvalue())
+    return changed
+
+
+def merge(params: dict[str, Any], profile: dict[str, Any]) -> list[str]:
+    """Merge a parsed profile into parsed params, in place; return the keys that changed.
+
+    A profile's `runs` replaces the params' whole; its other sections are merged key by key.
+    """
     changed = []
     for section, value in profile.items():
         if section in REPLACED_WHOLE or not isinstance(value, dict) or not isinstance(params.get(section), dict):
@@ -53,10 +66,6 @@ def apply(name: str, params_path: Path = PARAMS_FILE, into: Path | None = None, 
             if params[section].get(key) != sub_value:
                 params[section][key] = sub_value
                 changed.append(f"{section}.{key}")
-    buffer = io.StringIO()
-    yaml.dump(params, buffer)
-    validate(YAML(typ="safe").load(buffer.getvalue()), source=f"{params_path} with profile {name}")
-    atomic.write_text(into or params_path, header + buffer.getvalue())
     return changed
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from overfit_first import accelerate, atomic, metrics
 from overfit_first.accelerate import Accelerator
-from overfit_first.config import Run
+from overfit_first.config import FitConfig, Run
 from overfit_first.data.splits import Split, stratified_subset
 from overfit_first.errors import PipelineError
 from overfit_first.inputs import make_dataset
@@ -155,6 +155,29 @@ def fit(
     )
     valid_data = make_dataset(valid.x, valid.y, fit_config.batch_size, training=False)
 
+    epoch_log, best_epoch = best_epoch_callbacks(fit_config, directory)
+    callbacks = [
+        *best_epoch,
+        # After the above, so that an epoch counts as done only once everything above has recorded it.
+        keras.callbacks.BackupAndRestore(str(directory / "backup"), double_checkpoint=True),
+        # Observers last: what they report of an epoch is backed up, so a resumed run never repeats it.
+        *callbacks,
+    ]
+    print(
+        f"{run.name}: {run.model} on {run.dataset}, {len(y_train)} training and {len(valid.y)} validation "
+        f"images, up to {run.epochs} epochs, batch {fit_config.batch_size}; {accelerator.describe()}",
+        flush=True,
+    )
+    # shuffle=False: the input pipeline shuffles (with the run's seed); verbose=2: one line per epoch in logs.
+    model.fit(train_data, validation_data=valid_data, epochs=run.epochs, callbacks=callbacks, shuffle=False, verbose=2)
+
+    return best_epoch_result(run, model, epoch_log.rows, len(y_train))
+
+
+def best_epoch_callbacks(fit_config: FitConfig, directory: Path) -> tuple[EpochLog, list[keras.callbacks.Callback]]:
+    """The callbacks that make a fit keep its best epoch, as the article's: the epoch log, ModelCheckpoint of
+    the best validation accuracy into `directory`, the model's early stopping (if its fit block asks for it)
+    and TerminateOnNaN, in that order. Returns the epoch log (its rows are the history) and the list."""
     checkpoint = keras.callbacks.ModelCheckpoint(
         str(directory / "best-{epoch:03d}.weights.h5"),
         monitor="val_accuracy",
@@ -176,37 +199,32 @@ def fit(
         else None
     )
     epoch_log = EpochLog(directory, checkpoint, early_stopping)
-    callbacks = [
-        epoch_log,
-        checkpoint,
-        *([early_stopping] if early_stopping else []),
-        keras.callbacks.TerminateOnNaN(),
-        # After the above, so that an epoch counts as done only once everything above has recorded it.
-        keras.callbacks.BackupAndRestore(str(directory / "backup"), double_checkpoint=True),
-        # Observers last: what they report of an epoch is backed up, so a resumed run never repeats it.
-        *callbacks,
-    ]
-    print(
-        f"{run.name}: {run.model} on {run.dataset}, {len(y_train)} training and {len(valid.y)} validation "
-        f"images, up to {run.epochs} epochs, batch {fit_config.batch_size}; {accelerator.describe()}",
-        flush=True,
-    )
-    # shuffle=False: the input pipeline shuffles (with the run's seed); verbose=2: one line per epoch in logs.
-    model.fit(train_data, validation_data=valid_data, epochs=run.epochs, callbacks=callbacks, shuffle=False, verbose=2)
+    callbacks = [epoch_log, checkpoint, *([early_stopping] if early_stopping else []), keras.callbacks.TerminateOnNaN()]
+    return epoch_log, callbacks
 
-    rows = epoch_log.rows
+
+def best_epoch_result(
+    run: Run, model: keras.Model, rows: list[dict[str, float]], train_images: int, fitted: keras.Model | None = None
+) -> Result:
+    """`model` with the weights of its best epoch (the checkpoint in the run's cache), its history and metrics.
+
+    `rows` is the epoch log of the fit; `fitted` the model that was fitted, when it wraps `model` (e.g. with
+    augmentation layers in front): the checkpoint holds its weights. Raises PipelineError when the loss became
+    NaN (the cache is deleted then) or no epoch was logged.
+    """
+    directory = cache_dir(run)
     nan_rows = [row for row in rows if math.isnan(row["train_loss"])]
     if nan_rows:
         shutil.rmtree(directory, ignore_errors=True)  # a diverged backup must not be resumed
         raise PipelineError(
             f"loss became NaN at epoch {nan_rows[0]['epoch']} of run {run.name}: lower "
-            f"models.{run.model}.fit.learning_rate (now {fit_config.learning_rate}) in params.yaml, or check "
+            f"models.{run.model}.fit.learning_rate (now {run.spec.fit.learning_rate}) in params.yaml, or check "
             f"data/prepared/{run.dataset} for bad pixels or labels; nothing was written"
         )
     if not rows:  # only if the cache was tampered with: a backup of finished training, but no history
         raise PipelineError(f"{directory} holds a backup without its history: delete it and run the stage again")
     best = best_row(rows)
-    model.load_weights(checkpoint_path(directory, int(best["epoch"])))
+    (fitted or model).load_weights(checkpoint_path(directory, int(best["epoch"])))
     result = metrics.TrainMetrics(
         train_accuracy=best["train_accuracy"],
         val_accuracy=best["val_accuracy"],
@@ -217,7 +235,7 @@ def fit(
         epochs_run=len(rows),
         best_epoch=int(best["epoch"]),
         seconds_per_epoch=round(float(np.mean([row["seconds"] for row in rows])), 3),
-        train_images=int(len(y_train)),
+        train_images=int(train_images),
     )
     return Result(model=model, history=rows, metrics=result)
 

@@ -1,0 +1,688 @@
+"""The article's eight runs at full scale on one GPU, in one command: Keras 3 on JAX, no TensorFlow, no DVC.
+
+    python -m overfit_first.article_gpu --archives DIR --out OUT [--minutes 7]
+
+1. Prepares CIFAR-10 and CIFAR-100 from local archives in DIR, exactly as the pipeline's download and prepare
+   stages do (validation = the first 5,000 training images): the official python archives
+   (cifar-10-python.tar.gz, cifar-100-python.tar.gz, checksums verified) or image-folder archives
+   (cifar10-jpeg.tar.gz, cifar100-jpeg.tar.gz, with hierarchy.csv for CIFAR-100's superclasses).
+2. Trains the runs of profiles/article.yaml (over params.yaml) concurrently, one process each on the one GPU:
+   the article's models, optimizers, batch sizes, epochs, early stopping (patience 10 on validation
+   accuracy) and best-epoch checkpoint (overfit_first.training), under the `mixed_bfloat16` policy on a GPU
+   (each output layer float32, as params.yaml says) with XLA (`jit_compile=True`). The datasets are arrays
+   in memory; cnn_augmented's on-the-fly augmentation runs as Keras preprocessing layers in front of the
+   model, on the device (training only).
+3. Evaluates every run as the evaluate stage does (overfit_first.evaluation) and writes the pipeline's files.
+
+A wall-clock budget (`--minutes`, for everything) bounds it: a run stops after the epoch at which the next one
+would no longer fit before the budget's end less `--reserve-seconds` (its evaluation), and is recorded as
+stopped by the budget (epochs done against the article's); its best epoch so far is then what it reports.
+
+Output folder (`--out`):
+
+    metrics/<dataset>/train/<model>.json, .history.csv   as the train stage writes them
+    metrics/<dataset>/<model>.json, .per_class.json, .predictions.csv   as the evaluate stage writes them
+    runs/<run>.json     how each run went: epochs done / planned / the article's, stopped by, epoch seconds,
+                        device, jax and keras versions, dtype policy
+    summary.md, summary.json   one row per run beside the article's reported numbers
+    article.log         preparation and every run's per-epoch progress, as it happened
+
+The GPU machine needs, beyond Python 3.12 with jax (CUDA), numpy, pillow, pandas, pyyaml and Keras' own
+dependencies, the wheels of scripts/gpu-wheels.txt (downloaded by scripts/gpu_wheels.sh into .whl/):
+
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \\
+        .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD && \\
+        python3 -m overfit_first.article_gpu --archives DIR --out $OUT/article --minutes 7
+
+(scripts/article_gpu_device.sh DIR [MINUTES] does just that, then prints the log's tail and summary.md.)
+
+On a CPU, `--tiny` (or --train-images / --valid-images / --epochs) makes a quick smoke run of the same path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import importlib.abc
+import importlib.machinery
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from overfit_first import atomic, config, layout, metrics, profiles
+from overfit_first.data import image_folder, parsers, prepare, raw, sources
+from overfit_first.data.splits import PREPARED_ROOT
+from overfit_first.errors import PipelineError, run_stage
+
+REPO = Path(__file__).resolve().parents[1]
+ARTICLE_PROFILE = REPO / "profiles" / "article.yaml"
+# Archive names searched in --archives, per dataset, first found wins: the official archive, then an image folder.
+ARCHIVE_NAMES = {
+    "cifar10": ("cifar-10-python.tar.gz", "cifar10-jpeg.tar.gz", "cifar10.tar.gz", "cifar10"),
+    "cifar100": ("cifar-100-python.tar.gz", "cifar100-jpeg.tar.gz", "cifar100.tar.gz", "cifar100"),
+}
+OFFICIAL_PARSERS = {"cifar-10-python.tar.gz": parsers.read_cifar10, "cifar-100-python.tar.gz": parsers.read_cifar100}
+# What the article reports per (dataset, model): the epoch it reports at, train, validation and test accuracy
+# (None where it gives none). Facts from the article, as ../shared/ARTICLE.md restates them.
+REPORTED: dict[tuple[str, str], tuple[int, float, float, float | None]] = {
+    ("cifar10", "mlp"): (50, 0.540, 0.512, 0.506),
+    ("cifar10", "cnn_overfit"): (31, 0.984, 0.696, None),
+    ("cifar10", "cnn_simplified"): (52, 0.865, 0.850, None),
+    ("cifar100", "mlp_256"): (24, 0.401, 0.243, 0.241),
+    ("cifar100", "mlp_512"): (24, 0.451, 0.253, None),
+    ("cifar100", "cnn_overfit_c100"): (42, 0.957, 0.446, None),
+    ("cifar100", "cnn_simplified_c100"): (48, 0.637, 0.547, None),
+    ("cifar100", "cnn_augmented"): (300, 0.690, 0.553, None),
+}
+TINY = {"train_images": 200, "valid_images": 100, "epochs": 2}
+PRECISIONS = ("auto", "mixed_bfloat16", "float32")
+KILL_AFTER_S = 20.0  # a worker still alive this long after SIGTERM is killed
+
+
+# ---------------------------------------------------------------------------------------------- settings
+
+
+def article_params(
+    profile: Path = ARTICLE_PROFILE,
+    runs: list[str] | None = None,
+    train_images: int | None = None,
+    valid_images: int | None = None,
+    epochs: int | None = None,
+) -> dict[str, Any]:
+    """params.yaml with `profile` merged in (as `python -m overfit_first.profiles` merges it), validated.
+
+    `runs` keeps only those runs (and their datasets); `train_images` sets train.subset_size, `valid_images`
+    prepare.valid_size, and `epochs` caps every run's epochs (runs.<run>.epochs). Returns the raw mapping
+    (JSON-serializable, for the workers); raises PipelineError on an unknown run or an invalid result.
+    """
+    params = config.read_yaml(REPO / config.PARAMS_FILE)
+    profiles.merge(params, config.read_yaml(profile))
+    if runs:
+        unknown = sorted(set(runs) - set(params["runs"]))
+        if unknown:
+            raise PipelineError(f"unknown run(s) {', '.join(unknown)}; {profile} defines {', '.join(params['runs'])}")
+        params["runs"] = {name: params["runs"][name] for name in runs}
+    params["data"]["datasets"] = sorted({entry["dataset"] for entry in params["runs"].values()})
+    if train_images is not None:
+        params["train"]["subset_size"] = train_images
+    if valid_images is not None:
+        params["prepare"]["valid_size"] = valid_images
+    if epochs is not None:
+        for entry in params["runs"].values():
+            entry["epochs"] = min(epochs, entry.get("epochs") or epochs)
+    config.validate(params, source=f"params.yaml with {profile.name}")
+    return json.loads(json.dumps(params))
+
+
+def find_sources(datasets: list[str], archives: Path | None, explicit: dict[str, Path]) -> dict[str, Path]:
+    """The archive (or image-folder directory) of each dataset: `explicit` first, then ARCHIVE_NAMES in `archives`."""
+    found: dict[str, Path] = {}
+    for dataset in datasets:
+        if dataset in explicit:
+            found[dataset] = explicit[dataset]
+            continue
+        candidates = [archives / name for name in ARCHIVE_NAMES.get(dataset, (dataset,))] if archives else []
+        match = next((path for path in candidates if path.exists()), None)
+        if match is None:
+            names = ", ".join(ARCHIVE_NAMES.get(dataset, (dataset,)))
+            raise PipelineError(
+                f"no archive of {dataset} in {archives} (looked for {names}); or pass --data {dataset}=PATH"
+            )
+        found[dataset] = match
+    return found
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+def read_source(dataset: str, path: Path) -> tuple[raw.RawData, dict[str, Any]]:
+    """The dataset's official splits from `path` and the meta.json of the download stage.
+
+    An official CIFAR python archive (by its file name) is checked against its published checksums before it is
+    unpickled; anything else is read as an image folder (overfit_first.data.image_folder).
+    """
+    checksum = image_folder.tree_checksum(path)
+    parser = OFFICIAL_PARSERS.get(path.name)
+    if parser is not None:
+        published = next(file for source in sources.BUILTIN.values() for file in source.files if file.name == path.name)
+        if checksum not in published.checksums:
+            raise PipelineError(
+                f"{path}: {checksum} is not the published checksum of {path.name} "
+                f"({', '.join(published.checksums)}); it is corrupt or another file"
+            )
+        data, description = parser({path.name: path}), f"official archive {path.name}"
+    else:
+        data, description = image_folder.read(path), f"image folder {path}"
+    raw.check(data, str(path))
+    meta = {
+        "dataset": dataset,
+        "source": description,
+        "class_names": data.class_names,
+        "superclass_names": data.superclass_names,
+        "files": [{"name": path.name, "checksum": checksum, "origin": str(path)}],
+    }
+    return data, meta
+
+
+def prepare_dataset(dataset: str, path: Path, settings: dict[str, Any], work: Path) -> dict[str, Any]:
+    """Write work/data/raw/<dataset> and work/data/prepared/<dataset> as the download and prepare stages do.
+
+    `settings` is params.yaml `prepare`. Returns the prepared summary plus `seconds` (wall clock).
+    """
+    started = time.perf_counter()
+    data, meta = read_source(dataset, path)
+    raw_root = work / raw.RAW_ROOT
+    raw.write(raw_root / dataset, data, meta)
+    summary = prepare.prepare(dataset, config.PrepareConfig(**settings), raw_root, work / PREPARED_ROOT)
+    return {**summary, "seconds": round(time.perf_counter() - started, 1)}
+
+
+# ---------------------------------------------------------------------------------------------- one run
+
+
+class _Absent(importlib.abc.MetaPathFinder):
+    """An import hook under which `import tensorflow` fails as if TensorFlow were not installed."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name.partition(".")[0] == "tensorflow":
+            raise ModuleNotFoundError(f"No module named {name!r} (hidden: this process runs on JAX alone)", name=name)
+        return None
+
+
+def hide_tensorflow() -> None:
+    """Make this process run as on a machine without TensorFlow, also where it is installed.
+
+    Keras probes for TensorFlow (e.g. when it saves a model) and overfit_first.inputs would feed batches through
+    tf.data: an imported TensorFlow could claim the GPU's memory beside JAX. The hook goes just before the
+    path-based finder, after any hook installed earlier (a test's, that records import attempts).
+    """
+    finders = sys.meta_path
+    if any(isinstance(finder, _Absent) for finder in finders):
+        return
+    index = next((i for i, finder in enumerate(finders) if finder is importlib.machinery.PathFinder), len(finders))
+    finders.insert(index, _Absent())
+
+
+def worker(run_name: str, work: Path, out: Path, deadline: float, steps_per_execution: int, precision: str) -> None:
+    """Train, evaluate and write one run, in this process (KERAS_BACKEND=jax); cwd becomes `work`.
+
+    `deadline` (time.time() seconds) ends training after the last epoch that fits before it.
+    Writes the pipeline's metrics files (work/metrics links to out/metrics) and out/runs/<run>.json.
+    """
+    os.chdir(work)
+    hide_tensorflow()
+    import jax
+    import keras
+    import numpy as np
+
+    from overfit_first import accelerate, evaluation, training
+    from overfit_first.data.splits import SCALE, dataset_dir, load_split, load_summary, stratified_subset
+    from overfit_first.inputs import augmentation_layers
+    from overfit_first.models import build_model, build_optimizer
+
+    if keras.backend.backend() != "jax":
+        raise PipelineError(f"KERAS_BACKEND is {keras.backend.backend()!r}: this script runs on jax only")
+    params = config.validate(json.loads((work / "params.json").read_text()))
+    run = params.run(run_name)
+    fit_config = run.spec.fit
+    gpus = accelerate.gpu_count()
+    policy = ("mixed_bfloat16" if gpus else "float32") if precision == "auto" else precision
+    keras.mixed_precision.set_global_policy(policy)
+    device = jax.devices()[0]
+    status: dict[str, Any] = {
+        "run": run.name,
+        "dataset": run.dataset,
+        "model": run.model,
+        "device": f"{device.platform}: {getattr(device, 'device_kind', '?')} ({len(jax.devices())} device(s))",
+        "jax": jax.__version__,
+        "keras": keras.__version__,
+        "policy": policy,
+        "jit_compile": True,
+        "steps_per_execution": steps_per_execution,
+        "batch_size": fit_config.batch_size,
+        "epochs_article": fit_config.epochs,
+        "epochs_planned": run.epochs,
+        "early_stopping": fit_config.early_stopping,
+    }
+
+    directory = dataset_dir(run.dataset)
+    summary = load_summary(directory)
+    train, valid = load_split(directory, "train"), load_split(directory, "valid")
+    keep = stratified_subset(train.y, run.shared.subset_size)
+    # float32 0..1 in host memory, as overfit_first.inputs feeds the pipeline's models (uint8 * SCALE).
+    x_train, y_train = train.x[keep].astype(np.float32) * np.float32(SCALE), train.y[keep]
+    x_valid = valid.x.astype(np.float32) * np.float32(SCALE)
+
+    keras.utils.set_random_seed(run.shared.seed)
+    model = build_model(run.spec, train.x.shape[1:], summary["num_classes"], run.knobs, name=run.model)
+    fitted = model
+    if run.spec.augmentation is not None:
+        # On the device, inside the compiled step: the article's ImageDataGenerator as Keras layers (training only).
+        layers = augmentation_layers(run.spec.augmentation.model_dump(), run.shared.seed)
+        for layer in layers:
+            # RandomRotation, RandomShear, RandomTranslation and RandomZoom say they do not support XLA (for
+            # TensorFlow's sake), which would make Keras run the whole step eagerly; on JAX they compile.
+            layer.supports_jit = True
+        fitted = keras.Sequential([keras.Input(shape=train.x.shape[1:]), *layers, model], name=f"{run.model}_augmented")
+    fitted.compile(
+        optimizer=build_optimizer(fit_config),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=True,
+        steps_per_execution=steps_per_execution,
+    )
+    cache = training.cache_dir(run)
+    shutil.rmtree(cache, ignore_errors=True)
+    epoch_log, best_epoch = training.best_epoch_callbacks(fit_config, cache)
+    budget = BudgetStop(deadline)
+    progress = EpochProgress(run.epochs, epoch_log, deadline)
+    print(
+        f"{run.model} on {run.dataset}: {len(y_train)} training and {len(valid.y)} validation images, up to "
+        f"{run.epochs} epochs (article {fit_config.epochs}), batch {fit_config.batch_size}, early stopping "
+        f"{'on' if fit_config.early_stopping else 'off'}; {status['device']}, jax {jax.__version__}, keras "
+        f"{keras.__version__}, policy {policy}, XLA, {steps_per_execution} steps per execution",
+        flush=True,
+    )
+    started = time.perf_counter()
+    fitted.fit(
+        x_train,
+        y_train,
+        batch_size=fit_config.batch_size,
+        epochs=run.epochs,
+        validation_data=(x_valid, valid.y),
+        shuffle=True,
+        callbacks=[*best_epoch, budget, progress],
+        verbose=0,
+    )
+    rows = epoch_log.rows
+    status["train_seconds"] = round(time.perf_counter() - started, 1)
+    status["epochs_done"] = len(rows)
+    status["stopped_by"] = "budget" if budget.stopped else "epochs" if len(rows) >= run.epochs else "early stopping"
+    seconds = [row["seconds"] for row in rows]
+    status["first_epoch_seconds"] = round(seconds[0], 2) if seconds else None  # includes XLA compilation
+    status["median_epoch_seconds"] = round(statistics.median(seconds[1:] or seconds), 3) if seconds else None
+    steps = math.ceil(len(y_train) / fit_config.batch_size)
+    status["ms_per_step"] = round(1000 * status["median_epoch_seconds"] / steps, 2) if seconds else None
+    result = training.best_epoch_result(run, model, rows, len(y_train), fitted=None if fitted is model else fitted)
+    training.write_outputs(run, result)
+
+    started = time.perf_counter()
+    evaluated = evaluation.evaluate(run, params.evaluate)
+    evaluation.write_outputs(run, evaluated)
+    status["evaluate_seconds"] = round(time.perf_counter() - started, 1)
+    found = evaluated.metrics
+    print(
+        f"done: {status['epochs_done']} epochs ({status['stopped_by']}), best epoch {found.best_epoch}: train "
+        f"{found.train_accuracy:.3f} val {found.val_accuracy:.3f} test {found.test_accuracy:.3f}, gap "
+        f"{found.gap:.3f}: {found.verdict}",
+        flush=True,
+    )
+    atomic.write_json(out / "runs" / f"{run.name}.json", status)
+
+
+class BudgetStop:
+    """A Keras callback (built lazily: keras is imported by the worker only) that ends training after an epoch
+    when the next one, as long as the last, would end after `deadline` (time.time() seconds).
+
+    The first epoch of a fit also compiles the steps (XLA), so it says nothing of the next one's length: after
+    it, training stops only once the deadline has passed.
+    """
+
+    def __new__(cls, deadline: float) -> Any:
+        import keras
+
+        class _BudgetStop(keras.callbacks.Callback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.deadline, self.stopped, self.started = deadline, False, 0.0
+                self.first_epoch: int | None = None
+
+            def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+                self.started = time.time()
+                if self.first_epoch is None:
+                    self.first_epoch = epoch
+
+            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+                if self.model.stop_training:  # early stopping ends it anyway
+                    return
+                last = 0.0 if epoch == self.first_epoch else time.time() - self.started
+                if time.time() + last > self.deadline:
+                    self.model.stop_training, self.stopped = True, True
+                    print(f"epoch {epoch + 1}: stopping, the next epoch would overrun the budget", flush=True)
+
+        return _BudgetStop()
+
+
+class EpochProgress:
+    """A Keras callback printing one line per epoch: time, accuracies, best so far, budget left."""
+
+    def __new__(cls, epochs: int, epoch_log: Any, deadline: float) -> Any:
+        import keras
+
+        class _EpochProgress(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+                rows = epoch_log.rows  # the training.EpochLog (it replaces its list when a fit starts)
+                row = rows[-1] if rows else {}
+                best = max(rows, key=lambda r: r["val_accuracy"]) if rows else {}
+                print(
+                    f"epoch {epoch + 1}/{epochs} {row.get('seconds', math.nan):.1f}s: train "
+                    f"{row.get('train_accuracy', math.nan):.4f} val {row.get('val_accuracy', math.nan):.4f} "
+                    f"loss {row.get('train_loss', math.nan):.4f}/{row.get('val_loss', math.nan):.4f}; best val "
+                    f"{best.get('val_accuracy', math.nan):.4f} at {int(best.get('epoch', 0))}; "
+                    f"{max(0.0, deadline - time.time()):.0f}s of budget left",
+                    flush=True,
+                )
+
+        return _EpochProgress()
+
+
+# ---------------------------------------------------------------------------------------------- orchestration
+
+
+@dataclass
+class Worker:
+    run: str
+    process: subprocess.Popen[str]
+    reader: threading.Thread
+    terminated: bool = False
+
+
+class Log:
+    """article.log and stdout at once, one whole line at a time (the reader threads share it)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.stream: TextIO = path.open("a", encoding="utf-8")
+        self.lock = threading.Lock()
+        self.started = time.time()
+
+    def __call__(self, text: str, source: str = "main") -> None:
+        line = f"{time.time() - self.started:7.1f}s [{source}] {text.rstrip()}"
+        with self.lock:
+            print(line, flush=True)
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+
+def _relay(process: subprocess.Popen[str], run: str, log: Log) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.strip():
+            log(line, run)
+
+
+def start_worker(run: str, args: argparse.Namespace, work: Path, deadline: float, parallel: int, log: Log) -> Worker:
+    """A `python -m overfit_first.article_gpu --worker RUN` process, its output relayed to the log."""
+    env = dict(os.environ)
+    env["KERAS_BACKEND"] = "jax"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    # Several processes share the one GPU: none may grab most of its memory up front.
+    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{0.9 / max(parallel, 1):.3f}")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    command = [
+        sys.executable,
+        "-m",
+        "overfit_first.article_gpu",
+        "--worker",
+        run,
+        "--work",
+        str(work),
+        "--out",
+        str(args.out),
+        "--deadline",
+        repr(deadline),
+        "--steps-per-execution",
+        str(args.steps_per_execution),
+        "--precision",
+        args.precision,
+    ]
+    process = subprocess.Popen(
+        command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
+    reader = threading.Thread(target=_relay, args=(process, run, log), daemon=True)
+    reader.start()
+    return Worker(run, process, reader)
+
+
+def orchestrate(args: argparse.Namespace) -> None:
+    """Prepare the data, run every run's worker (at most --parallel at once) within the budget, summarize."""
+    started = time.time()
+    out: Path = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    log = Log(out / "article.log")
+    if args.tiny:
+        for key, value in TINY.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+    params = article_params(args.profile, args.runs, args.train_images, args.valid_images, args.epochs)
+    work = Path(args.work).resolve() if args.work else Path(tempfile.mkdtemp(prefix="article_gpu-"))
+    work.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(work / "params.json", params)
+    (out / "metrics").mkdir(exist_ok=True)
+    link = work / layout.METRICS
+    if not link.is_symlink():
+        shutil.rmtree(link, ignore_errors=True)
+        link.symlink_to(out / "metrics", target_is_directory=True)
+    budget_end = started + 60 * args.minutes
+    deadline = budget_end - args.reserve_seconds
+    runs = list(params["runs"])
+    log(
+        f"{len(runs)} run(s): {', '.join(runs)}; budget {args.minutes:g} min (training until "
+        f"{deadline - started:.0f}s), work folder {work}, output {out}"
+    )
+
+    explicit = {name: Path(path) for name, path in (item.split("=", 1) for item in args.data)}
+    found = find_sources(params["data"]["datasets"], args.archives, explicit)
+    context = multiprocessing.get_context("spawn")  # no fork of a process with threads
+    with concurrent.futures.ProcessPoolExecutor(len(found), mp_context=context) as pool:
+        futures = {
+            dataset: pool.submit(prepare_dataset, dataset, path.resolve(), params["prepare"], work)
+            for dataset, path in found.items()
+        }
+        prepared = {dataset: future.result() for dataset, future in futures.items()}
+    for dataset, summary in prepared.items():
+        counts = ", ".join(f"{name} {split['count']}" for name, split in summary["splits"].items())
+        log(f"prepared {dataset} from {found[dataset]} in {summary['seconds']}s: {counts}", dataset)
+
+    parallel = min(args.parallel or len(runs), len(runs))
+    pending, running = list(runs), []
+    outcomes: dict[str, str] = {}  # run -> why it has no results, for the summary (a run with results: unused)
+    try:
+        while pending or running:
+            while pending and len(running) < parallel:
+                name = pending.pop(0)
+                if time.time() >= deadline:
+                    outcomes[name] = "not started: no budget left"
+                    log(outcomes[name], name)
+                    continue
+                running.append(start_worker(name, args, work, deadline, parallel, log))
+            time.sleep(0.5)
+            for worker_ in [w for w in running if w.process.poll() is not None]:
+                worker_.reader.join(timeout=5)
+                code = worker_.process.returncode
+                outcomes[worker_.run] = (
+                    "killed past the budget" if worker_.terminated else f"failed (exit status {code})"
+                )
+                running.remove(worker_)
+                log(f"exited with status {code}", worker_.run)
+            overdue = time.time() - (budget_end + args.grace_seconds)
+            if overdue > 0:
+                for worker_ in running:
+                    if not worker_.terminated:
+                        log("past the budget and its grace period: terminated", worker_.run)
+                        worker_.process.terminate()
+                        worker_.terminated = True
+                    elif overdue > KILL_AFTER_S:
+                        worker_.process.kill()
+    finally:
+        for worker_ in running:
+            if worker_.process.poll() is None:
+                worker_.process.kill()
+            outcomes[worker_.run] = f"killed (exit status {worker_.process.wait()})"
+        rows = summarize(out, params, outcomes, prepared, time.time() - started)
+        log(f"summary: {out / 'summary.md'} ({sum(row['status'] == 'ok' for row in rows)}/{len(rows)} runs complete)")
+    failed = [row["run"] for row in rows if row["status"] != "ok"]
+    if failed:
+        raise PipelineError(f"run(s) {', '.join(failed)} did not complete: see {out / 'article.log'}")
+
+
+# ---------------------------------------------------------------------------------------------- summary
+
+
+def summarize(
+    out: Path,
+    params: dict[str, Any],
+    outcomes: dict[str, str],
+    prepared: dict[str, dict[str, Any]],
+    seconds: float,
+) -> list[dict[str, Any]]:
+    """out/summary.json and out/summary.md: one row per run (its status file and evaluated metrics) beside
+    the article's numbers. `outcomes` says why a run may lack its files (killed, failed, not started).
+    Returns the rows; `status` is 'ok' for a run with its files, else its outcome."""
+    rows = []
+    for name, entry in params["runs"].items():
+        dataset, model = entry["dataset"], entry["model"]
+        status_path = out / "runs" / f"{name}.json"
+        status = json.loads(status_path.read_text()) if status_path.is_file() else {}
+        article_epochs = params["models"][model]["fit"]["epochs"]
+        row: dict[str, Any] = {
+            "run": name,
+            "dataset": dataset,
+            "model": model,
+            "epochs_article": article_epochs,
+            "epochs_planned": min(article_epochs, entry.get("epochs") or article_epochs),
+            **status,
+        }
+        eval_path = out / layout.eval_metrics_file(dataset, model)
+        if status and eval_path.is_file():
+            row["status"] = "ok"
+            row["metrics"] = metrics.read(
+                eval_path, metrics.EvalMetrics, "python -m overfit_first.article_gpu"
+            ).model_dump()
+        else:
+            row["status"] = outcomes.get(name, "not run")
+        reported = REPORTED.get((dataset, model))
+        if reported:
+            row["article"] = dict(zip(("epoch", "train_accuracy", "val_accuracy", "test_accuracy"), reported))
+        rows.append(row)
+    environment = next(({k: row[k] for k in ("device", "jax", "keras", "policy")} for row in rows if "jax" in row), {})
+    document = {
+        "seconds": round(seconds, 1),
+        "environment": environment,
+        "data": {
+            name: {k: v for k, v in summary.items() if k in ("source", "splits", "seconds")}
+            for name, summary in prepared.items()
+        },
+        "runs": rows,
+    }
+    atomic.write_json(out / "summary.json", document)
+    atomic.write_text(out / "summary.md", _markdown(document))
+    return rows
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _markdown(document: dict[str, Any]) -> str:
+    env = document["environment"]
+    lines = [
+        "# The article's runs on one GPU (python -m overfit_first.article_gpu)",
+        "",
+        f"{env.get('device', 'device unknown')}; jax {env.get('jax', '?')}, keras {env.get('keras', '?')}, policy "
+        f"{env.get('policy', '?')}, XLA. Wall clock {document['seconds']:.0f} s in all.",
+        "",
+        "Accuracies: train/val of the training log at the best epoch (train with dropout on, as the article "
+        "reports it); test and the gap (train - val, both in inference mode) from the saved best epoch. "
+        "Epoch seconds include validation; the first epoch also includes XLA compilation.",
+        "",
+        "| run | epochs done / planned (article) | stopped by | best epoch | s/epoch (first) | ms/step | train | val "
+        "| test | gap | verdict | article: epoch, train, val, test |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in document["runs"]:
+        found = row.get("metrics") or {}
+        article = row.get("article") or {}
+        reported = ", ".join(
+            _number(article.get(key)) for key in ("epoch", "train_accuracy", "val_accuracy", "test_accuracy")
+        )
+        superclass = found.get("superclass_test_accuracy")
+        test = _number(found.get("test_accuracy")) + (f" (superclass {superclass:.3f})" if superclass else "")
+        lines.append(
+            f"| {row['run']} | {_number(row.get('epochs_done'))} / {_number(row.get('epochs_planned'))} "
+            f"({_number(row.get('epochs_article'))}) "
+            f"| {row.get('stopped_by', row['status'])} | {_number(found.get('best_epoch'))} "
+            f"| {_number(row.get('median_epoch_seconds'), 2)} ({_number(row.get('first_epoch_seconds'), 1)}) "
+            f"| {_number(row.get('ms_per_step'), 1)} | {_number(found.get('train_accuracy'))} "
+            f"| {_number(found.get('val_accuracy'))} | {test} | {_number(found.get('gap'))} "
+            f"| {found.get('verdict', row['status'])} | {reported or '-'} |"
+        )
+    data = document["data"]
+    if data:
+        lines += ["", "Data: " + "; ".join(f"{name} from {d['source']} ({d['seconds']} s)" for name, d in data.items())]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------- entry point
+
+
+def parser() -> argparse.ArgumentParser:
+    result = argparse.ArgumentParser(
+        prog="python -m overfit_first.article_gpu",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    result.add_argument("--archives", type=Path, help="folder holding the datasets' archives (see ARCHIVE_NAMES)")
+    result.add_argument("--data", action="append", default=[], metavar="DATASET=PATH", help="a dataset's archive")
+    result.add_argument("--out", type=Path, required=True, help="output folder (metrics/, runs/, summary.md, log)")
+    result.add_argument("--work", help="folder for the prepared data and checkpoints (default: a new temporary one)")
+    result.add_argument("--minutes", type=float, default=7.0, help="wall-clock budget for everything (default 7)")
+    result.add_argument("--reserve-seconds", type=float, default=60.0, help="kept for evaluation (default 60)")
+    result.add_argument("--grace-seconds", type=float, default=60.0, help="after the budget, before killing")
+    result.add_argument("--profile", type=Path, default=ARTICLE_PROFILE, help="profile merged over params.yaml")
+    result.add_argument("--runs", nargs="+", help="only these runs of the profile (default: all)")
+    result.add_argument("--parallel", type=int, help="runs training at once (default: all)")
+    result.add_argument("--steps-per-execution", type=int, default=32, help="Keras compile() setting (default 32)")
+    result.add_argument("--precision", choices=PRECISIONS, default="auto", help="auto: mixed_bfloat16 on a GPU")
+    result.add_argument("--tiny", action="store_true", help=f"a smoke run: defaults {TINY}")
+    result.add_argument("--train-images", type=int, help="train.subset_size (default: all)")
+    result.add_argument("--valid-images", type=int, help="prepare.valid_size (default: the article's 5000)")
+    result.add_argument("--epochs", type=int, help="at most this many epochs per run")
+    result.add_argument("--worker", help=argparse.SUPPRESS)
+    result.add_argument("--deadline", type=float, help=argparse.SUPPRESS)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    if args.worker:
+        run_stage(
+            lambda: worker(
+                args.worker,
+                Path(args.work),
+                args.out.resolve(),
+                args.deadline,
+                args.steps_per_execution,
+                args.precision,
+            )
+        )
+    else:
+        run_stage(lambda: orchestrate(args))
+
+
+if __name__ == "__main__":
+    main()
