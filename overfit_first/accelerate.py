@@ -9,10 +9,13 @@ KERAS_BACKEND=jax (or torch) trains on its single default device with the same c
                                                         params.yaml, as Keras' mixed-precision guide advises)
     train.xla              auto | true | false          model.compile(jit_compile=...)
 
-Mixed precision `auto` picks bf16 where the hardware computes it natively: NVIDIA GPUs of compute capability
-8.0 or later (Ampere, Hopper), x86 CPUs whose flags list avx512_bf16 or amx_bf16 (oneDNN's bf16 kernels);
-fp16 on older GPUs (tensor cores since 7.0; Keras scales the loss); float32 elsewhere, where a 16-bit
-policy only adds casts. XLA `auto` is on with a GPU and off on a CPU, where it was measured slower (the
+Mixed precision `auto` picks bf16 on NVIDIA GPUs of compute capability 8.0 or later (Ampere, Hopper), fp16 on
+older ones (tensor cores since 7.0; Keras scales the loss), and float32 on every CPU: also on x86 CPUs whose
+flags list avx512_bf16 or amx_bf16, where oneDNN's bf16 kernels are native and much faster, because parity
+failed there (bench/precision_parity.md, default profile, 3 seeds each: validation and test accuracies agree
+within the seed spread, but the regularized CNNs' train accuracy and gap come out about 2 points lower in
+bf16, which moves verdicts). On such a CPU `bf16` is one explicit setting away, and training says so. XLA `auto`
+is on with a GPU and off on a CPU, where it was measured slower (the
 article's notes: 410 vs 87 ms/step on 2 CPU cores). Devices, TensorFlow backend:
 
     TF_CONFIG set (several machines)   tf.distribute.MultiWorkerMirroredStrategy
@@ -72,9 +75,15 @@ class Accelerator:
 
     def describe(self) -> str:
         where = f"{self.gpus} GPU(s)" if self.gpus else "CPU"
+        hint = ""
+        if not self.gpus and self.policy == "float32" and native_bf16_cpu(cpu_flags()):
+            hint = (
+                " (this CPU computes bf16 natively: train.mixed_precision: bf16 trains several times faster; "
+                "its accuracy against float32: bench/precision_parity.md)"
+            )
         return (
             f"{keras.backend.backend()} on {where}, {self.replicas} replica(s), "
-            f"dtype policy {self.policy}, XLA {'on' if self.xla else 'off'}"
+            f"dtype policy {self.policy}, XLA {'on' if self.xla else 'off'}{hint}"
         )
 
 
@@ -140,18 +149,24 @@ def gpu_compute_capability() -> tuple[int, int] | None:
     return None
 
 
-def choose_policy(setting: Precision, capability: tuple[int, int] | None, flags: frozenset[str]) -> str:
-    """The Keras dtype policy for params.yaml `train.mixed_precision` on this hardware.
+def native_bf16_cpu(flags: frozenset[str]) -> bool:
+    """Whether a CPU with these instruction-set flags computes bf16 natively (oneDNN's AVX512_BF16/AMX kernels)."""
+    return bool(flags & set(BF16_CPU_FLAGS))
 
-    `capability`: the GPU's compute capability, None on a CPU; `flags`: the CPU's instruction sets.
-    `auto`: bf16 on GPUs of compute capability >= 8.0 and on CPUs with avx512_bf16 or amx_bf16, fp16 on older
-    GPUs, float32 elsewhere. An explicit bf16/fp16 is honoured anywhere (emulated where not native: slower).
+
+def choose_policy(setting: Precision, capability: tuple[int, int] | None) -> str:
+    """The Keras dtype policy for params.yaml `train.mixed_precision`; `capability`: the GPU's compute
+    capability, None on a CPU.
+
+    `auto`: bf16 on GPUs of compute capability >= 8.0, fp16 on older GPUs, float32 on CPUs (see the module's
+    docstring for why also on CPUs with native bf16). An explicit bf16/fp16 is honoured anywhere (emulated
+    where the hardware lacks it: slower).
     """
     if setting != "auto":
         return POLICIES[setting]
     if capability is not None:
         return POLICIES["bf16"] if capability >= (8, 0) else POLICIES["fp16"]
-    return POLICIES["bf16"] if flags & set(BF16_CPU_FLAGS) else POLICIES[False]
+    return POLICIES[False]
 
 
 def choose_distribution(devices: int, tf_config: str | None) -> Distribution:
@@ -180,7 +195,7 @@ def configure(train: TrainConfig, devices: Sequence[str] | None = None) -> Accel
     CPUs); with the TensorFlow backend, more than one device means a MirroredStrategy.
     """
     gpus = gpu_count()
-    policy = choose_policy(train.mixed_precision, gpu_compute_capability() if gpus else None, cpu_flags())
+    policy = choose_policy(train.mixed_precision, gpu_compute_capability() if gpus else None)
     xla = resolve(train.xla, gpus)
     # Set every time: the policy is global state that an earlier run in the same process may have changed.
     keras.mixed_precision.set_global_policy(policy)

@@ -667,22 +667,16 @@ def parser() -> argparse.ArgumentParser:
     return result
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
+def main() -> None:
+    args = parser().parse_args()
+    layout.require_repo_root()
     if args.worker:
-        run_stage(
-            lambda: worker(
-                args.worker,
-                Path(args.work),
-                args.out.resolve(),
-                args.deadline,
-                args.steps_per_execution,
-                args.precision,
-            )
+        worker(
+            args.worker, Path(args.work), args.out.resolve(), args.deadline, args.steps_per_execution, args.precision
         )
     else:
-        run_stage(lambda: orchestrate(args))
+        orchestrate(args)
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -100,8 +100,8 @@ class TrainConfig(Strict):
     # subset of what `prepare` wrote, so one prepared dataset serves every size.
     subset_size: PositiveInt | None = None
     batchnorm_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None  # placeholder $batchnorm_momentum
-    # overfit_first.accelerate: mixed precision auto = bf16 where the hardware computes it natively, fp16 on
-    # older GPUs, off elsewhere; XLA auto = on when a GPU is present, off on a CPU (where it is slower).
+    # overfit_first.accelerate: mixed precision auto = bf16 on GPUs of compute capability >= 8.0, fp16 on older
+    # GPUs, float32 on CPUs; XLA auto = on when a GPU is present, off on a CPU (where it is slower).
     mixed_precision: Precision = "auto"
     xla: Switch = "auto"
 
@@ -114,8 +114,8 @@ class TrainConfig(Strict):
             return value
         raise PydanticCustomError(
             "precision",
-            "must be auto, bf16, fp16 or false (auto: bf16 where the hardware computes it natively, fp16 on "
-            "GPUs older than compute capability 8.0, false elsewhere)",
+            "must be auto, bf16, fp16 or false (auto: bf16 on GPUs of compute capability 8.0 or later, fp16 on "
+            "older GPUs, false on CPUs)",
         )
 
     @field_validator("xla", mode="before")

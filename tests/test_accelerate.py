@@ -70,24 +70,34 @@ def test_auto_means_on_with_a_gpu_only(setting: accelerate.Setting, gpus: int, e
 
 
 @pytest.mark.parametrize(
-    ("setting", "capability", "flags", "policy"),
+    ("setting", "capability", "policy"),
     [
-        ("auto", (9, 0), frozenset(), "mixed_bfloat16"),  # Hopper
-        ("auto", (8, 0), frozenset(), "mixed_bfloat16"),  # Ampere: the first with bf16 tensor cores
-        ("auto", (7, 5), frozenset({"amx_bf16"}), "mixed_float16"),  # Turing: fp16 tensor cores; the GPU decides
-        ("auto", None, frozenset({"avx2", "avx512f", "avx512_bf16"}), "mixed_bfloat16"),  # Zen 4, Cooper Lake
-        ("auto", None, frozenset({"avx2", "avx512f", "amx_bf16", "amx_tile"}), "mixed_bfloat16"),  # Sapphire Rapids
-        ("auto", None, frozenset({"avx2", "fma"}), "float32"),  # AVX2 only: bf16 would be emulated
-        ("auto", None, frozenset(), "float32"),  # no flags known (not Linux)
-        ("bf16", None, frozenset({"avx2"}), "mixed_bfloat16"),  # explicit: honoured anywhere
-        ("fp16", (9, 0), frozenset(), "mixed_float16"),
-        (False, (9, 0), frozenset({"amx_bf16"}), "float32"),
+        ("auto", (9, 0), "mixed_bfloat16"),  # Hopper
+        ("auto", (8, 0), "mixed_bfloat16"),  # Ampere: the first with bf16 tensor cores
+        ("auto", (7, 5), "mixed_float16"),  # Turing: fp16 tensor cores
+        ("auto", None, "float32"),  # every CPU, also one with native bf16: parity failed there
+        ("bf16", None, "mixed_bfloat16"),  # explicit: honoured anywhere
+        ("fp16", (9, 0), "mixed_float16"),
+        (False, (9, 0), "float32"),
     ],
 )
-def test_auto_precision_is_bf16_where_native(
-    setting: Precision, capability: tuple[int, int] | None, flags: frozenset[str], policy: str
+def test_auto_precision_is_bf16_on_recent_gpus_only(
+    setting: Precision, capability: tuple[int, int] | None, policy: str
 ) -> None:
-    assert accelerate.choose_policy(setting, capability, flags) == policy
+    assert accelerate.choose_policy(setting, capability) == policy
+
+
+@pytest.mark.parametrize(
+    ("flags", "native"),
+    [
+        (frozenset({"avx2", "avx512f", "avx512_bf16"}), True),  # Zen 4, Cooper Lake
+        (frozenset({"avx2", "avx512f", "amx_bf16", "amx_tile"}), True),  # Sapphire Rapids
+        (frozenset({"avx2", "fma"}), False),  # AVX2 only: bf16 would be emulated
+        (frozenset(), False),  # no flags known (not Linux)
+    ],
+)
+def test_native_bf16_cpus_are_told_by_their_flags(flags: frozenset[str], native: bool) -> None:
+    assert accelerate.native_bf16_cpu(flags) is native
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
@@ -123,11 +133,12 @@ def test_cpu_defaults_are_a_single_device_in_float32_without_xla() -> None:
     before = keras.mixed_precision.global_policy().name
     try:
         accelerator = accelerate.configure(TrainConfig(mixed_precision="auto", xla="auto"))
-        policy = accelerate.choose_policy("auto", None, accelerate.cpu_flags())  # bf16 on CPUs with native bf16
-        assert (accelerator.gpus, accelerator.policy, accelerator.xla) == (0, policy, False)
+        assert (accelerator.gpus, accelerator.policy, accelerator.xla) == (0, "float32", False)
         assert accelerator.strategy is None and accelerator.replicas == 1 and accelerator.jit_compile is False
-        assert keras.mixed_precision.global_policy().name == policy
-        assert f"CPU, 1 replica(s), dtype policy {policy}, XLA off" in accelerator.describe()
+        assert keras.mixed_precision.global_policy().name == "float32"
+        assert "CPU, 1 replica(s), dtype policy float32, XLA off" in accelerator.describe()
+        native = accelerate.native_bf16_cpu(accelerate.cpu_flags())
+        assert ("train.mixed_precision: bf16 trains several times faster" in accelerator.describe()) is native
     finally:
         keras.mixed_precision.set_global_policy(before)
 

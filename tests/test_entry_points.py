@@ -37,6 +37,8 @@ ENTRY_POINTS = {
     "overfit_first.sanity": ["fashion_mnist-cnn_overfit"],
     "overfit_first.ladder": ["dropout"],
     "overfit_first.data_curve": ["size"],
+    "overfit_first.pipelines": ["cifar"],
+    "overfit_first.article_gpu": ["--tiny", "--out", "article-out"],
     "bench": ["--only", "dvc"],
 }
 
