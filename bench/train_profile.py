@@ -139,7 +139,8 @@ def kernel_times(log: str, steps: int) -> list[dict[str, Any]]:
         # onednn_verbose,v1,primitive,exec,cpu,<kind>,<implementation>,<prop>,<memory descriptors>,...,<ms>
         if len(fields) < 10 or fields[:4] != ["onednn_verbose", "v1", "primitive", "exec"]:
             continue
-        types = sorted({part.split(":")[0].split("_", 1)[-1] for part in fields[8].split() if ":" in part})
+        # memory descriptors: `src:bf16::blocked:acdb::f0` (or `src_f32::blocked:ab:f0` from the gemm API)
+        types = sorted({part.split("::")[0].replace("_", ":").rpartition(":")[2] for part in fields[8].split()})
         totals[(fields[5], fields[6], "/".join(types))] += float(fields[-1])
     return [
         {"primitive": kind, "implementation": implementation, "types": types, "ms_per_step": ms / steps}
