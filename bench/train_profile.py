@@ -128,6 +128,13 @@ def op_times(trace_dir: Path, steps: int) -> dict[str, list[dict[str, Any]]]:
     }
 
 
+def memory_type(descriptor: str) -> str:
+    """The data type of one oneDNN memory descriptor: `src:bf16::blocked:acdb::f0`, `wei:bf16:a:blocked:...`
+    (argument, type, properties, format) or, from the gemm API, `src_f32::blocked:ab:f0`."""
+    argument, _, rest = descriptor.partition(":")
+    return rest.split(":")[0] or argument.rpartition("_")[2]
+
+
 def kernel_times(log: str, steps: int) -> list[dict[str, Any]]:
     """oneDNN's verbose `exec` lines summed per (primitive, implementation, data types): ms per step.
 
@@ -139,8 +146,7 @@ def kernel_times(log: str, steps: int) -> list[dict[str, Any]]:
         # onednn_verbose,v1,primitive,exec,cpu,<kind>,<implementation>,<prop>,<memory descriptors>,...,<ms>
         if len(fields) < 10 or fields[:4] != ["onednn_verbose", "v1", "primitive", "exec"]:
             continue
-        # memory descriptors: `src:bf16::blocked:acdb::f0` (or `src_f32::blocked:ab:f0` from the gemm API)
-        types = sorted({part.split("::")[0].replace("_", ":").rpartition(":")[2] for part in fields[8].split()})
+        types = sorted({memory_type(part) for part in fields[8].split()} - {"undef"})
         totals[(fields[5], fields[6], "/".join(types))] += float(fields[-1])
     return [
         {"primitive": kind, "implementation": implementation, "types": types, "ms_per_step": ms / steps}

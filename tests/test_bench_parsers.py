@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.train_profile import kernel_times, op_component
+from bench.train_profile import kernel_times, memory_type, op_component
 from bench.train_throughput import summarize
 
 LOG = """\
@@ -15,7 +15,7 @@ onednn_verbose,v1,info,oneDNN v3.7.3 (commit N/A)
 onednn_verbose,v1,primitive,create:cache_miss,cpu,convolution,brg_conv_fwd:avx10_1_512_amx,forward_training,\
 src:bf16::blocked:acdb::f0 wei:bf16::blocked:Acdb32a::f0 bia:f32::blocked:a::f0 dst:bf16::blocked:acdb::f0,,,mb64,0.5
 onednn_verbose,v1,primitive,exec,cpu,convolution,brg_conv_fwd:avx10_1_512_amx,forward_training,\
-src:bf16::blocked:acdb::f0 wei:bf16::blocked:Acdb32a::f0 bia:f32::blocked:a::f0 dst:bf16::blocked:acdb::f0,,,mb64,3.0
+src:bf16::blocked:acdb::f0 wei:bf16:a:blocked:Acdb32a::f0 bia:f32::blocked:a::f0 dst:bf16::blocked:acdb::f0,,,mb64,3.0
 onednn_verbose,v1,primitive,exec,cpu,convolution,brg_conv_fwd:avx10_1_512_amx,forward_training,\
 src:bf16::blocked:acdb::f0 wei:bf16::blocked:Acdb32a::f0 bia:f32::blocked:a::f0 dst:bf16::blocked:acdb::f0,,,mb64,1.0
 onednn_verbose,v1,primitive,exec,cpu,reorder,jit:uni,undef,\
@@ -35,6 +35,20 @@ def test_kernel_times_sums_exec_lines_per_kernel() -> None:
         },
         {"primitive": "reorder", "implementation": "jit:uni", "types": "bf16/f32", "ms_per_step": 1.0},
     ]
+
+
+@pytest.mark.parametrize(
+    ("descriptor", "dtype"),
+    [
+        ("src:bf16::blocked:acdb::f0", "bf16"),
+        ("wei:bf16:a:blocked:AcdB16b32a2b::f0", "bf16"),
+        ("diff_src:f32::blocked:abcd::f0", "f32"),
+        ("src_f32::blocked:ab:f0", "f32"),
+        ("ws:u8::blocked:acdb::f0", "u8"),
+    ],
+)
+def test_memory_type(descriptor: str, dtype: str) -> None:
+    assert memory_type(descriptor) == dtype
 
 
 @pytest.mark.parametrize(
