@@ -178,7 +178,8 @@ def train_details(train: dict[str, Any]) -> list[str]:
         "`inputs.make_dataset`, `model.fit` on the tf.data pipeline); *project_float32* = the same with "
         "`mixed_precision: false`; *project_interop1* = *project* with `TF_NUM_INTEROP_THREADS=1` (a speed-only "
         "setting); *article* = `model.fit(x / 255.0, y, batch_size=64)` on float64 NumPy arrays, TensorFlow as "
-        "installed; *article_onednn* = the same with `TF_ENABLE_ONEDNN_OPTS=1`.",
+        "installed (which turns oneDNN on by itself on CPUs with AVX-512 or AMX); *article_onednn* (with "
+        "`--article-onednn`) = the same with `TF_ENABLE_ONEDNN_OPTS=1`.",
         "",
         f"Compute: {train['cpu_model']}, {settings['cores']} cores, instruction sets {' '.join(train['flags'])}; "
         f"TensorFlow {settings['tensorflow']}, intra-op threads {settings['intra_op_threads']} and inter-op threads "
@@ -232,11 +233,11 @@ def train_details(train: dict[str, Any]) -> list[str]:
             + ".",
             "",
         ]
+    if "ratio_onednn" in train:
+        lines += ["Project / article with oneDNN (cnn_simplified): " + onednn_conclusion(train), ""]
     lines += [
-        "Project / article with oneDNN (cnn_simplified): "
-        + onednn_conclusion(train)
-        + f" The project's input pipeline alone delivers {best['project']['pipeline_images_per_s']:,.0f} "
-        f"images/s, far more than training consumes (article {median['article']:.0f} ms/step).",
+        f"The project's input pipeline alone delivers {best['project']['pipeline_images_per_s']:,.0f} images/s "
+        f"(cnn_simplified), far more than training consumes (article {median['article']:.0f} ms/step).",
         "",
         conclusion(train),
         "",

@@ -1,6 +1,6 @@
 """Where a training step's time goes: TensorFlow's profiler per op type, oneDNN's verbose log per kernel.
 
-    python -m bench.train_profile --prepared DIR [--model cnn_simplified] [--steps 20] [--out FILE]
+    python -m bench.train_profile --prepared DIR [--model cnn_simplified] [--steps 10] [--out FILE]
 
 For the project's pipeline (as bench.train_throughput's `project` side: overfit_first's settings, seeded,
 deterministic, inputs.make_dataset) under the auto policy and under float32, each in its own process:
@@ -205,7 +205,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.train_profile", description=__doc__.split("\n")[0])
     parser.add_argument("--prepared", type=Path, required=True, help="a prepared dataset (data/prepared/<name>)")
     parser.add_argument("--model", default="cnn_simplified", help="a params.yaml model")
-    parser.add_argument("--steps", type=int, default=20, help="profiled steps, after a warm-up")
+    parser.add_argument("--steps", type=int, default=10, help="profiled steps, after a warm-up")
     parser.add_argument("--policy", choices=POLICIES, help=argparse.SUPPRESS)  # one profile, in this process
     parser.add_argument("--mode", choices=("trace", "kernels"), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path)

@@ -1,7 +1,7 @@
 """Training throughput: the train stage's input pipeline + fit against the article's plain `model.fit`, per model,
 with the achieved GFLOP/s against this machine's matrix-multiply peaks measured in the same rounds.
 
-    python -m bench.train_throughput --prepared DIR [--models cnn_simplified,cnn_overfit] [--images 1280]
+    python -m bench.train_throughput --prepared DIR [--models cnn_simplified,cnn_overfit] [--images 640]
                                      [--epochs 1] [--rounds 3] [--out FILE]
 
 Every side trains a params.yaml model (overfit_first.models.build_model; batch norm at Keras's default
@@ -14,8 +14,8 @@ training split, stratified), at the model's batch size, one warm-up epoch and th
     project_float32  the same with train.mixed_precision false: what the 16-bit policy gains, on the same pipeline
     article          the article's code: x / 255.0 (float64 NumPy) into model.fit(x, y, batch_size=64), TensorFlow
                      as installed (no TF_ENABLE_ONEDNN_OPTS)
-    article_onednn   (the first model only) the article's code with TF_ENABLE_ONEDNN_OPTS=1: which part of the gain
-                     is TensorFlow's oneDNN kernels, and which the project's own pipeline
+    article_onednn   (--article-onednn, first model only) the article's code with TF_ENABLE_ONEDNN_OPTS=1: which part
+                     of the gain is TensorFlow's oneDNN kernels (on by default on CPUs with AVX-512 or AMX)
     project_interop1 (the first model only) `project` with TF_NUM_INTEROP_THREADS=1: one op at a time, each on
                      the whole intra-op pool, instead of TensorFlow's default of as many concurrent ops as cores
     peak             bench.matmul_peak: float32 and bfloat16 tf.matmul peaks, under the project's settings
@@ -135,10 +135,15 @@ def run_side(side: str, model_name: str, prepared: Path, images: int, epochs: in
     return result
 
 
-def model_sides(index: int) -> tuple[str, ...]:
-    """The sides of the `index`-th model: article_onednn and the levers for the first only (they are about
-    TensorFlow's settings, not models)."""
-    return SIDES if index == 0 else tuple(side for side in SIDES if side != "article_onednn" and side not in LEVERS)
+def model_sides(index: int, article_onednn: bool) -> tuple[str, ...]:
+    """The sides of the `index`-th model: the levers (and article_onednn when asked) for the first only: they
+    are about TensorFlow's settings, not models."""
+    first = index == 0
+    return tuple(
+        side
+        for side in SIDES
+        if (side != "article_onednn" or (article_onednn and first)) and (side not in LEVERS or first)
+    )
 
 
 def summarize(rows: list[dict[str, Any]], peaks: dict[str, dict[str, float]]) -> dict[str, Any]:
@@ -178,14 +183,16 @@ def run_child(command: list[str], env: dict[str, str], out: Path) -> dict[str, A
     return json.loads(out.read_text(encoding="utf-8"))
 
 
-def compare(prepared: Path, model_names: list[str], images: int, epochs: int, rounds: int) -> dict[str, Any]:
+def compare(
+    prepared: Path, model_names: list[str], images: int, epochs: int, rounds: int, article_onednn: bool
+) -> dict[str, Any]:
     """Every side of every model and the matmul peaks, alternating, each in a fresh process.
 
     Returns per model the rounds, each side's summary (`summarize`) and the ratios; the first model's figures
     are also at the top level (the history's columns).
     """
     measured: dict[str, dict[str, list[dict[str, Any]]]] = {
-        name: {side: [] for side in model_sides(index)} for index, name in enumerate(model_names)
+        name: {side: [] for side in model_sides(index, article_onednn)} for index, name in enumerate(model_names)
     }
     peak_rounds: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-train-") as scratch:
@@ -288,9 +295,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.train_throughput", description=__doc__.split("\n")[0])
     parser.add_argument("--prepared", type=Path, required=True, help="a prepared dataset (data/prepared/<name>)")
     parser.add_argument("--models", default=",".join(MODELS), help="params.yaml models, comma-separated")
-    parser.add_argument("--images", type=int, default=1280)
+    parser.add_argument("--images", type=int, default=640)
     parser.add_argument("--epochs", type=int, default=1, help="timed epochs, after one warm-up epoch")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--article-onednn",
+        action="store_true",
+        help="also the article's code with TF_ENABLE_ONEDNN_OPTS=1 (the same as `article` where TensorFlow turns "
+        "oneDNN on by itself: on CPUs with AVX-512 or AMX)",
+    )
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # one side of one model, in this process
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -298,7 +311,9 @@ def main() -> None:
     if args.side:
         write_result(args.out, run_side(args.side, model_names[0], args.prepared, args.images, args.epochs))
     else:
-        write_result(args.out, compare(args.prepared, model_names, args.images, args.epochs, args.rounds))
+        write_result(
+            args.out, compare(args.prepared, model_names, args.images, args.epochs, args.rounds, args.article_onednn)
+        )
 
 
 if __name__ == "__main__":
