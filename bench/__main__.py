@@ -1,5 +1,6 @@
 """Run every benchmark and write BENCHMARKS.md: `python -m bench` from the repository root (about 20 minutes
-on 2 CPU cores). Each run also appends its headline ratios to bench/history.csv, which BENCHMARKS.md shows
+on 2 otherwise idle CPU cores; `--only train,profile` alone took about 40 minutes on 2 cores shared with a
+load average of 10). Each run also appends its headline ratios to bench/history.csv, which BENCHMARKS.md shows
 in full: on a shared machine one run is a sample.
 
     python -m bench [--only train,profile,tracking,eval,dvc] [--prepared DIR] [--keep] [--output BENCHMARKS.md]
