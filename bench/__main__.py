@@ -1,8 +1,9 @@
 """Run every benchmark and write BENCHMARKS.md: `python -m bench` from the repository root (about 20 minutes
-on 2 CPU cores). Each run also appends its headline ratios to bench/history.csv, which BENCHMARKS.md shows
+on 2 otherwise idle CPU cores; `--only train,profile` alone took about 40 minutes on 2 cores shared with a
+load average of 10). Each run also appends its headline ratios to bench/history.csv, which BENCHMARKS.md shows
 in full: on a shared machine one run is a sample.
 
-    python -m bench [--only train,tracking,eval,dvc] [--prepared DIR] [--keep] [--output BENCHMARKS.md]
+    python -m bench [--only train,profile,tracking,eval,dvc] [--prepared DIR] [--keep] [--output BENCHMARKS.md]
 
 First the data stages build CIFAR-10 from ../shared/datasets/cifar10-jpeg.tar.gz (read in place) in a
 scratch project under the system's temporary directory, measuring their peak memory (bench.prepare_memory);
@@ -27,7 +28,9 @@ from bench.common import REPO, machine, stage_env
 from overfit_first import layout
 from overfit_first.errors import run_stage
 
-BENCHES = ("train", "tracking", "eval", "dvc")
+BENCHES = ("train", "profile", "tracking", "eval", "dvc")
+SPEEDUP_TARGET = 1.3  # issue 12: the train stage against the article's code, median wall time, native bf16
+PEAK_TARGET = 50.0  # issue 12: % of the bf16 matmul peak, native bf16
 COMMAND = "python -m bench"
 HISTORY = REPO / "bench" / "history.csv"
 
@@ -76,12 +79,20 @@ def onednn_conclusion(train: dict[str, Any]) -> str:
 def headline(info: dict[str, Any], results: dict[str, Any]) -> dict[str, str]:
     """One row of bench/history.csv: the run's date, load and ratios (blank where a benchmark did not run)."""
     train, tracking = results.get("train"), results.get("tracking")
+    project = train and train["summary"]["project"]
+    overfit = train and train["models"].get("cnn_overfit")
     values = {
         "date": info["date"],
+        "cpu": info["cpu_model"],
+        "isa": " ".join(info["isa_flags"]),
         "load_1min": info["load_average"][0],
         "train_ratio_best": train and train["ratio"],
         "train_ratio_median": train and train["median_ms_per_step"]["article"] / train["median_ms_per_step"]["project"],
         "train_ratio_cpu_time": train and train["cpu_ratio"],
+        "train_policy": project and project["policy"],
+        "train_percent_of_peak": project and project["percent_of_peak"],
+        "overfit_ratio_median": overfit and overfit["ratio_median"],
+        "overfit_percent_of_peak": overfit and overfit["summary"]["project"]["percent_of_peak"],
         "tracking_percent_15_epochs": tracking and tracking["percent_per_epoch"]["15"],
         "noop_repro_seconds": results.get("dvc") and results["dvc"]["noop_median"],
         "prepare_memory_ratio": results.get("data") and results["data"]["prepare"]["ratio"],
@@ -106,7 +117,7 @@ def append_history(row: dict[str, str]) -> list[dict[str, str]]:
 
 def history_section(rows: list[dict[str, str]]) -> list[str]:
     """Every recorded run: on a shared machine one run is a sample, not the answer."""
-    columns = list(rows[0])
+    columns = list(rows[-1])  # this run's columns: earlier runs may lack the newer ones
     return [
         "## Every run (bench/history.csv)",
         "",
@@ -119,6 +130,180 @@ def history_section(rows: list[dict[str, str]]) -> list[str]:
         *("| " + " | ".join(row.get(column, "") for column in columns) + " |" for row in rows),
         "",
     ]
+
+
+def native_bf16(train: dict[str, Any]) -> bool:
+    """Whether the train stage's auto policy picked bf16 here, i.e. the CPU computes bf16 natively."""
+    return train["auto_policy"] == "mixed_bfloat16"
+
+
+def train_rows(train: dict[str, Any]) -> list[str]:
+    """The summary table's rows of bench.train_throughput: per model, speed against the article's code
+    (target >= 1.3x with native bf16) and compute efficiency (target >= 50 % of the bf16 peak)."""
+    flags = " ".join(train["flags"])
+    native = native_bf16(train)
+    rows = []
+    for name, figures in train["models"].items():
+        project, article = figures["summary"]["project"], figures["summary"]["article"]
+        speed_target = f">= {SPEEDUP_TARGET}" if native else "open: no native bf16"
+        peak_target = f">= {PEAK_TARGET:.0f} %" if native else "open: no native bf16"
+        rows += [
+            f"| training, {name}, {project['policy']}, against the article's code ({flags}) | "
+            f"{project['median_images_per_s']:.0f} images/s, {project['median_ms_per_step']:.1f} ms/step (median) | "
+            f"article {article['median_images_per_s']:.0f} images/s, {article['median_ms_per_step']:.1f} ms/step | "
+            f"{figures['ratio_median']:.2f} (CPU time {figures['cpu_ratio_median']:.2f}) | {speed_target} | "
+            f"{verdict(figures['ratio_median'] >= SPEEDUP_TARGET) if native else 'open'} |",
+            f"| training compute, {name}, {project['policy']} ({flags}) | {project['gflops']:.0f} GFLOP/s "
+            f"({project['gflops_per_cpu_s']:.0f} per CPU second) | {project['peak_dtype']} matmul peak "
+            f"{train['peaks'][project['peak_dtype']]['gflops']:.0f} GFLOP/s "
+            f"({train['peaks'][project['peak_dtype']]['gflops_per_cpu_s']:.0f}) | {project['percent_of_peak']:.0f} % "
+            f"({project['percent_of_peak_cpu']:.0f} % per CPU second) | {peak_target} | "
+            f"{verdict(project['percent_of_peak'] >= PEAK_TARGET) if native else 'open'} |",
+        ]
+    return rows
+
+
+def train_details(train: dict[str, Any]) -> list[str]:
+    """bench.train_throughput in full: the machine's peaks and settings, every side of every model."""
+    best, median = train["best"], train["median_ms_per_step"]
+    settings = train["settings"]
+    peaks = train["peaks"]
+    env = ", ".join(f"{key}={value}" for key, value in settings["env"].items()) or "none"
+    lines = [
+        f"**Training throughput** (`bench/train_throughput.py`): {', '.join(train['models'])} on "
+        f"{train['images']:,} CIFAR-10 training images at the model's batch size (64), one warm-up epoch then "
+        f"{train['epochs']} timed epoch(s), every side in its own process, the sides alternating for "
+        f"{len(train['rounds']['project'])} rounds; figures are each side's median round. *project* = what the "
+        "train stage does (overfit_first's TensorFlow setting `TF_ENABLE_ONEDNN_OPTS=1`, `accelerate.configure` "
+        f"with params.yaml's `mixed_precision: auto`, here {train['auto_policy']}, deterministic ops, "
+        "`inputs.make_dataset`, `model.fit` on the tf.data pipeline); *project_float32* = the same with "
+        "`mixed_precision: false`; *project_interop1* = *project* with `TF_NUM_INTEROP_THREADS=1` (a speed-only "
+        "setting); *article* = `model.fit(x / 255.0, y, batch_size=64)` on float64 NumPy arrays, TensorFlow as "
+        "installed (which turns oneDNN on by itself on CPUs with AVX-512 or AMX); *article_onednn* (with "
+        "`--article-onednn`) = the same with `TF_ENABLE_ONEDNN_OPTS=1`.",
+        "",
+        f"Compute: {train['cpu_model']}, {settings['cores']} cores, instruction sets {' '.join(train['flags'])}; "
+        f"TensorFlow {settings['tensorflow']}, intra-op threads {settings['intra_op_threads']} and inter-op threads "
+        f"{settings['inter_op_threads']} (0 = TensorFlow's default: one per core), environment: {env}. Matrix-multiply "
+        f"peaks (`bench/matmul_peak.py`, 2048 x 2048 `tf.matmul`, best of 10, once per round, best round): "
+        f"float32 {peaks['float32']['gflops']:.0f} GFLOP/s ({peaks['float32']['gflops_per_cpu_s']:.0f} per CPU "
+        f"second), bfloat16 {peaks['bfloat16']['gflops']:.0f} GFLOP/s ({peaks['bfloat16']['gflops_per_cpu_s']:.0f} "
+        "per CPU second); per round: "
+        + "; ".join(
+            ", ".join(f"{dtype} {row['gflops']:.0f}" for dtype, row in round_["peaks"].items())
+            for round_ in train["peak_rounds"]
+        )
+        + ". Training FLOPs per image from the architecture (`overfit_first/flops.py`: Conv2D and Dense "
+        "multiply-adds, forward x 3; batch norm, activations, pooling and dropout not counted): "
+        + ", ".join(
+            f"{name} {figures['summary']['project']['training_flops_per_image'] / 1e6:.0f} MFLOP"
+            for name, figures in train["models"].items()
+        )
+        + ". GFLOP/s = that x images/s; the percentage is of the peak of the side's compute precision "
+        "(bfloat16 under mixed_bfloat16, else float32). Per CPU second = the same from the process's CPU time "
+        "(all threads) against the matmul's: what the other load on this shared machine disturbs least.",
+        "",
+    ]
+    for name, figures in train["models"].items():
+        lines += [
+            f"*{name}*",
+            "",
+            "| side | policy | ms/step (median) | ms/step (best) | CPU ms/step (median) | images/s | GFLOP/s | "
+            "% of peak | % of peak per CPU second |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *(
+                f"| {side} | {row['policy']} | {row['median_ms_per_step']:.1f} | {row['best_ms_per_step']:.1f} | "
+                f"{row['median_cpu_ms_per_step']:.0f} | {row['median_images_per_s']:.0f} | {row['gflops']:.0f} | "
+                f"{row['percent_of_peak']:.0f} % {row['peak_dtype']} | {row['percent_of_peak_cpu']:.0f} % |"
+                for side, row in figures["summary"].items()
+            ),
+            "",
+            "Per round (ms/step): "
+            + "; ".join(
+                f"{side} " + ", ".join(f"{row['ms_per_step']:.1f}" for row in rows)
+                for side, rows in figures["rounds"].items()
+            )
+            + f". Project / article, medians {figures['ratio_median']:.2f}, best rounds {figures['ratio']:.2f}, "
+            f"CPU time {figures['cpu_ratio_median']:.2f}; project / project_float32 (what the policy gains) "
+            f"{figures['ratio_float32_median']:.2f}"
+            + "".join(
+                f"; {key[len('ratio_') : -len('_median')]} / project {value:.2f}"
+                for key, value in figures.items()
+                if key.startswith("ratio_project_")
+            )
+            + ".",
+            "",
+        ]
+    if "ratio_onednn" in train:
+        lines += ["Project / article with oneDNN (cnn_simplified): " + onednn_conclusion(train), ""]
+    lines += [
+        f"The project's input pipeline alone delivers {best['project']['pipeline_images_per_s']:,.0f} images/s "
+        f"(cnn_simplified), far more than training consumes (article {median['article']:.0f} ms/step).",
+        "",
+        conclusion(train),
+        "",
+    ]
+    return lines
+
+
+def conclusion(train: dict[str, Any]) -> str:
+    """Whether issue 12's targets are met in this run, in words."""
+    figures = train["models"]
+    if not native_bf16(train):
+        return (
+            "**Targets**: this CPU has no native bf16 (neither avx512_bf16 nor amx_bf16), so the auto policy trains "
+            "in float32; the figures above are float32 ones and the >= 1.3x / >= 50 % targets are left open."
+        )
+    speed = [name for name, row in figures.items() if row["ratio_median"] >= SPEEDUP_TARGET]
+    peak = [name for name, row in figures.items() if row["summary"]["project"]["percent_of_peak"] >= PEAK_TARGET]
+    return (
+        f"**Targets** (native bf16 here): >= {SPEEDUP_TARGET}x the article's code, median wall time: met by "
+        f"{', '.join(speed) or 'no model'} of {', '.join(figures)}; >= {PEAK_TARGET:.0f} % of the bf16 matmul "
+        f"peak: met by {', '.join(peak) or 'no model'}. Where they are not met, the profile below says where the "
+        "time goes."
+    )
+
+
+def profile_details(profile: dict[str, Any]) -> list[str]:
+    """bench.train_profile: per policy, time per part of training, per op type and per oneDNN kernel."""
+    lines = [
+        f"**Where the time goes** (`bench/train_profile.py`): {profile['model']}, the project's pipeline, "
+        f"{profile['steps']} steps after a warm-up, under TensorFlow's profiler (op time per step on the host, "
+        "summed over threads: it exceeds the wall time where two ops run at once) and, in another process, "
+        f"under `ONEDNN_VERBOSE=1` ({profile['onednn']}: kernel time per step as oneDNN measures it; "
+        "`avx10_1_512_amx` = AMX tiles, `avx512_core` = AVX-512 float32).",
+        "",
+    ]
+    for policy in ("auto", "float32"):
+        traced, kernels = profile[policy]["trace"], profile[policy]["kernels"]
+        total = sum(row["ms_per_step"] for row in traced["by_component"])
+        lines += [
+            f"*{traced['policy']}* ({traced['ms_per_step']:.0f} ms/step while traced, "
+            f"{kernels['ms_per_step']:.0f} under the verbose log)",
+            "",
+            "| part of training | op ms/step | share of op time |",
+            "|---|---|---|",
+            *(
+                f"| {row['component']} | {row['ms_per_step']:.1f} | {100 * row['ms_per_step'] / total:.0f} % |"
+                for row in traced["by_component"]
+                if row["ms_per_step"] >= 0.005 * total
+            ),
+            "",
+            "Largest op types (ms/step, calls/step): "
+            + ", ".join(
+                f"{row['op']} {row['ms_per_step']:.1f} ({row['calls_per_step']:.0f})" for row in traced["by_type"]
+            )
+            + ".",
+            "",
+            "oneDNN kernels (ms/step): "
+            + "; ".join(
+                f"{row['primitive']} `{row['implementation'] or '-'}` {row['types']} {row['ms_per_step']:.1f}"
+                for row in kernels["kernels"]
+            )
+            + ".",
+            "",
+        ]
+    return lines
 
 
 def render(
@@ -137,6 +322,7 @@ def render(
         "|---|---|",
         f"| date | {info['date']} |",
         f"| CPU | {info['cpu_model']}, {info['nproc']} cores (nproc) |",
+        f"| instruction sets (every figure here ran on them) | {' '.join(info['isa_flags']) or 'unknown'} |",
         f"| RAM | {info['ram_gib']} GiB |",
         f"| load average at start | {' / '.join(map(str, info['load_average']))} (1 / 5 / 15 min) |",
         f"| software | Python {info['python']}, {packages} |",
@@ -145,14 +331,7 @@ def render(
         "|---|---|---|---|---|---|",
     ]
     if "train" in results:
-        best = results["train"]["best"]
-        project, article = best["project"], best["article"]
-        lines.append(
-            f"| training throughput | project {project['images_per_s']:.0f} images/s, "
-            f"{project['ms_per_step']:.1f} ms/step | article {article['images_per_s']:.0f} images/s, "
-            f"{article['ms_per_step']:.1f} ms/step | {results['train']['ratio']:.2f} (CPU time "
-            f"{results['train']['cpu_ratio']:.2f}) | >= 1.0 (1.2) | {verdict(results['train']['ratio'] >= 1.0)} |"
-        )
+        lines += train_rows(results["train"])
     if "tracking" in results:
         tracking = results["tracking"]
         lines.append(
@@ -184,39 +363,9 @@ def render(
         )
     lines += ["", "## Details", ""]
     if "train" in results:
-        train = results["train"]
-        best, median = train["best"], train["median_ms_per_step"]
-        lines += [
-            f"**Training throughput** (`bench/train_throughput.py`): cnn_simplified, {train['images']:,} CIFAR-10 "
-            f"training images, batch 64, one warm-up epoch then {train['epochs']} timed epochs, each side in its own "
-            f"process, alternating for {len(train['rounds']['project'])} rounds; the best round of each side counts "
-            "in the table above. *project* = what the train stage does (overfit_first's TensorFlow setting "
-            "`TF_ENABLE_ONEDNN_OPTS=1`, `accelerate.configure`, deterministic ops, `inputs.make_dataset`, `model.fit` "
-            "on the tf.data pipeline); *article* = `model.fit(x / 255.0, y, batch_size=64)` on float64 NumPy arrays, "
-            "TensorFlow as installed; *article_onednn* = the same with `TF_ENABLE_ONEDNN_OPTS=1`.",
-            "",
-            "| side | images/s (best) | ms/step (best) | ms/step (median) | CPU ms/step, all threads (best) |",
-            "|---|---|---|---|---|",
-            *(
-                f"| {side} | {row['images_per_s']:.0f} | {row['ms_per_step']:.1f} | {median[side]:.1f} | "
-                f"{row['cpu_ms_per_step']:.0f} |"
-                for side, row in best.items()
-            ),
-            "",
-            "Per round (ms/step): "
-            + "; ".join(
-                f"{side} " + ", ".join(f"{row['ms_per_step']:.1f}" for row in rows)
-                for side, rows in train["rounds"].items()
-            )
-            + ". "
-            f"Project / article, medians: {median['article'] / median['project']:.2f}. "
-            "Project / article with oneDNN: "
-            + onednn_conclusion(train)
-            + f" The project's input pipeline alone delivers {best['project']['pipeline_images_per_s']:,.0f} images/s, "
-            "two orders of magnitude more than training consumes, so caching, prefetching or tf.data thread settings "
-            "have nothing left to win on this CPU; the project leaves TensorFlow's thread pools at their defaults.",
-            "",
-        ]
+        lines += train_details(results["train"])
+    if "profile" in results:
+        lines += profile_details(results["profile"])
     if "tracking" in results:
         tracking = results["tracking"]
         spread = tracking["percent_per_epoch"]
@@ -333,6 +482,8 @@ def main() -> None:
             prepared = scratch / "cifar10" / "data" / "prepared" / "cifar10_jpeg"
         if "train" in only:
             results["train"] = run("bench.train_throughput", "--prepared", str(prepared), out=scratch / "train.json")
+        if "profile" in only:
+            results["profile"] = run("bench.train_profile", "--prepared", str(prepared), out=scratch / "profile.json")
         if "tracking" in only:
             results["tracking"] = run("bench.tracking_cost", "--prepared", str(prepared), out=scratch / "tracking.json")
         if "eval" in only:

@@ -18,10 +18,32 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 SEED = 0
 PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "jax", "dvc", "mlflow", "numpy")
+# The instruction sets that decide which kernels oneDNN picks, hence every speed figure (as /proc/cpuinfo names them).
+RELEVANT_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
+
+
+def isa_flags() -> list[str]:
+    """RELEVANT_FLAGS that this CPU has, in that order (empty off Linux)."""
+    from overfit_first.accelerate import cpu_flags  # imports Keras: only when asked
+
+    flags = cpu_flags()
+    return [flag for flag in RELEVANT_FLAGS if flag in flags]
 
 
 def machine() -> dict[str, Any]:
-    """nproc, CPU model, RAM, load average and library versions: what a reader needs to compare numbers."""
+    """nproc, CPU model and instruction sets, RAM, load average and library versions: what a reader needs to
+    compare numbers."""
     cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8") if Path("/proc/cpuinfo").is_file() else ""
     model = next(
         (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
@@ -38,6 +60,7 @@ def machine() -> dict[str, Any]:
     return {
         "nproc": len(os.sched_getaffinity(0)),
         "cpu_model": model,
+        "isa_flags": isa_flags(),
         "ram_gib": round(kib / 2**20, 1),
         "load_average": [round(value, 2) for value in os.getloadavg()],
         "python": platform.python_version(),
