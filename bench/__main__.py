@@ -133,8 +133,8 @@ def history_section(rows: list[dict[str, str]]) -> list[str]:
 
 
 def native_bf16(train: dict[str, Any]) -> bool:
-    """Whether the train stage's auto policy picked bf16 here, i.e. the CPU computes bf16 natively."""
-    return train["auto_policy"] == "mixed_bfloat16"
+    """Whether the project side trained in bf16 here, i.e. the CPU computes bf16 natively."""
+    return train["project_policy"] == "mixed_bfloat16"
 
 
 def train_rows(train: dict[str, Any]) -> list[str]:
@@ -175,7 +175,8 @@ def train_details(train: dict[str, Any]) -> list[str]:
         f"{train['epochs']} timed epoch(s), every side in its own process, the sides alternating for "
         f"{len(train['rounds']['project'])} rounds; figures are each side's median round. *project* = what the "
         "train stage does (overfit_first's TensorFlow setting `TF_ENABLE_ONEDNN_OPTS=1`, `accelerate.configure` "
-        f"with params.yaml's `mixed_precision: auto`, here {train['auto_policy']}, deterministic ops, "
+        "with `mixed_precision: bf16` on a CPU that computes bf16 natively, else `auto` (which keeps float32 on "
+        f"CPUs: bench/precision_parity.md), here {train['project_policy']}, deterministic ops, "
         "`inputs.make_dataset`, `model.fit` on the tf.data pipeline); *project_float32* = the same with "
         "`mixed_precision: false`; *project_interop1* = *project* with `TF_NUM_INTEROP_THREADS=1` (a speed-only "
         "setting); *article* = `model.fit(x / 255.0, y, batch_size=64)` on float64 NumPy arrays, TensorFlow as "
@@ -251,7 +252,7 @@ def conclusion(train: dict[str, Any]) -> str:
     figures = train["models"]
     if not native_bf16(train):
         return (
-            "**Targets**: this CPU has no native bf16 (neither avx512_bf16 nor amx_bf16), so the auto policy trains "
+            "**Targets**: this CPU has no native bf16 (neither avx512_bf16 nor amx_bf16), so the project trains "
             "in float32; the figures above are float32 ones and the >= 1.3x / >= 50 % targets are left open."
         )
     speed = [name for name, row in figures.items() if row["ratio_median"] >= SPEEDUP_TARGET]
@@ -274,7 +275,7 @@ def profile_details(profile: dict[str, Any]) -> list[str]:
         "`avx10_1_512_amx` = AMX tiles, `avx512_core` = AVX-512 float32).",
         "",
     ]
-    for policy in ("auto", "float32"):
+    for policy in ("project", "float32"):
         traced, kernels = profile[policy]["trace"], profile[policy]["kernels"]
         total = sum(row["ms_per_step"] for row in traced["by_component"])
         lines += [
@@ -430,11 +431,17 @@ def render(
 GPU_SECTION = [
     "## Not measured here: GPUs and the article's full-scale table",
     "",
-    "No GPU was available for these measurements, so the article's CIFAR-10 and CIFAR-100 runs at full scale",
-    "(`profiles/article.yaml`: 45,000 training images, up to 150 or 300 epochs) were not run, and the GPU",
-    "path below (mixed precision, XLA, several GPUs) is exercised only by the CPU tests",
-    "(`tests/test_accelerate.py`: the same code under a MirroredStrategy of two logical CPU devices). On a",
-    "machine with NVIDIA GPUs:",
+    "The article's eight runs at full scale on one GPU are one script, `python -m overfit_first.article_gpu`",
+    "(Keras 3 on JAX, no TensorFlow or DVC: the pipeline's own data readers, models, metrics files and verdicts;",
+    "mixed_bfloat16 with XLA; the eight runs as concurrent processes within a wall-clock budget; wheels to carry",
+    "in `scripts/gpu-wheels.txt`, fetched by `scripts/gpu_wheels.sh`; `scripts/article_gpu_device.sh` is the",
+    "whole command on the GPU machine). A test runs it end to end on a CPU with tiny settings. It has not run on",
+    "a GPU yet: none was lent to the sessions that built it (2026-11-29: the GPU pool was paused), so the",
+    "article's table has no full-scale counterpart here. The CPU-scale counterpart is the CIFAR pipeline's",
+    "results page, cifar/reports/README.md.",
+    "",
+    "The TensorFlow path on NVIDIA GPUs, exercised only by the CPU tests (`tests/test_accelerate.py`: the same",
+    "code under a MirroredStrategy of two logical CPU devices):",
     "",
     "```bash",
     "OVERFIT_FIRST_TF=gpu bash scripts/setup.sh && . .venv/bin/activate   # tensorflow[and-cuda]",
@@ -443,12 +450,12 @@ GPU_SECTION = [
     "```",
     "",
     "With the defaults (`train.mixed_precision: auto`, `train.xla: auto`) a GPU run uses mixed precision",
-    "(float16 compute, the softmax in float32) and XLA; several GPUs are used through",
-    "`tf.distribute.MirroredStrategy` (the batch size stays the article's global batch), several machines",
-    "through `MultiWorkerMirroredStrategy` when `TF_CONFIG` is set. An XLA run is seeded but not bit-for-bit",
-    "reproducible (Keras disables XLA under TensorFlow's op determinism): set `train.xla: false` for that.",
-    'The JAX backend runs the same pipeline: `pip install -e ".[jax]"` (or `jax[cuda12]` on a GPU), then',
-    "`KERAS_BACKEND=jax dvc repro`; it trains on a single device (the strategies are TensorFlow's).",
+    "(bf16 on compute capability 8.0 or later, fp16 before; the softmax in float32) and XLA; several GPUs are",
+    "used through `tf.distribute.MirroredStrategy` (the batch size stays the article's global batch), several",
+    "machines through `MultiWorkerMirroredStrategy` when `TF_CONFIG` is set. An XLA run is seeded but not",
+    "bit-for-bit reproducible (Keras disables XLA under TensorFlow's op determinism): set `train.xla: false`",
+    'for that. The JAX backend runs the same pipeline: `pip install -e ".[jax]"` (or `jax[cuda12]` on a GPU),',
+    "then `KERAS_BACKEND=jax dvc repro`; it trains on a single device (the strategies are TensorFlow's).",
 ]
 
 

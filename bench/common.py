@@ -33,6 +33,14 @@ RELEVANT_FLAGS = (
 )
 
 
+def project_precision() -> str:
+    """The train.mixed_precision the benchmarks' *project* side uses: bf16 where this CPU computes it natively
+    (what a user of such a CPU would set: `auto` keeps float32 on CPUs, bench/precision_parity.md), else auto."""
+    from overfit_first import accelerate  # imports Keras: only when asked
+
+    return "bf16" if accelerate.native_bf16_cpu(accelerate.cpu_flags()) else "auto"
+
+
 def isa_flags() -> list[str]:
     """RELEVANT_FLAGS that this CPU has, in that order (empty off Linux)."""
     from overfit_first.accelerate import cpu_flags  # imports Keras: only when asked

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import overfit_first  # noqa: F401 - first, as in the train stage: it sets TensorFlow's defaults
-from bench.common import isa_flags, machine, write_result
+from bench.common import isa_flags, machine, project_precision, write_result
 from overfit_first import accelerate
 
 ENV_SETTINGS = (
@@ -82,7 +82,7 @@ def measure(size: int, repeats: int) -> dict[str, Any]:
         "cpu_model": machine()["cpu_model"],
         "flags": isa_flags(),
         "settings": tensorflow_settings(),
-        "auto_policy": accelerate.choose_policy("auto", None, accelerate.cpu_flags()),
+        "project_policy": accelerate.choose_policy(project_precision(), None),
         "peaks": {},
     }
     print(f"CPU {result['cpu_model']}; flags {' '.join(result['flags'])}; {result['settings']}", flush=True)

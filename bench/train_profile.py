@@ -3,7 +3,8 @@
     python -m bench.train_profile --prepared DIR [--model cnn_simplified] [--steps 10] [--out FILE]
 
 For the project's pipeline (as bench.train_throughput's `project` side: overfit_first's settings, seeded,
-deterministic, inputs.make_dataset) under the auto policy and under float32, each in its own process:
+deterministic, inputs.make_dataset) under the project policy (bf16 where native) and under float32, each in
+its own process:
 
     trace     tf.profiler.experimental over --steps steps after a warm-up: the host plane of the XSpace it
               writes, read with TensorFlow's own protobuf (no TensorBoard), summed per TensorFlow op type
@@ -30,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import overfit_first  # noqa: F401 - before TensorFlow, as in the train stage: it sets TensorFlow's defaults
-from bench.common import REPO, SEED, stage_env, write_result
+from bench.common import REPO, SEED, project_precision, stage_env, write_result
 
-POLICIES = ("auto", "float32")
+POLICIES = ("project", "float32")  # project: bench.common.project_precision (bf16 where native)
 WARMUP_STEPS = 10
 TOP = 12  # rows kept per table
 LAYER_KINDS = ("conv2d", "batch_normalization", "dropout", "max_pooling2d", "dense", "flatten")
@@ -53,7 +54,8 @@ def train_steps(prepared: Path, model_name: str, policy: str, steps: int, trace_
     batch_size = spec.fit.batch_size
     split = load_split(prepared, "train")
     keep = stratified_subset(split.y, batch_size * (WARMUP_STEPS + steps))
-    train = params.train if policy == "auto" else params.train.model_copy(update={"mixed_precision": False})
+    precision = project_precision() if policy == "project" else False
+    train = params.train.model_copy(update={"mixed_precision": precision})
     accelerator = accelerate.configure(train)
     training.seed_everything(SEED, accelerator)
     with accelerator.scope():

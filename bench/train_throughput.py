@@ -9,7 +9,7 @@ momentum, as in the article) from the same seed on the same images (the first --
 training split, stratified), at the model's batch size, one warm-up epoch and then --epochs timed ones:
 
     project          what the train stage does: overfit_first's TensorFlow settings (oneDNN on), accelerate.configure
-                     (params.yaml `train`: mixed precision auto, i.e. bf16 on a CPU with avx512_bf16 or amx_bf16),
+                     (params.yaml `train` with mixed_precision bf16 on a CPU with avx512_bf16 or amx_bf16, else auto),
                      seed_everything (deterministic ops), inputs.make_dataset (uint8 -> float32 inside tf.data), fit
     project_float32  the same with train.mixed_precision false: what the 16-bit policy gains, on the same pipeline
     article          the article's code: x / 255.0 (float64 NumPy) into model.fit(x, y, batch_size=64), TensorFlow
@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, SEED, stage_env, write_result
+from bench.common import REPO, SEED, project_precision, stage_env, write_result
 
 SIDES = ("article", "article_onednn", "project_float32", "project", "project_interop1")
 # Speed-only settings tried on the first model, each as the project's side with extra environment: numbers
@@ -93,9 +93,8 @@ def run_side(side: str, model_name: str, prepared: Path, images: int, epochs: in
     timer = EpochTimer()
     result: dict[str, Any] = {"side": side, "model": model_name, "images": len(y), "batch_size": batch_size}
     if project:
-        train = params.train
-        if side == "project_float32":
-            train = train.model_copy(update={"mixed_precision": False})
+        precision = False if side == "project_float32" else project_precision()
+        train = params.train.model_copy(update={"mixed_precision": precision})
         accelerator = accelerate.configure(train)
         training.seed_everything(SEED, accelerator)
         with accelerator.scope():
@@ -275,7 +274,7 @@ def compare(
         "flags": peak_rounds[0]["flags"],
         "cpu_model": peak_rounds[0]["cpu_model"],
         "settings": peak_rounds[0]["settings"],
-        "auto_policy": peak_rounds[0]["auto_policy"],
+        "project_policy": peak_rounds[0]["project_policy"],
         "images": images,
         "epochs": epochs,
     }
