@@ -91,10 +91,12 @@ def article_table(runs: list[Run], results: dict[str, EvalMetrics], rules: Evalu
     if not rows:
         return []
     numbers = {"epochs: article (best) / ours (best)", "train: article / ours", "validation", "test"}
+    images = sorted({results[run.name].train_images for run in runs if article.reported(run.dataset, run.model)})
     return [
         "The article's reported numbers beside ours (`overfit_first/article.py`). The article trained on 45,000 "
-        "images; its train accuracy is the training log's (dropout on), ours the saved model's in inference mode; "
-        "its verdict is what our rules say of its numbers.",
+        f"images, this run on {' / '.join(f'{count:,}' for count in images)}; its train accuracy is the training "
+        "log's (dropout on), ours the saved model's in inference mode; its verdict is what our rules say of its "
+        "numbers.",
         "",
         *markdown(pd.DataFrame(rows), numbers),
     ]
