@@ -130,8 +130,8 @@ def main() -> None:
         "accuracies in inference mode. Parity of a metric: |difference of the means| <= the larger seed range "
         "of the two precisions; of a verdict: the same majority verdict over the seeds (undecided where one "
         "precision's seeds give no majority: noise decides that verdict).\n\n"
-        f"{table}\n\n**Parity {'holds' if holds else 'fails'}** for every run, metric and decided verdict"
-        f"{'' if holds else ' (see the rows marked no)'}; {table.count('undecided')} verdict(s) undecided.\n"
+        f"{table}\n\n**Parity {'holds' if holds else 'fails'}**: {table.count('**no**')} row(s) marked no, "
+        f"{table.count('undecided')} verdict(s) undecided.\n"
     )
     atomic.write_text(args.out, text)
     print(text)

@@ -164,6 +164,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     layout.require_repo_root()
+    bad = [seed for seed in args.seeds if not 0 <= seed <= 2**32 - 1]
+    if bad:
+        raise PipelineError(f"--seeds {' '.join(map(str, bad))}: a train.seed is 0 to 2**32 - 1 (Keras' range)")
     if len(set(args.seeds)) < 2:
         raise PipelineError("--seeds needs at least two different seeds: one seed has no spread")
     if args.experiments and len(args.experiments) != len(args.seeds):
