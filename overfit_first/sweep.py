@@ -377,6 +377,11 @@ def run_sweep(
         states = wait(names)
     else:
         states = queue_status()
+        if not existing_names(names):
+            raise PipelineError(
+                f"--collect: no experiment of sweep {sweep.name} ({names[0]}, ...) exists: run it first, without "
+                "--collect (`dvc exp list --all-commits` lists the experiments there are)"
+            )
         mlflow_runs = tracking.find_sweep(sweep, points)
     found = {name: metrics for name, metrics in experiment_metrics(names).items() if states.get(name) != "Failed"}
     failed = {name: log_tail(name) for name in names if name not in found}
