@@ -459,6 +459,10 @@ def start_worker(run: str, args: argparse.Namespace, work: Path, deadline: float
 def orchestrate(args: argparse.Namespace) -> None:
     """Prepare the data, run every run's worker (at most --parallel at once) within the budget, summarize."""
     started = time.time()
+    if args.minutes <= 0 or args.reserve_seconds < 0 or args.grace_seconds < 0:
+        raise PipelineError("--minutes must be positive, --reserve-seconds and --grace-seconds zero or more")
+    if args.archives is None and not args.data:
+        raise PipelineError("say where the datasets' archives are: --archives DIR or --data DATASET=PATH")
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     log = Log(out / "article.log")
