@@ -39,6 +39,7 @@ from overfit_first.sweep import (
     results_json,
     run_sweep,
     select_runs,
+    stop_if_failed,
     table,
     write_report,
 )
@@ -184,11 +185,7 @@ def main() -> None:
     for run, line in readings.items():
         print(f"{run}: {line}", flush=True)
     print(f"wrote {directory}/README.md, data_curve.json, data_curve.png", flush=True)
-    if failed:
-        raise PipelineError(
-            f"{len(failed)} experiment(s) failed: {', '.join(failed)}; their logs' last lines are in "
-            f"{directory}/README.md (the others are reported)"
-        )
+    stop_if_failed(failed, directory)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from overfit_first.sweep import (
     results_json,
     run_sweep,
     select_runs,
+    stop_if_failed,
     table,
     write_report,
 )
@@ -212,11 +213,7 @@ def main() -> None:
     for run, rec in recommended.items():
         print(f"{run}: recommended {sweep.key} = {rec['step']}: {rec['why']}", flush=True)
     print(f"wrote {directory}/README.md, ladder.json, ladder.png", flush=True)
-    if failed:
-        raise PipelineError(
-            f"{len(failed)} experiment(s) failed: {', '.join(failed)}; their logs' last lines are in "
-            f"{directory}/README.md (the others are reported)"
-        )
+    stop_if_failed(failed, directory)
 
 
 if __name__ == "__main__":

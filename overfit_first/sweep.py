@@ -391,6 +391,15 @@ def run_sweep(
     return summarize(sweep, points, found), failed, mlflow_runs
 
 
+def stop_if_failed(failed: dict[str, str], directory: Path) -> None:
+    """After the report is written: a sweep with failed experiments exits non-zero, naming them."""
+    if failed:
+        raise PipelineError(
+            f"{len(failed)} experiment(s) failed: {', '.join(failed)}; their logs' last lines are in "
+            f"{directory}/README.md (the others are reported)"
+        )
+
+
 StepResults = list[StepResult]
 
 
