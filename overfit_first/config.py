@@ -16,6 +16,7 @@ Global knobs reach the model builder by one mechanism, placeholders in a model's
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from dataclasses import dataclass
@@ -265,9 +266,10 @@ class Run:
 
 
 class Params(BaseModel):
-    """The whole params.yaml. Sections DVC does not know about are ignored, as DVC ignores them."""
+    """The whole params.yaml. An unknown section is an error: `dvc exp run -S modle.dropout=0.4` adds one, and
+    ignoring it would train the default silently."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     data: DataConfig
     prepare: PrepareConfig
@@ -327,11 +329,11 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
 
 def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
     """Check every section of a parsed params.yaml; raise one PipelineError listing every problem found."""
+    errors = _unknown_sections(raw, source)
     try:
-        params = Params.model_validate(raw)
+        params = Params.model_validate({key: value for key, value in raw.items() if key in Params.model_fields})
     except ValidationError as error:
-        raise PipelineError(_format(error, source)) from None
-    errors: list[str] = []
+        raise PipelineError(f"{source} is invalid:\n" + "\n".join([*errors, *_format(error)])) from None
     known_datasets = set(BUILTIN_DATASETS) | set(params.data.image_folders)
     for dataset in params.data.datasets:
         if dataset not in known_datasets:
@@ -369,6 +371,19 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
     return params
 
 
+def _unknown_sections(raw: dict[str, Any], source: str) -> list[str]:
+    """One line per top-level key that is not a section, with the closest section name."""
+    sections = list(Params.model_fields)
+    errors = []
+    for key in raw:
+        if key in sections:
+            continue
+        close = difflib.get_close_matches(str(key), sections, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"sections: {', '.join(sections)}"
+        errors.append(f"  {key}: unknown section of {source}; {hint} (remove it, or fix its name)")
+    return errors
+
+
 def _location(loc: tuple[Any, ...]) -> str:
     parts: list[str] = []
     for item in loc:
@@ -381,7 +396,7 @@ def _location(loc: tuple[Any, ...]) -> str:
     return "".join(parts)
 
 
-def _format(error: ValidationError, source: str) -> str:
+def _format(error: ValidationError) -> list[str]:
     lines = []
     seen = set()
     for detail in error.errors():
@@ -391,7 +406,7 @@ def _format(error: ValidationError, source: str) -> str:
         seen.add(key)
         shown = "(missing)" if detail["type"] == "missing" else repr(detail.get("input"))
         lines.append(f"  {key} = {shown}: {detail['msg']}")
-    return f"{source} is invalid:\n" + "\n".join(lines)
+    return lines
 
 
 def _layer_errors(name: str, spec: ModelSpec) -> list[str]:

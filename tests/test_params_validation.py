@@ -111,6 +111,16 @@ BAD_INPUTS: list[tuple[str, Mutation, list[str]]] = [
     ("prepare key misspelt", lambda p: p["prepare"].update(valid_szie=10), ["prepare.valid_szie", "Extra inputs"]),
     ("a negative seed", lambda p: p["train"].update(seed=-1), ["train.seed", "-1", "greater than or equal to 0"]),
     ("sample size as a boolean", lambda p: p["prepare"].update(sample_size=True), ["prepare.sample_size", "True"]),
+    (
+        "misspelt section (a hand edit, or `dvc exp run -S +modle.dropout=0.4`)",
+        lambda p: p.update(modle={"dropout": 0.4}),
+        ["modle: unknown section", "did you mean 'model'?"],
+    ),
+    (
+        "an unknown section and a bad value: both reported",
+        lambda p: (p.update(mlflow={"uri": "x"}), p["model"].update(dropout=2)),
+        ["mlflow: unknown section", "sections: data, prepare", "model.dropout", "less than 1"],
+    ),
 ]
 
 
