@@ -51,6 +51,10 @@ DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class Strict(BaseModel):
+    """A params section: unknown keys are errors. Keys that change numbers have no default here, so that a key
+    deleted from params.yaml stops the stage instead of training with a value nobody chose (a missing
+    train.subset_size would mean every image); optional features (mirror, augmentation, sanity) keep defaults."""
+
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
@@ -75,16 +79,16 @@ class DataConfig(Strict):
 class PrepareConfig(Strict):
     """`prepare`: how the official training set is split and sampled (overfit_first.data.prepare)."""
 
-    valid_size: PositiveInt = 5000  # the FIRST valid_size training images, as in the article
-    sample_size: PositiveInt | None = None  # seeded stratified random sample of the rest (null: all)
-    sample_seed: Seed = 0
-    pad_to: Annotated[int, Field(ge=8, le=1024)] | None = 32
+    valid_size: PositiveInt  # the FIRST valid_size training images, as in the article
+    sample_size: PositiveInt | None  # seeded stratified random sample of the rest (null: all)
+    sample_seed: Seed
+    pad_to: Annotated[int, Field(ge=8, le=1024)] | None
 
 
 class ModelKnobs(Strict):
     """`model`: the knob `dvc exp run -S model.dropout=...` tunes (placeholder `$dropout`)."""
 
-    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.4
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)]
 
     _float = field_validator("dropout", mode="before")(_int_is_a_float)
 
@@ -96,15 +100,15 @@ Precision = Literal["auto", "bf16", "fp16", False]
 class TrainConfig(Strict):
     """`train`: settings every train stage shares."""
 
-    seed: Seed = 0
+    seed: Seed
     # The first subset_size prepared training images of every class, in proportion (null: all): a run-time
     # subset of what `prepare` wrote, so one prepared dataset serves every size.
-    subset_size: PositiveInt | None = None
-    batchnorm_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None  # placeholder $batchnorm_momentum
+    subset_size: PositiveInt | None
+    batchnorm_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] | None  # placeholder $batchnorm_momentum
     # overfit_first.accelerate: mixed precision auto = bf16 on GPUs of compute capability >= 8.0, fp16 on older
     # GPUs, float32 on CPUs; XLA auto = on when a GPU is present, off on a CPU (where it is slower).
-    mixed_precision: Precision = "auto"
-    xla: Switch = "auto"
+    mixed_precision: Precision
+    xla: Switch
 
     _float = field_validator("batchnorm_momentum", mode="before")(_int_is_a_float)
 
@@ -132,14 +136,14 @@ class TrainConfig(Strict):
 class EvaluateConfig(Strict):
     """`evaluate`: the verdict thresholds (overfit_first.verdict) and the inference batch size."""
 
-    overfit_train_min: Fraction = 0.95
-    overfit_gap_min: Fraction = 0.1
-    underfit_train_max: Fraction = 0.7
+    overfit_train_min: Fraction
+    overfit_gap_min: Fraction
+    underfit_train_max: Fraction
     # A run whose best validation accuracy of its last still_learning_window epochs beats the best before them
     # by more than the validation set's noise had not converged: "still learning" (overfit_first.verdict).
-    still_learning_window: Annotated[int, Field(ge=2, le=50)] = 5
+    still_learning_window: Annotated[int, Field(ge=2, le=50)]
     # Inference keeps no gradients: a batch much larger than training's is fast and fits in memory.
-    batch_size: Annotated[int, Field(ge=1, le=65536)] = 512
+    batch_size: Annotated[int, Field(ge=1, le=65536)]
 
     _float = field_validator("overfit_train_min", "overfit_gap_min", "underfit_train_max", mode="before")(
         _int_is_a_float

@@ -67,11 +67,11 @@ def with_evaluate(section: dict | None) -> dict:
     if section is None:
         params.pop("evaluate")
     else:
-        params["evaluate"] = section
+        params["evaluate"] = {**params["evaluate"], **section}
     return params
 
 
-RULES = EvaluateConfig(still_learning_window=5)
+RULES = EvaluateConfig(**{**repo_evaluate_section(), "still_learning_window": 5})
 # Validation accuracy per epoch, and whether the run was still learning when it stopped.
 HISTORIES = {
     "rising to the last epoch": ([0.30, 0.40, 0.45, 0.50, 0.52, 0.55, 0.58, 0.60], True),

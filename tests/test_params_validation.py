@@ -112,6 +112,11 @@ BAD_INPUTS: list[tuple[str, Mutation, list[str]]] = [
     ("a negative seed", lambda p: p["train"].update(seed=-1), ["train.seed", "-1", "greater than or equal to 0"]),
     ("sample size as a boolean", lambda p: p["prepare"].update(sample_size=True), ["prepare.sample_size", "True"]),
     (
+        "a deleted key that changes numbers has no silent default (subset_size null would mean every image)",
+        lambda p: p["train"].pop("subset_size"),
+        ["train.subset_size", "(missing)", "Field required"],
+    ),
+    (
         "misspelt section (a hand edit, or `dvc exp run -S +modle.dropout=0.4`)",
         lambda p: p.update(modle={"dropout": 0.4}),
         ["modle: unknown section", "did you mean 'model'?"],
