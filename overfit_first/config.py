@@ -324,7 +324,8 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
     """
     layout.require_repo_root()
     if not path.is_file():
-        raise PipelineError(f"{path} not found: {layout.RUN_FROM_ROOT}")
+        hint = f"restore it with `git checkout {path}`" if Path(layout.ROOT_MARKER).is_file() else layout.RUN_FROM_ROOT
+        raise PipelineError(f"{path} not found: {hint}")
     raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise PipelineError(f"{path} must hold a mapping of sections (data, prepare, train, ...)")

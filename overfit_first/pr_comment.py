@@ -278,7 +278,11 @@ def build(base: str, images_url: str | None = None, artifact_url: str | None = N
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m overfit_first.pr_comment", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m overfit_first.pr_comment",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--base", required=True, help="the revision to compare with, e.g. origin/main")
     parser.add_argument("--out", type=Path, default=Path("comment.md"), help="where to write the comment (Markdown)")
     parser.add_argument("--images-url", help="URL prefix under which the pull request's committed files are served")

@@ -305,7 +305,9 @@ def before_training(run_name: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m overfit_first.sanity", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m overfit_first.sanity", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("runs", nargs="*", metavar="RUN", help="runs of params.yaml `runs` (default: all)")
     args = parser.parse_args()
     params = load_params()

@@ -201,3 +201,12 @@ def test_every_profile_gives_valid_params(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(PipelineError, match=r"with profile broken is invalid:\n  train.subset_size = 0"):
         profiles.apply("broken", tmp_path / "params.yaml")
     assert (tmp_path / "params.yaml").read_text(encoding="utf-8") == before, "params.yaml left as it was"
+
+
+def test_a_missing_params_file_says_how_to_get_it_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PipelineError, match=r"params\.yaml not found: run from the repository root"):
+        load_params(Path("params.yaml"))  # no dvc.yaml here: not the repository's root
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n", encoding="utf-8")
+    with pytest.raises(PipelineError, match=r"params\.yaml not found: restore it with `git checkout params\.yaml`"):
+        load_params(Path("params.yaml"))
