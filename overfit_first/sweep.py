@@ -25,6 +25,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -408,11 +409,28 @@ def start_and_wait(
     states: dict[str, str] = {}
     try:
         print(f"dvc queue start -j {jobs}", flush=True)
-        dvc("queue", "start", "-j", str(jobs), env=env)
+        start_queue(jobs, env)
         return wait(names, poll_s, states)
     except KeyboardInterrupt:
         print(still_queued_message(sweep, names, states), file=sys.stderr, flush=True)
         raise
+
+
+def start_queue(jobs: int, env: dict[str, str]) -> None:
+    """`dvc queue start -j <jobs>`; PipelineError with its output when it fails.
+
+    Its output goes to a file, not a pipe: the workers it starts in the background inherit its stdout and stderr
+    and live until the queue is empty, and reading a pipe to its end would wait for them (a whole sweep without a
+    line of progress)."""
+    command = ["dvc", "queue", "start", "-j", str(jobs)]
+    with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as output:
+        try:
+            result = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, env=env)
+        except OSError as error:
+            raise PipelineError(f"`{' '.join(command)}` could not run ({error}): is the virtualenv active?") from error
+        if result.returncode != 0:
+            output.seek(0)
+            raise PipelineError(f"`{' '.join(command)}` failed (exit {result.returncode}):\n{output.read()}")
 
 
 def still_queued_message(sweep: Sweep, names: Sequence[str], states: dict[str, str]) -> str:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -297,6 +299,7 @@ WAITING = textwrap.dedent("""
         return {"size-250": "Success", "size-500": "Running", "size-1000": "Queued"}
 
     sweep.dvc = lambda *args, check=True, env=None: print("dvc", *args, flush=True) or ""
+    sweep.start_queue = lambda jobs, env: print("dvc queue start -j", jobs, flush=True)
     sweep.queue_status = status
     job = sweep.Sweep("size", "train.subset_size", [], None, [], "data curve")
     run_stage(lambda: sweep.start_and_wait(job, ["size-250", "size-500", "size-1000"], 2, {}, poll_s=0.1))
@@ -348,3 +351,32 @@ def test_ctrl_c_while_queueing_names_the_experiments_left_queued(
     assert (
         "size-250 stay queued in DVC's queue, not started; remove them with `dvc queue remove size-250`"
     ) in capsys.readouterr().err
+
+
+# Stands in for `dvc` on PATH: like `dvc queue start`, it leaves a worker running in the background that inherits
+# its stdout and stderr, and exits; the worker lives until the test creates the file $RELEASE.
+DVC_LEAVING_A_WORKER = """#!/bin/sh
+( while [ ! -e "$RELEASE" ]; do sleep 0.1; done ) &
+echo "started 2 workers"
+"""
+
+
+def test_queue_start_returns_while_its_workers_still_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "bin").mkdir()
+    stand_in = tmp_path / "bin" / "dvc"
+    stand_in.write_text(DVC_LEAVING_A_WORKER, encoding="utf-8")
+    stand_in.chmod(0o755)
+    release = tmp_path / "release"
+    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}", "RELEASE": str(release)}
+    returned = threading.Event()
+    caller = threading.Thread(target=lambda: (sweep_module.start_queue(2, env), returned.set()), daemon=True)
+    caller.start()
+    try:
+        # Reading the command's output through a pipe would wait for the worker, which waits for `release`.
+        assert returned.wait(timeout=60), "start_queue waited for the queue's workers instead of returning"
+    finally:
+        release.touch()
+    caller.join(timeout=60)
+    stand_in.write_text("#!/bin/sh\necho 'ERROR: no queue here' >&2\nexit 255\n", encoding="utf-8")
+    with pytest.raises(PipelineError, match=r"`dvc queue start -j 2` failed \(exit 255\):\nERROR: no queue here"):
+        sweep_module.start_queue(2, env)
