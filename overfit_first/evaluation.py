@@ -60,7 +60,7 @@ def load_model(run: Run) -> keras.Model:
         raise PipelineError(f"{path} is corrupt or truncated (not a .keras zip archive): {fix}")
     try:
         return keras.saving.load_model(path)
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:  # KeyError: a zip without config.json
         raise PipelineError(f"{path} cannot be loaded ({error}): {fix}") from error
 
 
