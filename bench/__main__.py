@@ -460,11 +460,13 @@ GPU_SECTION = [
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog=COMMAND, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", default=",".join(BENCHES), help=f"comma-separated subset of {', '.join(BENCHES)}")
     parser.add_argument("--prepared", type=Path, help="reuse this prepared CIFAR-10 instead of building it")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (its path is printed)")
-    parser.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md")
+    parser.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md", help="the report to write")
     args = parser.parse_args()
     only = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(only) - set(BENCHES))

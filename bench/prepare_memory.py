@@ -82,7 +82,9 @@ def measure(archive: Path, project: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.prepare_memory", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.prepare_memory", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--archive", type=Path, default=REPO.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz")
     parser.add_argument("--project", type=Path, required=True, help="a scratch directory (created)")
     parser.add_argument("--out", type=Path)

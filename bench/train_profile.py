@@ -204,7 +204,9 @@ def profile(prepared: Path, model_name: str, steps: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.train_profile", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.train_profile", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--prepared", type=Path, required=True, help="a prepared dataset (data/prepared/<name>)")
     parser.add_argument("--model", default="cnn_simplified", help="a params.yaml model")
     parser.add_argument("--steps", type=int, default=10, help="profiled steps, after a warm-up")

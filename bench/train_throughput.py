@@ -291,7 +291,11 @@ def side_env(side: str) -> dict[str, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.train_throughput", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.train_throughput",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--prepared", type=Path, required=True, help="a prepared dataset (data/prepared/<name>)")
     parser.add_argument("--models", default=",".join(MODELS), help="params.yaml models, comma-separated")
     parser.add_argument("--images", type=int, default=640)

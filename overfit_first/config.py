@@ -16,6 +16,7 @@ Global knobs reach the model builder by one mechanism, placeholders in a model's
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from dataclasses import dataclass
@@ -50,6 +51,10 @@ DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class Strict(BaseModel):
+    """A params section: unknown keys are errors. Keys that change numbers have no default here, so that a key
+    deleted from params.yaml stops the stage instead of training with a value nobody chose (a missing
+    train.subset_size would mean every image); optional features (mirror, augmentation, sanity) keep defaults."""
+
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
@@ -74,16 +79,16 @@ class DataConfig(Strict):
 class PrepareConfig(Strict):
     """`prepare`: how the official training set is split and sampled (overfit_first.data.prepare)."""
 
-    valid_size: PositiveInt = 5000  # the FIRST valid_size training images, as in the article
-    sample_size: PositiveInt | None = None  # seeded stratified random sample of the rest (null: all)
-    sample_seed: Seed = 0
-    pad_to: Annotated[int, Field(ge=8, le=1024)] | None = 32
+    valid_size: PositiveInt  # the FIRST valid_size training images, as in the article
+    sample_size: PositiveInt | None  # seeded stratified random sample of the rest (null: all)
+    sample_seed: Seed
+    pad_to: Annotated[int, Field(ge=8, le=1024)] | None
 
 
 class ModelKnobs(Strict):
     """`model`: the knob `dvc exp run -S model.dropout=...` tunes (placeholder `$dropout`)."""
 
-    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.4
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)]
 
     _float = field_validator("dropout", mode="before")(_int_is_a_float)
 
@@ -95,15 +100,15 @@ Precision = Literal["auto", "bf16", "fp16", False]
 class TrainConfig(Strict):
     """`train`: settings every train stage shares."""
 
-    seed: Seed = 0
+    seed: Seed
     # The first subset_size prepared training images of every class, in proportion (null: all): a run-time
     # subset of what `prepare` wrote, so one prepared dataset serves every size.
-    subset_size: PositiveInt | None = None
-    batchnorm_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None  # placeholder $batchnorm_momentum
+    subset_size: PositiveInt | None
+    batchnorm_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] | None  # placeholder $batchnorm_momentum
     # overfit_first.accelerate: mixed precision auto = bf16 on GPUs of compute capability >= 8.0, fp16 on older
     # GPUs, float32 on CPUs; XLA auto = on when a GPU is present, off on a CPU (where it is slower).
-    mixed_precision: Precision = "auto"
-    xla: Switch = "auto"
+    mixed_precision: Precision
+    xla: Switch
 
     _float = field_validator("batchnorm_momentum", mode="before")(_int_is_a_float)
 
@@ -131,14 +136,14 @@ class TrainConfig(Strict):
 class EvaluateConfig(Strict):
     """`evaluate`: the verdict thresholds (overfit_first.verdict) and the inference batch size."""
 
-    overfit_train_min: Fraction = 0.95
-    overfit_gap_min: Fraction = 0.1
-    underfit_train_max: Fraction = 0.7
+    overfit_train_min: Fraction
+    overfit_gap_min: Fraction
+    underfit_train_max: Fraction
     # A run whose best validation accuracy of its last still_learning_window epochs beats the best before them
     # by more than the validation set's noise had not converged: "still learning" (overfit_first.verdict).
-    still_learning_window: Annotated[int, Field(ge=2, le=50)] = 5
+    still_learning_window: Annotated[int, Field(ge=2, le=50)]
     # Inference keeps no gradients: a batch much larger than training's is fast and fits in memory.
-    batch_size: Annotated[int, Field(ge=1, le=65536)] = 512
+    batch_size: Annotated[int, Field(ge=1, le=65536)]
 
     _float = field_validator("overfit_train_min", "overfit_gap_min", "underfit_train_max", mode="before")(
         _int_is_a_float
@@ -265,9 +270,10 @@ class Run:
 
 
 class Params(BaseModel):
-    """The whole params.yaml. Sections DVC does not know about are ignored, as DVC ignores them."""
+    """The whole params.yaml. An unknown section is an error: `dvc exp run -S modle.dropout=0.4` adds one, and
+    ignoring it would train the default silently."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     data: DataConfig
     prepare: PrepareConfig
@@ -318,7 +324,8 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
     """
     layout.require_repo_root()
     if not path.is_file():
-        raise PipelineError(f"{path} not found: {layout.RUN_FROM_ROOT}")
+        hint = f"restore it with `git checkout {path}`" if Path(layout.ROOT_MARKER).is_file() else layout.RUN_FROM_ROOT
+        raise PipelineError(f"{path} not found: {hint}")
     raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise PipelineError(f"{path} must hold a mapping of sections (data, prepare, train, ...)")
@@ -327,11 +334,11 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
 
 def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
     """Check every section of a parsed params.yaml; raise one PipelineError listing every problem found."""
+    errors = _unknown_sections(raw, source)
     try:
-        params = Params.model_validate(raw)
+        params = Params.model_validate({key: value for key, value in raw.items() if key in Params.model_fields})
     except ValidationError as error:
-        raise PipelineError(_format(error, source)) from None
-    errors: list[str] = []
+        raise PipelineError(f"{source} is invalid:\n" + "\n".join([*errors, *_format(error)])) from None
     known_datasets = set(BUILTIN_DATASETS) | set(params.data.image_folders)
     for dataset in params.data.datasets:
         if dataset not in known_datasets:
@@ -369,6 +376,19 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
     return params
 
 
+def _unknown_sections(raw: dict[str, Any], source: str) -> list[str]:
+    """One line per top-level key that is not a section, with the closest section name."""
+    sections = list(Params.model_fields)
+    errors = []
+    for key in raw:
+        if key in sections:
+            continue
+        close = difflib.get_close_matches(str(key), sections, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"sections: {', '.join(sections)}"
+        errors.append(f"  {key}: unknown section of {source}; {hint} (remove it, or fix its name)")
+    return errors
+
+
 def _location(loc: tuple[Any, ...]) -> str:
     parts: list[str] = []
     for item in loc:
@@ -381,7 +401,7 @@ def _location(loc: tuple[Any, ...]) -> str:
     return "".join(parts)
 
 
-def _format(error: ValidationError, source: str) -> str:
+def _format(error: ValidationError) -> list[str]:
     lines = []
     seen = set()
     for detail in error.errors():
@@ -391,7 +411,7 @@ def _format(error: ValidationError, source: str) -> str:
         seen.add(key)
         shown = "(missing)" if detail["type"] == "missing" else repr(detail.get("input"))
         lines.append(f"  {key} = {shown}: {detail['msg']}")
-    return f"{source} is invalid:\n" + "\n".join(lines)
+    return lines
 
 
 def _layer_errors(name: str, spec: ModelSpec) -> list[str]:

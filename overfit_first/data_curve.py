@@ -7,8 +7,10 @@
     python -m overfit_first.data_curve size --collect             # the report again, from the experiments
 
 The sizes are fractions of the training images the profile uses (train.subset_size, or every prepared training
-image when it is null). Default runs: the dataset's first overfitting and first simplified run (roles in
-params.yaml); each (size, seed) is a DVC experiment `<name>-<size>[-s<seed>]` that retrains only them. The report,
+image when it is null), or counts; before anything is queued each is checked against the prepared training split
+(data/prepared/<dataset>/summary.json): at least one image per class, at most every image, each size once.
+Default runs: the dataset's first overfitting and first simplified run (roles in params.yaml); each (size, seed)
+is a DVC experiment `<name>-<size>[-s<seed>]` that retrains only them. The report,
 reports/data_curves/<name>/ (README.md, data_curve.json, data_curve.png), charts validation accuracy and gap
 against the size and gives one reading per run (`reading`): a gap that shrinks with data says get more data; a
 flat one says regularize or change the architecture.
@@ -23,16 +25,17 @@ from typing import Any
 
 from overfit_first import tracking
 from overfit_first.config import Params
-from overfit_first.data.splits import dataset_dir, load_summary
 from overfit_first.errors import PipelineError, run_stage
 from overfit_first.sweep import (
     Step,
     StepResults,
     Sweep,
+    TrainImages,
     chart,
     check_name,
     check_seeds,
     check_steps,
+    check_subset_sizes,
     failures_markdown,
     load,
     report_dir,
@@ -41,6 +44,7 @@ from overfit_first.sweep import (
     select_runs,
     stop_if_failed,
     table,
+    train_images,
     write_report,
 )
 
@@ -80,12 +84,33 @@ def reading(rows: StepResults, tolerance: float = TOLERANCE) -> str:
     )
 
 
-def base_size(params: Params, dataset: str) -> int:
-    """The training images a run of the profile uses: train.subset_size, or all prepared ones when it is null."""
-    if params.train.subset_size is not None:
-        return params.train.subset_size
-    summary = load_summary(dataset_dir(dataset))  # PipelineError naming the command that builds it
-    return int(summary["splits"]["train"]["count"])
+def base_size(params: Params, images: TrainImages) -> int:
+    """The training images a run of the profile uses: train.subset_size, or all prepared ones when it is null (or
+    larger: stratified_subset then takes them all)."""
+    if params.train.subset_size is None:
+        return images.count
+    return min(params.train.subset_size, images.count)
+
+
+def resolve_sizes(args: argparse.Namespace, params: Params, images: TrainImages) -> list[int]:
+    """The sizes of the curve, ascending, from --sizes or --fractions (default 1/4, 1/2, all of base_size), each
+    checked against the prepared training images (sweep.check_subset_sizes); PipelineError naming the option."""
+    if args.sizes and args.fractions:
+        raise PipelineError("give --sizes or --fractions, not both")
+    if args.sizes:
+        sizes = list(args.sizes)
+        check_subset_sizes("--sizes", sizes, images)
+    else:
+        fractions = list(args.fractions or FRACTIONS)
+        bad = [f for f in fractions if not 0 < f <= 1]
+        if bad:
+            raise PipelineError(f"--fractions {bad}: fractions of the profile's training images, in (0, 1]")
+        base = base_size(params, images)
+        sizes = [round(fraction * base) for fraction in fractions]
+        check_subset_sizes("--fractions", sizes, images, fractions, base)
+    if len(sizes) < 2:
+        raise PipelineError(f"sizes {sizes}: a curve needs at least two different sizes")
+    return sorted(sizes)
 
 
 def default_runs(params: Params, dataset: str | None) -> list[str]:
@@ -101,21 +126,8 @@ def default_runs(params: Params, dataset: str | None) -> list[str]:
 def plan(args: argparse.Namespace) -> tuple[Sweep, float]:
     check_name(args.name)
     params, raw = load()
-    if args.sizes and args.fractions:
-        raise PipelineError("give --sizes or --fractions, not both")
     runs = select_runs(params, KEY, args.runs or default_runs(params, None))
-    if args.sizes:
-        sizes = args.sizes
-    else:
-        fractions = args.fractions or list(FRACTIONS)
-        bad = [f for f in fractions if not 0 < f <= 1]
-        if bad:
-            raise PipelineError(f"--fractions {bad}: fractions of the profile's training images, in (0, 1]")
-        base = base_size(params, runs[0].dataset)
-        sizes = [max(1, round(fraction * base)) for fraction in fractions]
-    sizes = sorted(dict.fromkeys(sizes))
-    if len(sizes) < 2:
-        raise PipelineError(f"sizes {sizes}: a curve needs at least two different sizes")
+    sizes = resolve_sizes(args, params, train_images(runs[0].dataset))
     steps = [Step(str(size), size, float(size)) for size in sizes]
     check_steps(raw, KEY, steps)
     return Sweep(args.name, KEY, steps, check_seeds(args.seeds), runs, "data curve"), args.tolerance

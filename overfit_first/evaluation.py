@@ -54,12 +54,14 @@ def load_model(run: Run) -> keras.Model:
     path = run.model_path
     if not path.is_file():
         raise PipelineError(f"{path} not found: train the run first with `dvc repro train@{run.name}`")
+    fix = f"retrain with `dvc repro --force train@{run.name}`, or restore it with `dvc checkout {path}`"
+    # Keras reports a truncated archive as "File not found"; a .keras file is a zip archive.
+    if not zipfile.is_zipfile(path):
+        raise PipelineError(f"{path} is corrupt or truncated (not a .keras zip archive): {fix}")
     try:
         return keras.saving.load_model(path)
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
-        raise PipelineError(
-            f"{path} cannot be loaded ({error}): retrain with `dvc repro --force train@{run.name}`"
-        ) from error
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:  # KeyError: a zip without config.json
+        raise PipelineError(f"{path} cannot be loaded ({error}): {fix}") from error
 
 
 def predict(model: keras.Model, split: Split, batch_size: int) -> np.ndarray:

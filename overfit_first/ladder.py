@@ -33,6 +33,7 @@ from overfit_first.sweep import (
     check_name,
     check_seeds,
     check_steps,
+    check_subset_sizes,
     failures_markdown,
     get_key,
     load,
@@ -44,10 +45,12 @@ from overfit_first.sweep import (
     select_runs,
     stop_if_failed,
     table,
+    train_images,
     write_report,
 )
 
 DEFAULT_KEY = "model.dropout"
+SUBSET_SIZE = "train.subset_size"
 DEFAULT_VALUES = ("0.0", "0.2", "0.4", "0.6")
 TOLERANCE = 0.01  # validation accuracy within this of the best counts as as good (1 point; 1,000 images: SE ~0.011)
 VAL, GAP = "val_accuracy_inference", "gap"
@@ -131,6 +134,8 @@ def plan(args: argparse.Namespace) -> tuple[Sweep, float]:
         steps = [Step(number_label(value), value, float(value)) for value in numbers]
     check_steps(raw, key, [step for step in steps if not step.as_is])
     runs = select_runs(params, key, args.runs)
+    if key == SUBSET_SIZE:  # checked against the prepared training images, as the data-size curve's sizes are
+        check_subset_sizes("--values", [int(step.value) for step in steps], train_images(runs[0].dataset))
     return Sweep(args.name, key, steps, check_seeds(args.seeds), runs, "ladder"), args.tolerance
 
 

@@ -55,7 +55,11 @@ def html_template(node_modules: Path = NODE_MODULES) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m overfit_first.plots_html", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m overfit_first.plots_html",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("command", choices=("show", "diff"), help="the `dvc plots` subcommand")
     parser.add_argument(
         "--node-modules",

@@ -3,7 +3,11 @@
     python -m overfit_first.pr_comment --base origin/main --out comment.md \\
         --images-url https://github.com/OWNER/REPO/raw/HEAD_SHA --artifact-url URL
 
-It holds `dvc metrics diff <base>` (every changed metric: the base's committed value against the
+It first reads every run's workspace metrics (params.yaml `runs`: metrics/<dataset>/<model>.json) through the
+metrics contract (overfit_first.metrics), as the report stage does: a missing, corrupt or out-of-range file, or an
+unknown verdict, stops it with exit 1 naming the file and the command that rebuilds it, and no comment is written
+(`dvc metrics diff` would show such a file as removed or changed metrics, and pass).
+The comment holds `dvc metrics diff <base>` (every changed metric: the base's committed value against the
 workspace's, i.e. what CI just reproduced), each numeric difference marked within or beyond the run-to-run noise
 measured by overfit_first.seed_spread (overfit_first.noise has the rule), each dataset's overfit-vs-simplified
 gains, and the charts. It is also the check: when a run's verdict got worse (VERDICT_ORDER), the comment leads
@@ -19,12 +23,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from overfit_first import atomic, layout, metrics, noise, plots
-from overfit_first.config import PARAMS_FILE, read_yaml
+from overfit_first import atomic, comparison, layout, metrics, noise, plots
+from overfit_first.config import PARAMS_FILE, load_params, read_yaml
 from overfit_first.errors import PipelineError, run_stage
 from overfit_first.report import comparison_table
 
@@ -49,18 +55,67 @@ class WorseVerdict(NamedTuple):
 
 
 def metrics_diff(base: str) -> Diff:
-    """`dvc metrics diff <base> --json`: the base's committed metrics against the workspace's, changed ones only."""
+    """`dvc metrics diff <base> --json`: the base's committed metrics against the workspace's, changed ones only.
+
+    A workspace metrics file DVC cannot read stops the check (its values would show as removed); one of the base
+    only warns, so that a pull request can repair what the base branch broke (its old values show as -).
+    """
     command = ["dvc", "metrics", "diff", base, "--json"]
+    shown = " ".join(command)
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as error:
-        raise PipelineError(f"`{' '.join(command)}` could not run ({error}): is the virtualenv active?") from error
+        raise PipelineError(f"`{shown}` could not run ({error}): is the virtualenv active?") from error
     if result.returncode != 0:
         raise PipelineError(
-            f"`{' '.join(command)}` failed: {(result.stderr or result.stdout).strip()}; "
+            f"`{shown}` failed: {(result.stderr or result.stdout).strip()}; "
             "is --base a revision of this repository (fetched: checkout with fetch-depth 0)?"
         )
-    return json.loads(result.stdout or "{}")
+    return parse_diff(shown, result.stdout, result.stderr)
+
+
+def parse_diff(shown: str, stdout: str, stderr: str) -> Diff:
+    """The changes `shown` (`dvc metrics diff ... --json`) printed; a PipelineError when the workspace's metrics
+    could not be read or an entry is not a change.
+
+    DVC 3 prints the bare diff and names the revisions it could not read on stderr; its Python result (which
+    another version may print) is {"diff": ..., "errors": {revision: error}}: both are read.
+    """
+    try:
+        data = json.loads(stdout or "{}")
+    except json.JSONDecodeError as error:
+        raise PipelineError(f"`{shown}` printed no JSON ({error}): {stdout.strip()[:200]!r}") from None
+    errors = (data.pop("errors", None) or {}) if isinstance(data, dict) else {}
+    if isinstance(data, dict) and set(data) == {"diff"}:
+        data = data["diff"] or {}
+    if not isinstance(data, dict):
+        raise PipelineError(f"`{shown}` printed {type(data).__name__}, not a mapping: {stdout.strip()[:200]!r}")
+    if not isinstance(errors, dict):
+        errors = {"workspace": errors}
+    unreadable = {revision: str(error) for revision, error in errors.items() if error}
+    found = re.search(r"failed to load some metrics for following revisions: '(.*)'", stderr)
+    for revision in found.group(1).split(", ") if found else []:
+        unreadable.setdefault(revision, found.group(0))
+    if "workspace" in unreadable:
+        raise PipelineError(
+            f"`{shown}`: {unreadable['workspace']}: the workspace's metrics cannot be compared; "
+            "`dvc metrics show` names the file, `dvc repro --force <stage>` rewrites it"
+        )
+    if unreadable:
+        print(f"warning: dvc could not read some metrics of {', '.join(unreadable)}: shown as -", file=sys.stderr)
+    bad = [
+        path
+        for path, changes in data.items()
+        if not isinstance(changes, dict) or not all(map(is_change, changes.values()))
+    ]
+    if bad:
+        raise PipelineError(f"`{shown}` printed an unexpected entry for {', '.join(bad)}: {stdout.strip()[:200]!r}")
+    return data
+
+
+def is_change(change: Any) -> bool:
+    """A metric's entry of the diff: {"old", "new"} and, for numbers, "diff"."""
+    return isinstance(change, dict) and bool(change.keys() & {"old", "new"})
 
 
 def number(value: Any) -> bool:
@@ -126,6 +181,27 @@ def worse_verdicts(diff: Diff) -> list[WorseVerdict]:
     return worse
 
 
+def check_workspace_metrics() -> None:
+    """Every run's evaluate metrics in the workspace (params.yaml `runs`), read as the report stage reads them.
+
+    One PipelineError lists each missing or invalid file with its problem and `dvc repro --force evaluate@<run>`;
+    metrics.EvalMetrics restricts the verdict to overfit_first.verdict's (tests/test_noise.py checks that
+    VERDICT_ORDER and "still learning" are exactly those) and every fraction to 0..1.
+    """
+    params = load_params()
+    problems = []
+    for name in params.runs:
+        try:
+            comparison.read_metrics(params.run(name))
+        except PipelineError as error:
+            problems.append(str(error))
+    if problems:
+        raise PipelineError(
+            "the workspace's metrics cannot be compared, so no comment was written:\n"
+            + "\n".join(f"  {problem}" for problem in problems)
+        )
+
+
 def comparisons() -> list[str]:
     lines = []
     for path in sorted(layout.METRICS.glob("*.comparison.json")):
@@ -176,6 +252,7 @@ def verdict_lines(worse: list[WorseVerdict]) -> list[str]:
 
 def build(base: str, images_url: str | None = None, artifact_url: str | None = None) -> tuple[str, list[WorseVerdict]]:
     """The whole comment and the runs whose verdict got worse, run from the repository root after `dvc repro`."""
+    check_workspace_metrics()
     diff, spread = metrics_diff(base), noise.load()
     worse = worse_verdicts(diff)
     lines = [
@@ -201,7 +278,11 @@ def build(base: str, images_url: str | None = None, artifact_url: str | None = N
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m overfit_first.pr_comment", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m overfit_first.pr_comment",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--base", required=True, help="the revision to compare with, e.g. origin/main")
     parser.add_argument("--out", type=Path, default=Path("comment.md"), help="where to write the comment (Markdown)")
     parser.add_argument("--images-url", help="URL prefix under which the pull request's committed files are served")

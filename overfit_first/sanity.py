@@ -267,8 +267,11 @@ def check_run(run: Run, settings: SanityConfig) -> list[Check]:
     """The checks for one run of params.yaml, on its prepared data (run.shared.subset_size training images)."""
     import keras
 
+    from overfit_first import accelerate
     from overfit_first.models import build_model
 
+    # The training's numerics (train.mixed_precision): an fp16 overflow or a bf16 plateau shows here too.
+    accelerate.configure(run.shared)
     directory = dataset_dir(run.dataset)
     summary = load_summary(directory)
     train, valid = load_split(directory, "train"), load_split(directory, "valid")
@@ -302,16 +305,21 @@ def before_training(run_name: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m overfit_first.sanity", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m overfit_first.sanity", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("runs", nargs="*", metavar="RUN", help="runs of params.yaml `runs` (default: all)")
     args = parser.parse_args()
     params = load_params()
     runs = [params.run(name) for name in (args.runs or list(params.runs))]
+    import keras  # after the params checks: a bad params.yaml or run name fails before TensorFlow's import
+
     failed = []
     for run in runs:
         started = time.perf_counter()
         checks = check_run(run, params.sanity)
-        print(f"{run.name}: sanity checks ({time.perf_counter() - started:.1f} s)", flush=True)
+        policy = keras.mixed_precision.global_policy().name
+        print(f"{run.name}: sanity checks, dtype policy {policy} ({time.perf_counter() - started:.1f} s)", flush=True)
         for check in checks:
             print(f"  {check.line()}", flush=True)
         failed += [f"{run.name}: {check.name} ({check.cause})" for check in checks if not check.passed]

@@ -152,7 +152,11 @@ def measure(seeds: list[int], out: Path, existing: list[str] | None = None) -> S
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m overfit_first.seed_spread", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m overfit_first.seed_spread",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--seeds", type=int, nargs="+", required=True, help="two or more train.seed values")
     parser.add_argument("--out", type=Path, default=layout.SEED_SPREAD, help="where to write the spread (JSON)")
     parser.add_argument(

@@ -21,8 +21,11 @@ import json
 import math
 import os
 import re
+import shlex
 import statistics
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +34,7 @@ from typing import Any
 
 from overfit_first import atomic, layout, tracking
 from overfit_first.config import PARAMS_FILE, Params, Run, load_params, read_yaml, validate
+from overfit_first.data.splits import dataset_dir, load_summary
 from overfit_first.errors import PipelineError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,40}$")
@@ -39,6 +43,7 @@ LOG_LINES = 30  # of a failed experiment's `dvc queue logs`
 METRICS = ("train_accuracy_inference", "val_accuracy_inference", "test_accuracy", "gap")
 SHORT = {"train_accuracy_inference": "train", "val_accuracy_inference": "validation", "test_accuracy": "test"}
 SHORT["gap"] = "gap"
+MODULES = {"ladder": "overfit_first.ladder", "data curve": "overfit_first.data_curve"}  # Sweep.kind -> command
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,11 @@ class Sweep:
     @property
     def dataset(self) -> str:
         return self.runs[0].dataset
+
+    def collect_command(self) -> str:
+        """The command that writes this sweep's report from its experiments: this one's, with --collect."""
+        arguments = [*sys.argv[1:], *([] if "--collect" in sys.argv[1:] else ["--collect"])]
+        return shlex.join(["python", "-m", MODULES[self.kind], *arguments])
 
     def points(self) -> list[Point]:
         seeds: list[int | None] = list(self.seeds) if self.seeds else [None]
@@ -260,6 +270,72 @@ def check_seeds(seeds: Sequence[int] | None) -> list[int] | None:
     return list(dict.fromkeys(seeds))
 
 
+@dataclass(frozen=True)
+class TrainImages:
+    """The prepared training split of a dataset, as data/prepared/<dataset>/summary.json (the prepare stage) states:
+    what train.subset_size can select from."""
+
+    dataset: str
+    count: int  # training images; a subset_size at or above it trains on all of them
+    classes: int  # classes with training images: data.splits.stratified_subset takes one of each first
+
+    @property
+    def allowed(self) -> str:
+        return f"{self.classes} to {self.count}"
+
+
+def train_images(dataset: str) -> TrainImages:
+    """What the dataset's prepared training split holds; PipelineError naming the command that (re)builds it."""
+    directory = dataset_dir(dataset)
+    if not (directory / "summary.json").is_file():
+        raise PipelineError(
+            f"{directory / 'summary.json'} is missing: the training-set sizes are checked against the prepared data "
+            f"before anything is queued; run `dvc repro prepare@{dataset}` first"
+        )
+    summary = load_summary(directory)  # PipelineError when corrupt
+    try:
+        train = summary["splits"]["train"]
+        count, classes = int(train["count"]), sum(1 for n in train["class_counts"] if int(n) > 0)
+    except (KeyError, TypeError, ValueError) as error:
+        raise PipelineError(
+            f"{directory / 'summary.json'} has no training count or class counts ({error!r}): rebuild it with "
+            f"`dvc repro --force prepare@{dataset}`"
+        ) from error
+    return TrainImages(dataset, count, classes)
+
+
+def check_subset_sizes(
+    option: str, sizes: Sequence[int], images: TrainImages, fractions: Sequence[float] | None = None, base: int = 0
+) -> None:
+    """Refuse train.subset_size values that would not train on what they say, before anything is queued: fewer
+    than one image per class (stratified_subset would drop classes), more than the prepared training images (it
+    would silently mean all of them), or one size twice. `fractions`: what the user gave instead, each of `base`
+    images (data_curve --fractions), named in the message with the size it gives."""
+
+    def named(index: int) -> str:
+        if fractions is None:
+            return str(sizes[index])
+        return f"{fractions[index]:g} (= {sizes[index]} of {base} training images)"
+
+    for index, size in enumerate(sizes):
+        if size < images.classes:
+            raise PipelineError(
+                f"{option} {named(index)}: fewer than the {images.classes} classes of {images.dataset}'s training "
+                f"images (a stratified subset needs at least one image per class); allowed: {images.allowed} images"
+            )
+        if size > images.count:
+            raise PipelineError(
+                f"{option} {named(index)}: more than the {images.count} prepared training images of "
+                f"{images.dataset} (a larger size would silently train on all of them); allowed: {images.allowed} "
+                "images"
+            )
+    for index, size in enumerate(sizes):
+        first = sizes.index(size)
+        if first != index:
+            twice = f"lists {size} twice" if fractions is None else f"{named(first)} and {named(index)} are one size"
+            raise PipelineError(f"{option} {twice}: give each size once ({images.allowed} images)")
+
+
 def load() -> tuple[Params, dict[str, Any]]:
     """params.yaml validated, and as parsed (to validate each step's changed copy)."""
     params = load_params()
@@ -299,17 +375,84 @@ def queue_status() -> dict[str, str]:
 
 
 def queue(sweep: Sweep, points: Sequence[Point]) -> None:
-    """`dvc exp run --queue` each point, targets: the swept runs' evaluate stages (and what they depend on)."""
+    """`dvc exp run --queue` each point, targets: the swept runs' evaluate stages (and what they depend on).
+
+    Interrupted (Ctrl-C, SIGTERM), it says which experiments it queued (not started) and how to remove them."""
     targets = [f"evaluate@{run.name}" for run in sweep.runs]
-    for point in points:
-        sets = [arg for value in sweep.sets(point) for arg in ("-S", value)]
-        print(f"queue {point.name}: {' '.join(sweep.sets(point)) or 'params.yaml as it is'}", flush=True)
-        dvc("exp", "run", "--queue", "-n", point.name, *sets, *targets)
+    queued: list[str] = []
+    try:
+        for point in points:
+            sets = [arg for value in sweep.sets(point) for arg in ("-S", value)]
+            print(f"queue {point.name}: {' '.join(sweep.sets(point)) or 'params.yaml as it is'}", flush=True)
+            dvc("exp", "run", "--queue", "-n", point.name, *sets, *targets)
+            queued.append(point.name)
+    except KeyboardInterrupt:
+        if queued:
+            print(
+                f"the {sweep.kind} {sweep.name} was stopped while queueing: {', '.join(queued)} stay queued in DVC's "
+                f"queue, not started; remove them with `dvc queue remove {' '.join(queued)}` before running the "
+                "sweep again (`dvc queue status` lists the queue)",
+                file=sys.stderr,
+                flush=True,
+            )
+        raise
 
 
-def wait(names: Sequence[str], poll_s: float = POLL_S) -> dict[str, str]:
-    """Wait until none of `names` is queued or running, printing each change of state; their final states."""
-    shown: dict[str, str] = {}
+def start_and_wait(
+    sweep: Sweep, names: Sequence[str], jobs: int, env: dict[str, str], poll_s: float = POLL_S
+) -> dict[str, str]:
+    """`dvc queue start -j <jobs>`, then `wait`: the experiments' final states.
+
+    The queue's workers run apart from this process: stopping it (Ctrl-C, SIGTERM, SIGHUP) stops only the waiting.
+    Then, before the way out every command takes (errors.run_stage), it says so: which experiments were still
+    queued or running, how to stop them, and the command that writes the report once they are done."""
+    states: dict[str, str] = {}
+    try:
+        print(f"dvc queue start -j {jobs}", flush=True)
+        start_queue(jobs, env)
+        return wait(names, poll_s, states)
+    except KeyboardInterrupt:
+        print(still_queued_message(sweep, names, states), file=sys.stderr, flush=True)
+        raise
+
+
+def start_queue(jobs: int, env: dict[str, str]) -> None:
+    """`dvc queue start -j <jobs>`; PipelineError with its output when it fails.
+
+    Its output goes to a file, not a pipe: the workers it starts in the background inherit its stdout and stderr
+    and live until the queue is empty, and reading a pipe to its end would wait for them (a whole sweep without a
+    line of progress)."""
+    command = ["dvc", "queue", "start", "-j", str(jobs)]
+    with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as output:
+        try:
+            result = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, env=env)
+        except OSError as error:
+            raise PipelineError(f"`{' '.join(command)}` could not run ({error}): is the virtualenv active?") from error
+        if result.returncode != 0:
+            output.seek(0)
+            raise PipelineError(f"`{' '.join(command)}` failed (exit {result.returncode}):\n{output.read()}")
+
+
+def still_queued_message(sweep: Sweep, names: Sequence[str], states: dict[str, str]) -> str:
+    """What an interrupted wait leaves behind, and what to do: `states` holds the last states seen (maybe none)."""
+    pending = [name for name in names if states.get(name) not in ("Success", "Failed")]
+    example = pending[0] if pending else names[0]
+    return "\n".join(
+        [
+            f"the {sweep.kind} {sweep.name} stopped waiting, but its queued experiments keep running in DVC's queue "
+            f"(not finished when last seen: {', '.join(pending) or 'none'}; `dvc queue status` shows them):",
+            "  to stop them: `dvc queue stop --kill` (every running experiment of the queue, then its workers; "
+            f"`dvc queue remove --queued` drops those not started), or one at a time: `dvc queue kill {example}`",
+            f"  to write the report once they are done: `{sweep.collect_command()}`",
+        ]
+    )
+
+
+def wait(names: Sequence[str], poll_s: float = POLL_S, shown: dict[str, str] | None = None) -> dict[str, str]:
+    """Wait until none of `names` is queued or running, printing each change of state; their final states.
+
+    `shown`, when given, is kept up to date with the last state seen of each (what an interruption reports)."""
+    shown = {} if shown is None else shown
     started = time.monotonic()
     while True:
         states = queue_status()
@@ -372,9 +515,7 @@ def run_sweep(
         env = dict(os.environ)
         if mlflow_runs is not None:
             env[tracking.SWEEP_PARENTS] = json.dumps(mlflow_runs.by_experiment)
-        print(f"dvc queue start -j {jobs}", flush=True)
-        dvc("queue", "start", "-j", str(jobs), env=env)
-        states = wait(names)
+        states = start_and_wait(sweep, names, jobs, env)
     else:
         states = queue_status()
         if not existing_names(names):

@@ -1150,7 +1150,11 @@ def links(store: str, url: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m overfit_first.tracking", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m overfit_first.tracking",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("relog", help="log a trained run to MLflow from its output files").add_argument("run")
     show = commands.add_parser("links", help="each experiment's runs in the UI's model-training view")

@@ -27,8 +27,9 @@ RECOMMENDATIONS = {
     "runs.<run>.epochs) before judging its fit",
     "true overfit": "capacity confirmed: simplify it (dropout, batch norm, fewer or smaller layers) or add data "
     "(augmentation)",
-    "partial overfit": "memorizes without fitting its training set: change the architecture or get more data; "
-    "more regularization will not close this gap",
+    "partial overfit": "a gap without fitting its training set: if a less regularized version of this architecture "
+    "truly overfits (the ladder), regularize or add data until the gap closes (the data-size curve says which); "
+    "if none does, change the architecture",
     "underfit": "cannot fit its training set: change the architecture (more capacity, e.g. a CNN instead of an "
     "MLP); simplifying will not help",
     "good fit": "train and validation agree: keep it; add capacity only if its accuracy is still too low",

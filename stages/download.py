@@ -10,7 +10,7 @@ from overfit_first.errors import run_stage
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m stages.download", description=__doc__)
     parser.add_argument("dataset", help="fashion_mnist, mnist, cifar10, cifar100, or a key of data.image_folders")
     args = parser.parse_args()
     directory = download(args.dataset, load_params().data)

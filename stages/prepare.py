@@ -13,7 +13,7 @@ from overfit_first.errors import run_stage
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m stages.prepare", description=__doc__)
     parser.add_argument("dataset", help="a dataset already written to data/raw/ by the download stage")
     args = parser.parse_args()
     summary = prepare(args.dataset, load_params().prepare)

@@ -15,7 +15,7 @@ from overfit_first.errors import run_stage
 
 
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__).parse_args()
+    argparse.ArgumentParser(prog="python -m stages.sources", description=__doc__).parse_args()
     data = load_params().data
     directory = write_sources(data)
     print(f"wrote {directory}: {', '.join(data.datasets)}")

@@ -86,7 +86,7 @@ def project_params() -> dict[str, Any]:
         "data": {"datasets": [DATASET], "mirror": None, "image_folders": {DATASET: "data/raw/tiny"}},
         "prepare": {"valid_size": COUNTS[1], "sample_size": None, "sample_seed": 0, "pad_to": None},
         "model": {"dropout": 0.25},
-        "train": {"seed": 0, "subset_size": None, "batchnorm_momentum": None},
+        "train": {"seed": 0, "subset_size": None, "batchnorm_momentum": None, "mixed_precision": "auto", "xla": "auto"},
         "models": models,
         "runs": {run: {"dataset": DATASET, "model": model, "tuned_by": "model.dropout"} for run, model in RUNS.items()},
         "evaluate": repo_evaluate_section(),

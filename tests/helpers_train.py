@@ -96,8 +96,14 @@ def project_params(**fit: Any) -> dict[str, Any]:
         "model": {"dropout": 0.25},
         # Keras's default momentum (0.99) needs hundreds of steps before the moving statistics used at
         # validation mean anything; these runs take a few dozen.
-        "train": {"seed": 0, "subset_size": None, "batchnorm_momentum": 0.5},
-        "evaluate": {"overfit_train_min": 0.95, "overfit_gap_min": 0.1, "underfit_train_max": 0.7, "batch_size": 512},
+        "train": {"seed": 0, "subset_size": None, "batchnorm_momentum": 0.5, "mixed_precision": "auto", "xla": "auto"},
+        "evaluate": {
+            "overfit_train_min": 0.95,
+            "overfit_gap_min": 0.1,
+            "underfit_train_max": 0.7,
+            "still_learning_window": 5,
+            "batch_size": 512,
+        },
         "models": {MODEL: model},
         "runs": {RUN: {"dataset": DATASET, "model": MODEL, "tuned_by": "model.dropout"}},
     }

@@ -132,7 +132,9 @@ def test_cpu_defaults_are_a_single_device_in_float32_without_xla() -> None:
         pytest.skip("a GPU is visible: auto turns mixed precision and XLA on")
     before = keras.mixed_precision.global_policy().name
     try:
-        accelerator = accelerate.configure(TrainConfig(mixed_precision="auto", xla="auto"))
+        accelerator = accelerate.configure(
+            TrainConfig(seed=0, subset_size=None, batchnorm_momentum=None, mixed_precision="auto", xla="auto")
+        )
         assert (accelerator.gpus, accelerator.policy, accelerator.xla) == (0, "float32", False)
         assert accelerator.strategy is None and accelerator.replicas == 1 and accelerator.jit_compile is False
         assert keras.mixed_precision.global_policy().name == "float32"

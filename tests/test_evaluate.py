@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import zipfile
 from pathlib import Path
 
 import keras
@@ -67,11 +68,11 @@ def with_evaluate(section: dict | None) -> dict:
     if section is None:
         params.pop("evaluate")
     else:
-        params["evaluate"] = section
+        params["evaluate"] = {**params["evaluate"], **section}
     return params
 
 
-RULES = EvaluateConfig(still_learning_window=5)
+RULES = EvaluateConfig(**{**repo_evaluate_section(), "still_learning_window": 5})
 # Validation accuracy per epoch, and whether the run was still learning when it stopped.
 HISTORIES = {
     "rising to the last epoch": ([0.30, 0.40, 0.45, 0.50, 0.52, 0.55, 0.58, 0.60], True),
@@ -266,7 +267,11 @@ def test_missing_or_broken_inputs_name_the_file_and_the_fix(
     params = load_params(project / "params.yaml")
     run = params.run(OVERFIT_RUN)
     model_path = layout.model_file(run.dataset, run.model)
-    model_path.write_bytes(b"not a keras file")
+    model_path.write_bytes(model_path.read_bytes()[:3000])  # Keras itself says "File not found" here
+    with pytest.raises(PipelineError, match=rf"{model_path} is corrupt or truncated .*dvc repro --force train@"):
+        evaluation.evaluate(run, params.evaluate)
+    with zipfile.ZipFile(model_path, "w") as archive:  # a zip archive, but not a Keras model
+        archive.writestr("notes.txt", "not a model")
     with pytest.raises(PipelineError, match=rf"{model_path} cannot be loaded .*dvc repro --force train@{OVERFIT_RUN}"):
         evaluation.evaluate(run, params.evaluate)
     model_path.unlink()

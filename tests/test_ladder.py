@@ -4,15 +4,25 @@ the seed spread, the data-size reading, and bad input refused before anything is
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
+import yaml
 
 from overfit_first import data_curve, ladder
+from overfit_first import sweep as sweep_module
 from overfit_first.errors import PipelineError
 from overfit_first.sweep import Stat, Step, StepResult, Sweep, affects, table
 
-from conftest import REPO
+from conftest import REPO, default_stop_signals, run_stage, stage_env, write_params
 
 METRICS = ("train_accuracy_inference", "val_accuracy_inference", "test_accuracy", "gap")
 
@@ -134,14 +144,132 @@ def test_bad_input_is_refused_naming_the_key_and_the_fix(in_repo: Path, given: d
     assert message in str(error.value)
 
 
-def test_data_curve_defaults_to_quarter_half_all_of_the_profile_for_overfit_and_simplified(in_repo: Path) -> None:
-    args = argparse.Namespace(name="size", fractions=None, sizes=None, runs=None, seeds=[0, 1, 2], tolerance=0.01)
-    sweep, _ = data_curve.plan(args)
+def prepared_project(directory: Path, class_counts: list[int], subset_size: int | None = 1000) -> Path:
+    """A scratch project: the repository's params.yaml (train.subset_size = `subset_size`) and the summary.json the
+    prepare stage would write for Fashion-MNIST with `class_counts` training images per class (no images)."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    params["train"]["subset_size"] = subset_size
+    directory.mkdir(parents=True, exist_ok=True)
+    write_params(directory, params)
+    summary = {
+        "dataset": "fashion_mnist",
+        "image_shape": [32, 32, 1],
+        "num_classes": len(class_counts),
+        "splits": {
+            "train": {"count": sum(class_counts), "class_counts": class_counts},
+            "valid": {"count": 1000, "class_counts": [100] * len(class_counts)},
+            "test": {"count": 10000, "class_counts": [1000] * len(class_counts)},
+        },
+    }
+    (directory / "data/prepared/fashion_mnist").mkdir(parents=True)
+    (directory / "data/prepared/fashion_mnist/summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    return directory
+
+
+@pytest.fixture
+def prepared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The user's trial: 59,000 prepared training images of 10 classes; the profile trains on 1,000."""
+    monkeypatch.chdir(prepared_project(tmp_path, [5900] * 10))
+    return tmp_path
+
+
+def curve_arguments(**given: object) -> argparse.Namespace:
+    defaults = {"name": "size", "fractions": None, "sizes": None, "runs": None, "seeds": [0, 1, 2], "tolerance": 0.01}
+    return argparse.Namespace(**{**defaults, **given})
+
+
+def test_data_curve_defaults_to_quarter_half_all_of_the_profile_for_overfit_and_simplified(prepared: Path) -> None:
+    sweep, _ = data_curve.plan(curve_arguments())
     assert isinstance(sweep, Sweep) and sweep.key == "train.subset_size"
     assert [step.value for step in sweep.steps] == [250, 500, 1000]
     assert [run.name for run in sweep.runs] == ["fashion_mnist-cnn_overfit", "fashion_mnist-cnn_simplified"]
-    with pytest.raises(PipelineError, match="fractions of the profile's training images"):
-        data_curve.plan(argparse.Namespace(**{**vars(args), "fractions": [0.5, 2.0]}))
+
+
+def test_data_curve_sizes_from_one_image_per_class_to_every_prepared_image_are_accepted(prepared: Path) -> None:
+    sweep, _ = data_curve.plan(curve_arguments(sizes=[59000, 10]))
+    assert [step.value for step in sweep.steps] == [10, 59000]
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        # the user's trial: 5 images of 10 classes would drop 5 classes, 100000 would silently mean all 59000
+        (
+            {"sizes": [5, 100000]},
+            "--sizes 5: fewer than the 10 classes of fashion_mnist's training images (a stratified subset needs at "
+            "least one image per class); allowed: 10 to 59000 images",
+        ),
+        (
+            {"sizes": [100, 100000]},
+            "--sizes 100000: more than the 59000 prepared training images of fashion_mnist (a larger size would "
+            "silently train on all of them); allowed: 10 to 59000 images",
+        ),
+        ({"sizes": [200, 400, 200]}, "--sizes lists 200 twice: give each size once (10 to 59000 images)"),
+        ({"sizes": [0, 200]}, "--sizes 0: fewer than the 10 classes"),
+        (
+            {"fractions": [0.005, 0.5]},
+            "--fractions 0.005 (= 5 of 1000 training images): fewer than the 10 classes of fashion_mnist's",
+        ),
+        (
+            {"fractions": [0.5, 0.5004]},
+            "--fractions 0.5 (= 500 of 1000 training images) and 0.5004 (= 500 of 1000 training images) are one size",
+        ),
+        ({"fractions": [0.5, 2.0]}, "--fractions [2.0]: fractions of the profile's training images, in (0, 1]"),
+        ({"fractions": [0.5, 1.0], "sizes": [100, 200]}, "give --sizes or --fractions, not both"),
+    ],
+)
+def test_data_curve_sizes_are_checked_against_the_prepared_training_images(
+    prepared: Path, given: dict, message: str
+) -> None:
+    with pytest.raises(PipelineError) as error:
+        data_curve.plan(curve_arguments(**given))
+    assert message in str(error.value)
+
+
+def test_data_curve_fractions_are_of_every_prepared_image_when_the_profile_takes_all(tmp_path: Path) -> None:
+    # null, or a subset_size above the 590 prepared images: the runs train on all 590, so the fractions are of 590
+    for subset_size in (None, 100000):
+        directory = prepared_project(tmp_path / str(subset_size), [59] * 10, subset_size)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.chdir(directory)
+            sweep, _ = data_curve.plan(curve_arguments(fractions=[0.5, 1.0]))
+        assert [step.value for step in sweep.steps] == [295, 590]
+
+
+def test_the_minimum_is_one_image_per_class_that_has_training_images(tmp_path: Path) -> None:
+    # a class without training images: stratified_subset takes one of each of the 9 others first
+    from overfit_first.data.splits import stratified_subset
+
+    counts = [100] * 9 + [0]
+    labels = np.repeat(np.arange(10), counts)
+    assert len(np.unique(labels[stratified_subset(labels, 9)])) == 9
+    assert len(np.unique(labels[stratified_subset(labels, 8)])) == 8  # below it, classes are dropped
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(prepared_project(tmp_path, counts))
+        assert [step.value for step in data_curve.plan(curve_arguments(sizes=[9, 900]))[0].steps] == [9, 900]
+        with pytest.raises(PipelineError, match="--sizes 8: fewer than the 9 classes"):
+            data_curve.plan(curve_arguments(sizes=[8, 900]))
+
+
+def test_sizes_need_the_prepared_data_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_params(tmp_path, yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8")))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PipelineError, match=r"run `dvc repro prepare@fashion_mnist` first"):
+        data_curve.plan(curve_arguments(sizes=[100, 200]))
+
+
+def test_a_ladder_over_train_subset_size_is_checked_as_the_data_curve_is(prepared: Path) -> None:
+    with pytest.raises(PipelineError, match="--values 100000: more than the 59000 prepared training images"):
+        ladder.plan(arguments(name="n", param="train.subset_size", values=["100", "100000"]))
+    sweep, _ = ladder.plan(arguments(name="n", param="train.subset_size", values=["100", "59000"]))
+    assert [step.value for step in sweep.steps] == [100, 59000]
+
+
+def test_the_data_curve_command_exits_1_before_queueing_anything(prepared: Path) -> None:
+    result = run_stage("overfit_first.data_curve", "x", "--sizes", "5", "100000", cwd=prepared, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert "error: --sizes 5: fewer than the 10 classes" in result.stderr
+    assert "queue" not in result.stdout  # no `queue <experiment>` line: nothing was queued
 
 
 def test_a_key_affects_the_runs_whose_stages_depend_on_it(in_repo: Path) -> None:
@@ -154,3 +282,101 @@ def test_a_key_affects_the_runs_whose_stages_depend_on_it(in_repo: Path) -> None
     assert affects("models.cnn_overfit.fit.learning_rate", overfit, params)
     assert not affects("models.cnn_overfit.fit.learning_rate", simplified, params)
     assert not affects("sanity.fit_batches", overfit, params)  # an observer section: retrains nothing
+
+
+# Stands in for `dvc` (a stub, so no queue starts): `dvc queue start` returns at once and `dvc queue status` shows
+# one experiment of three done; the second status says "ready" (the states are seen), then it waits to be stopped.
+WAITING = textwrap.dedent("""
+    from overfit_first import sweep
+    from overfit_first.errors import run_stage
+
+    polls = []
+
+    def status():
+        polls.append(1)
+        if len(polls) == 2:
+            print("ready", flush=True)
+        return {"size-250": "Success", "size-500": "Running", "size-1000": "Queued"}
+
+    sweep.dvc = lambda *args, check=True, env=None: print("dvc", *args, flush=True) or ""
+    sweep.start_queue = lambda jobs, env: print("dvc queue start -j", jobs, flush=True)
+    sweep.queue_status = status
+    job = sweep.Sweep("size", "train.subset_size", [], None, [], "data curve")
+    run_stage(lambda: sweep.start_and_wait(job, ["size-250", "size-500", "size-1000"], 2, {}, poll_s=0.1))
+""")
+
+
+def test_ctrl_c_while_waiting_says_the_queue_keeps_running_and_how_to_stop_it_or_collect(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-c", WAITING, "size", "--sizes", "250", "500", "1000", "--jobs", "2"],
+        cwd=tmp_path,
+        env=stage_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_stop_signals,
+    )
+    assert process.stdout is not None
+    lines = [process.stdout.readline() for _ in range(2)]
+    assert lines == ["dvc queue start -j 2\n", "dvc queue start -j 2\n"], process.communicate()
+    while (line := process.stdout.readline()) != "ready\n":
+        assert line, process.communicate()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGINT, stderr
+    assert (
+        "the data curve size stopped waiting, but its queued experiments keep running in DVC's queue (not finished "
+        "when last seen: size-500, size-1000; `dvc queue status` shows them):"
+    ) in stderr
+    assert "to stop them: `dvc queue stop --kill`" in stderr and "one at a time: `dvc queue kill size-500`" in stderr
+    collect = "python -m overfit_first.data_curve size --sizes 250 500 1000 --jobs 2 --collect"
+    assert f"to write the report once they are done: `{collect}`" in stderr
+    # then the way out every command takes, unchanged
+    assert stderr.rstrip().endswith("interrupted by SIGINT: no output was written"), stderr
+
+
+def test_ctrl_c_while_queueing_names_the_experiments_left_queued(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def dvc(*args: str, check: bool = True, env: dict[str, str] | None = None) -> str:
+        if "size-500" in args:
+            raise KeyboardInterrupt
+        return ""
+
+    monkeypatch.setattr(sweep_module, "dvc", dvc)
+    steps = [Step(str(size), size, float(size)) for size in (250, 500, 1000)]
+    job = Sweep("size", "train.subset_size", steps, None, [], "data curve")
+    with pytest.raises(KeyboardInterrupt):
+        sweep_module.queue(job, job.points())
+    assert (
+        "size-250 stay queued in DVC's queue, not started; remove them with `dvc queue remove size-250`"
+    ) in capsys.readouterr().err
+
+
+# Stands in for `dvc` on PATH: like `dvc queue start`, it leaves a worker running in the background that inherits
+# its stdout and stderr, and exits; the worker lives until the test creates the file $RELEASE.
+DVC_LEAVING_A_WORKER = """#!/bin/sh
+( while [ ! -e "$RELEASE" ]; do sleep 0.1; done ) &
+echo "started 2 workers"
+"""
+
+
+def test_queue_start_returns_while_its_workers_still_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "bin").mkdir()
+    stand_in = tmp_path / "bin" / "dvc"
+    stand_in.write_text(DVC_LEAVING_A_WORKER, encoding="utf-8")
+    stand_in.chmod(0o755)
+    release = tmp_path / "release"
+    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}", "RELEASE": str(release)}
+    returned = threading.Event()
+    caller = threading.Thread(target=lambda: (sweep_module.start_queue(2, env), returned.set()), daemon=True)
+    caller.start()
+    try:
+        # Reading the command's output through a pipe would wait for the worker, which waits for `release`.
+        assert returned.wait(timeout=60), "start_queue waited for the queue's workers instead of returning"
+    finally:
+        release.touch()
+    caller.join(timeout=60)
+    stand_in.write_text("#!/bin/sh\necho 'ERROR: no queue here' >&2\nexit 255\n", encoding="utf-8")
+    with pytest.raises(PipelineError, match=r"`dvc queue start -j 2` failed \(exit 255\):\nERROR: no queue here"):
+        sweep_module.start_queue(2, env)

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
-from overfit_first import layout, noise, pr_comment, seed_spread
+from overfit_first import layout, metrics, noise, pr_comment, seed_spread, verdict
 from overfit_first.errors import PipelineError
 
 from conftest import REPO
@@ -154,3 +155,43 @@ def test_worse_verdict_named_by_its_run(tmp_path: Path, monkeypatch: pytest.Monk
         "partial overfit > underfit; *still learning* is not ranked)"
     )
     assert "- `fm-simplified`: good fit → **partial overfit**" in lines
+
+
+def test_the_metrics_contract_admits_only_the_verdicts_the_check_ranks() -> None:
+    """metrics.read (which the check runs on every run's file first) rejects a verdict the order does not know,
+    such as "gud fit": else a run's verdict could change to it without failing the check."""
+    known = {*pr_comment.VERDICT_ORDER, "still learning"}
+    assert set(get_args(metrics.Verdict)) == known == set(verdict.RECOMMENDATIONS)
+
+
+def test_metrics_diff_output_dvc_could_not_read(capsys: pytest.CaptureFixture[str]) -> None:
+    shown = "dvc metrics diff origin/main --json"
+    change = {
+        "verdict": {"old": "good fit", "new": "underfit"},
+        "test_accuracy": {"old": 0.8, "new": 0.7, "diff": -0.1},
+    }
+    failed = "DVC failed to load some metrics for following revisions: '{}'."
+    assert pr_comment.parse_diff(shown, json.dumps({PATH: change}), "") == {PATH: change}
+    # The base's committed metrics unreadable: shown as -, with a warning (a pull request may be the repair).
+    assert pr_comment.parse_diff(shown, json.dumps({PATH: change}), failed.format("origin/main")) == {PATH: change}
+    assert "warning: dvc could not read some metrics of origin/main" in capsys.readouterr().err
+    # The workspace's: the check stops, by DVC 3's stderr line or by an "errors" entry in the JSON.
+    for stdout, stderr in [
+        (json.dumps({PATH: change}), failed.format("origin/main, workspace")),
+        (json.dumps({"diff": {PATH: change}, "errors": {"workspace": {PATH: "JSONDecodeError"}}}), ""),
+        (json.dumps({"errors": "cannot read the workspace", PATH: change}), ""),
+    ]:
+        with pytest.raises(PipelineError, match=r"the workspace's metrics cannot be compared; `dvc metrics show`"):
+            pr_comment.parse_diff(shown, stdout, stderr)
+    assert pr_comment.parse_diff(shown, json.dumps({"diff": {PATH: change}, "errors": {}}), "") == {PATH: change}
+    # Output that is not a diff at all.
+    for stdout, message in [
+        ("{not json", "printed no JSON"),
+        ("[1, 2]", "printed list, not a mapping"),
+        (json.dumps({PATH: {"test_accuracy": 0.7}}), f"unexpected entry for {PATH}"),
+        (json.dumps({PATH: "error"}), f"unexpected entry for {PATH}"),
+    ]:
+        with pytest.raises(PipelineError, match=message):
+            pr_comment.parse_diff(shown, stdout, "")
+    # A non-numeric change is shown as it is, never judged against the noise.
+    assert pr_comment.noise_mark(noise.not_measured(), PATH, "test_accuracy", {"old": 0.8, "new": "n/a"}) == ""

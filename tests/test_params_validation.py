@@ -111,6 +111,21 @@ BAD_INPUTS: list[tuple[str, Mutation, list[str]]] = [
     ("prepare key misspelt", lambda p: p["prepare"].update(valid_szie=10), ["prepare.valid_szie", "Extra inputs"]),
     ("a negative seed", lambda p: p["train"].update(seed=-1), ["train.seed", "-1", "greater than or equal to 0"]),
     ("sample size as a boolean", lambda p: p["prepare"].update(sample_size=True), ["prepare.sample_size", "True"]),
+    (
+        "a deleted key that changes numbers has no silent default (subset_size null would mean every image)",
+        lambda p: p["train"].pop("subset_size"),
+        ["train.subset_size", "(missing)", "Field required"],
+    ),
+    (
+        "misspelt section (a hand edit, or `dvc exp run -S +modle.dropout=0.4`)",
+        lambda p: p.update(modle={"dropout": 0.4}),
+        ["modle: unknown section", "did you mean 'model'?"],
+    ),
+    (
+        "an unknown section and a bad value: both reported",
+        lambda p: (p.update(mlflow={"uri": "x"}), p["model"].update(dropout=2)),
+        ["mlflow: unknown section", "sections: data, prepare", "model.dropout", "less than 1"],
+    ),
 ]
 
 
@@ -186,3 +201,12 @@ def test_every_profile_gives_valid_params(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(PipelineError, match=r"with profile broken is invalid:\n  train.subset_size = 0"):
         profiles.apply("broken", tmp_path / "params.yaml")
     assert (tmp_path / "params.yaml").read_text(encoding="utf-8") == before, "params.yaml left as it was"
+
+
+def test_a_missing_params_file_says_how_to_get_it_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PipelineError, match=r"params\.yaml not found: run from the repository root"):
+        load_params(Path("params.yaml"))  # no dvc.yaml here: not the repository's root
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n", encoding="utf-8")
+    with pytest.raises(PipelineError, match=r"params\.yaml not found: restore it with `git checkout params\.yaml`"):
+        load_params(Path("params.yaml"))

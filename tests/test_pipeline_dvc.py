@@ -3,6 +3,8 @@ reruns of exactly what a changed parameter affects."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,6 +68,18 @@ def test_data_stages_repro_then_noop_then_only_what_changed(pipeline_repo: tuple
     assert ran(third) == {"sources", "prepare@fashion_mnist", "prepare@tiny_folder"}
     summary = yaml.safe_load((repo / "data/prepared/fashion_mnist/summary.json").read_text())
     assert summary["splits"]["valid"]["count"] == 6
+
+    # A bad param stops `dvc repro` in `sources`, and leaves the committed outputs as they were: with the
+    # param restored, `dvc status` shows no output deleted (`sources` is persist: DVC does not empty it first).
+    good = (repo / "params.yaml").read_text()
+    (repo / "params.yaml").write_text(good.replace("dropout: 0.4", "dropout: 1.5"))
+    failed = subprocess.run(
+        [sys.executable, "-m", "dvc", "repro", "prepare"], cwd=repo, env=env, capture_output=True, text=True
+    )
+    assert failed.returncode != 0 and "model.dropout = 1.5" in failed.stdout + failed.stderr
+    (repo / "params.yaml").write_text(good)
+    status = dvc(repo, env, "status", "--with-deps", "prepare")
+    assert "deleted" not in status and "download@" not in status, status
 
     dag = dvc(repo, env, "dag")
     for stage in ("download@fashion_mnist", "prepare@tiny_folder", "train@fashion_mnist-cnn_overfit"):

@@ -16,11 +16,13 @@ from PIL import Image
 from overfit_first import noise, plots, pr_comment
 from overfit_first.pr_comment import MARKER
 
-from conftest import stage_env
+from conftest import stage_env, write_params
 
 pytestmark = pytest.mark.slow  # real dvc, git, MLflow or a browser in every test
 
 IMAGES_URL = "https://github.com/owner/repo/raw/0123abc"
+METRICS = "metrics/tiny/cnn_overfit.json"
+REBUILD = "dvc repro --force evaluate@tiny-cnn_overfit"
 ARTIFACT_URL = "https://github.com/owner/repo/actions/runs/1/artifacts/2"
 
 
@@ -34,19 +36,36 @@ def git(repo: Path, *args: str) -> str:
     ).stdout.strip()
 
 
+def eval_metrics(test_accuracy: float, verdict: str) -> dict:
+    """A whole metrics/<dataset>/<model>.json as the evaluate stage writes it (overfit_first.metrics.EvalMetrics)."""
+    return {
+        "train_accuracy": 0.98,
+        "val_accuracy": test_accuracy,
+        "train_loss": 0.1,
+        "val_loss": 0.9,
+        "trainable_params": 1000,
+        "total_params": 1000,
+        "epochs_run": 3,
+        "best_epoch": 3,
+        "seconds_per_epoch": 1.5,
+        "train_images": 100,
+        "train_accuracy_inference": 0.99,
+        "val_accuracy_inference": test_accuracy,
+        "test_accuracy": test_accuracy,
+        "test_loss": 0.9,
+        "gap": round(0.99 - test_accuracy, 4),
+        "gap_test": round(0.99 - test_accuracy, 4),
+        "gap_history": round(0.98 - test_accuracy, 4),
+        "test_images": 100,
+        "verdict": verdict,
+        "recommendation": "whatever the evaluate stage says",
+    }
+
+
 def commit_results(repo: Path, test_accuracy: float, verdict: str, gain: float, message: str) -> str:
     """What `dvc repro` commits: a model's metrics, the dataset's comparison and its charts."""
     (repo / "metrics" / "tiny").mkdir(parents=True, exist_ok=True)
-    (repo / "metrics" / "tiny" / "cnn_overfit.json").write_text(
-        json.dumps(
-            {
-                "train_accuracy_inference": 0.99,
-                "test_accuracy": test_accuracy,
-                "gap": 0.99 - test_accuracy,
-                "verdict": verdict,
-            }
-        )
-    )
+    (repo / METRICS).write_text(json.dumps(eval_metrics(test_accuracy, verdict)))
     (repo / "metrics" / "tiny.comparison.json").write_text(
         json.dumps(
             {
@@ -68,13 +87,16 @@ def commit_results(repo: Path, test_accuracy: float, verdict: str, gain: float, 
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Path:
+def repo(tmp_path: Path, default_params: dict) -> Path:
     repo = tmp_path / "repo"
     repo.mkdir()
     git(repo, "init", "-q")
     subprocess.run([str(Path(sys.executable).parent / "dvc"), "init", "-q"], cwd=repo, check=True)
     (repo / "dvc.yaml").write_text("metrics:\n  - metrics/tiny/cnn_overfit.json\n  - metrics/tiny.comparison.json\n")
-    (repo / "params.yaml").write_text("runs:\n  tiny-cnn_overfit: {dataset: tiny, model: cnn_overfit}\n")
+    # The repository's params.yaml with one run, on an image-folder dataset `tiny` (never built here).
+    default_params["data"].update(datasets=["tiny"], image_folders={"tiny": "tiny"})
+    default_params["runs"] = {"tiny-cnn_overfit": {"dataset": "tiny", "model": "cnn_overfit", "tuned_by": "train"}}
+    write_params(repo, default_params)
     return repo
 
 
@@ -210,3 +232,46 @@ def test_a_worse_verdict_fails_the_check_naming_the_run(repo: Path) -> None:
     assert build(repo, base).returncode == 0
     commit_results(repo, 0.50, "underfit", 0.05, "head: underfit after still learning")
     assert build(repo, still).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("broken", "problem"),
+    [
+        ('{"test_accuracy": 0.8, "verd', "is corrupt or from an older version (file: Invalid JSON"),
+        (None, "not found"),
+        ("", "is corrupt or from an older version (file: Invalid JSON"),
+        ({"verdict": "gud fit"}, "is corrupt or from an older version (verdict: Input should be 'still learning'"),
+        ({"test_accuracy": 84.76}, "is corrupt or from an older version (test_accuracy: Input should be less than or"),
+    ],
+    ids=["truncated", "missing", "empty", "unknown verdict", "accuracy out of range"],
+)
+def test_invalid_workspace_metrics_stop_before_any_comment(repo: Path, broken: str | dict | None, problem: str) -> None:
+    """Before, each of these passed the check: dvc showed the file's metrics as removed, or 84.76 as a change
+    of +83.96 beyond noise, and the verdict as unchanged."""
+    base = commit_results(repo, 0.80, "good fit", 0.05, "base")
+    path = repo / METRICS
+    if broken is None:
+        path.unlink()
+    elif isinstance(broken, dict):
+        path.write_text(json.dumps(eval_metrics(0.80, "good fit") | broken))
+    else:
+        path.write_text(broken)
+    result = build(repo, base)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.startswith("error: the workspace's metrics cannot be compared, so no comment was written")
+    assert f"{METRICS} {problem}" in result.stderr, result.stderr
+    assert f"run `{REBUILD}`" in result.stderr and "Traceback" not in result.stderr
+    assert not (repo / "comment.md").exists()
+    assert not list(repo.glob(".comment.md.*")), "no temporary file left behind"
+
+
+def test_metrics_dvc_cannot_read_stop_the_check(repo: Path) -> None:
+    """A workspace metrics file that is not a run's (the comparison) and that dvc cannot read: dvc exits 0 and
+    shows its metrics as removed; the check stops instead."""
+    base = commit_results(repo, 0.80, "good fit", 0.05, "base")
+    (repo / "metrics" / "tiny.comparison.json").write_text('{"overfit": "cnn_ov')
+    result = build(repo, base)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "failed to load some metrics for following revisions: 'workspace'" in result.stderr, result.stderr
+    assert "`dvc metrics show` names the file" in result.stderr
+    assert not (repo / "comment.md").exists()

@@ -124,10 +124,20 @@ def test_a_failure_while_writing_leaves_no_partial_output(tmp_path: Path, monkey
 
     monkeypatch.setattr(prepare, "save_split", save_then_fail)
     with pytest.raises(OSError, match="disk full"):
-        prepare.prepare("tiny", PrepareConfig(valid_size=10), tmp_path / "data" / "raw", tmp_path / "out")
+        prepare.prepare(
+            "tiny",
+            PrepareConfig(valid_size=10, sample_size=None, sample_seed=0, pad_to=None),
+            tmp_path / "data" / "raw",
+            tmp_path / "out",
+        )
     assert list((tmp_path / "out").iterdir()) == []  # not even an empty temporary directory
 
 
 def test_missing_raw_data_says_which_stage_to_run(tmp_path: Path) -> None:
     with pytest.raises(PipelineError, match=r"run `dvc repro download@tiny` first"):
-        prepare.prepare("tiny", PrepareConfig(), raw_root=tmp_path, root=tmp_path / "out")
+        prepare.prepare(
+            "tiny",
+            PrepareConfig(valid_size=10, sample_size=None, sample_seed=0, pad_to=None),
+            raw_root=tmp_path,
+            root=tmp_path / "out",
+        )

@@ -114,8 +114,19 @@ def test_command_passes_a_good_run_and_names_the_runs_for_an_unknown_one(tmp_pat
     result = run_stage("overfit_first.sanity", RUN, cwd=project, env=train_env(sqlite_uri(tmp_path)))
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"sanity checks passed: {RUN}" in result.stdout and result.stdout.count("  pass  ") == 3
+    assert f"{RUN}: sanity checks, dtype policy float32" in result.stdout  # auto on a CPU
     unknown = run_stage("overfit_first.sanity", "nope", cwd=project, env=train_env(sqlite_uri(tmp_path)))
     assert unknown.returncode == 1 and f"no run 'nope' under `runs`; defined runs: {RUN}" in unknown.stderr
+
+
+@pytest.mark.slow
+def test_the_checks_run_in_the_trainings_dtype_policy(tmp_path: Path) -> None:
+    params = project_params()
+    params["train"]["mixed_precision"] = "bf16"
+    project = make_project(tmp_path / "project", params)
+    result = run_stage("overfit_first.sanity", RUN, cwd=project, env=train_env(sqlite_uri(tmp_path)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{RUN}: sanity checks, dtype policy mixed_bfloat16" in result.stdout
 
 
 @pytest.mark.slow

@@ -107,3 +107,32 @@ def test_main_branch_saves_the_cache_the_check_restores() -> None:
     assert save["with"] == {"path": ".dvc/cache", "key": f"${{{{ steps.{key_step['id']}.outputs.key }}}}"}
     runs = "\n".join(step.get("run", "") for step in steps)
     assert "ci_restore.sh restore" in runs and "dvc repro" in runs and "dvc push --run-cache" in runs
+
+
+@pytest.mark.parametrize(
+    ("status", "writes", "summary"),
+    [(0, True, "the comment\n"), (1, True, "the comment\n"), (1, False, "")],
+    ids=["passed", "verdict got worse", "invalid metrics"],
+)
+def test_comment_goes_to_the_job_summary_even_when_the_check_fails(
+    tmp_path: Path, status: int, writes: bool, summary: str
+) -> None:
+    """The step's script, run as GitHub runs it (bash -e), with pr_comment replaced by a shell function: a failed
+    check (exit 1 after writing the comment) still writes the job summary, which is all a fork's pull request gets,
+    and the step fails with pr_comment's status. Before, `bash -e` stopped at the exit 1 and skipped the summary."""
+    (step,) = [step for step in steps_of("pr-check.yml") if "python -m overfit_first.pr_comment" in step.get("run", "")]
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    comment = 'printf "the comment\\n" > comment.md; ' if writes else ""
+    (tmp_path / ".venv" / "bin" / "activate").write_text(f"python() {{ {comment}return {status}; }}\n")
+    env = {"PATH": "/usr/bin:/bin", "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")}
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+        cwd=tmp_path,
+        env={**env, "BASE": "origin/main", "IMAGES_URL": "https://x", "ARTIFACT_URL": "https://y"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == status, result.stderr
+    written = tmp_path / "summary.md"
+    assert (written.read_text() if written.exists() else "") == summary
