@@ -25,6 +25,7 @@ from typing import Any
 from overfit_first import tracking
 from overfit_first.errors import PipelineError, run_stage
 from overfit_first.sweep import (
+    SEED,
     Step,
     StepResult,
     StepResults,
@@ -120,6 +121,8 @@ def plan(args: argparse.Namespace) -> tuple[Sweep, float]:
         steps = [Step("off", None, None), Step("on", block, None, as_is=True)]
     else:
         key = args.param or DEFAULT_KEY
+        if key == SEED:
+            raise PipelineError(f"--param {SEED}: seeds are repeats of every step, not steps: use --seeds 0 1 2")
         current = get_key(raw, key)
         if isinstance(current, bool) or not isinstance(current, int | float | None):
             raise PipelineError(
@@ -131,6 +134,8 @@ def plan(args: argparse.Namespace) -> tuple[Sweep, float]:
             raise PipelineError(f"--values: give the values of {key} to sweep, e.g. --values 0.1 0.2 0.4")
         integer = isinstance(current, int) or (current is None and all(v.lstrip("-").isdigit() for v in texts))
         numbers = parse_numbers(key, texts, integer)
+        if len(numbers) < 2:
+            raise PipelineError(f"--values {' '.join(texts)}: a ladder compares steps, give at least two values")
         steps = [Step(number_label(value), value, float(value)) for value in numbers]
     check_steps(raw, key, [step for step in steps if not step.as_is])
     runs = select_runs(params, key, args.runs)

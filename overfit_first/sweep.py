@@ -45,6 +45,8 @@ SHORT = {"train_accuracy_inference": "train", "val_accuracy_inference": "validat
 SHORT["gap"] = "gap"
 MODULES = {"ladder": "overfit_first.ladder", "data curve": "overfit_first.data_curve"}  # Sweep.kind -> command
 
+SEED = "train.seed"  # what --seeds sets in every experiment
+
 
 @dataclass(frozen=True)
 class Step:
@@ -97,7 +99,7 @@ class Sweep:
         """The `-S key=value` arguments of one point."""
         values = [] if point.step.as_is else [f"{self.key}={yaml_value(point.step.value)}"]
         if point.seed is not None:
-            values.append(f"train.seed={point.seed}")
+            values.append(f"{SEED}={point.seed}")
         return values
 
 

@@ -136,6 +136,8 @@ def test_augmentation_ladder_switches_the_run_models_block_off_and_keeps_it_on(i
         ({"name": "a/b"}, "sweep name 'a/b': use letters, digits"),
         ({"seeds": [-1]}, "--seeds [-1]: seeds are 0..2**32-1"),
         ({"augmentation": True, "runs": ["fashion_mnist-cnn_simplified"]}, "augmentation is not set"),
+        ({"values": ["0.3"]}, "--values 0.3: a ladder compares steps, give at least two values"),
+        ({"param": "train.seed", "values": ["0", "1"]}, "seeds are repeats of every step, not steps: use --seeds"),
     ],
 )
 def test_bad_input_is_refused_naming_the_key_and_the_fix(in_repo: Path, given: dict, message: str) -> None:
