@@ -43,6 +43,7 @@ import argparse
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import json
 import logging
 import math
@@ -58,11 +59,9 @@ from collections.abc import Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 import mlflow
-import mlflow.keras
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure  # not pyplot: no GUI backend, no global figure registry
@@ -75,14 +74,20 @@ from mlflow.models import Model, infer_signature
 from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 from mlflow.types import Schema, TensorSpec
 
-from overfit_first import layout, metrics, plots, progress, training
-from overfit_first.accelerate import is_chief
+from overfit_first import layout, metrics, plots, progress
 from overfit_first.config import KNOBS, Run, load_params
 from overfit_first.data import fetch, raw
 from overfit_first.data.splits import SCALE, dataset_dir, file_sha256, load_split, load_summary
 from overfit_first.errors import PipelineError, run_stage
-from overfit_first.evaluation import Evaluation
 from overfit_first.layout import repo_root
+
+# keras (with TensorFlow, about 10 s of CPU to import) is imported only where a model is at hand: the train stage's
+# live run and `relog`; so are overfit_first.training, .accelerate and .evaluation, which import it themselves.
+# The plot stage, the sweeps and this CLI's `links` import this module without it (tests/test_imports.py).
+if TYPE_CHECKING:
+    import keras
+
+    from overfit_first.evaluation import Evaluation
 
 # An unreachable server must fail in seconds, not after MLflow's default 7 retries with backoff
 # (minutes); MLflow's own run links open the GenAI view, ours the model-training one. Set to change.
@@ -268,6 +273,8 @@ class RunLog:
     def complete(self, model: keras.Model | None) -> None:
         """What the stage's output files hold: epochs not logged yet, the best epoch's numbers, the learning
         curve, the model summary and the model; then the tag `model_sha256` that evaluate finds the run by."""
+        import keras
+
         rebuild = f"dvc repro --force train@{self.run.name}"
         trained = metrics.read(self.run.train_metrics_path, metrics.TrainMetrics, rebuild)
         history = metrics.read_history(self.run.history_path, rebuild)
@@ -334,13 +341,16 @@ class SystemMetrics(SystemMetricsMonitor):
 
 def _save_keras(path: str, validate_serving_input: bool = True, **kwargs: Any) -> None:
     """mlflow.keras.save_model; `validate_serving_input` is Model.log's, not the flavor's."""
+    import mlflow.keras  # imports keras
+
     os.makedirs(path, exist_ok=True)  # mlflow.keras.save_model writes the input example before it makes `path`
     mlflow.keras.save_model(path=path, **kwargs)
 
 
 # mlflow.keras, made to accept an input example: mlflow.keras.log_model(..., input_example=...) fails with
 # FileNotFoundError .../model/input_example.json (MLflow 3.17; mlflow/mlflow issue 16183).
-KERAS_FLAVOR = SimpleNamespace(__name__=mlflow.keras.__name__, save_model=_save_keras)
+# Its name spelled out: mlflow.keras.__name__ would import keras with this module.
+KERAS_FLAVOR = SimpleNamespace(__name__="mlflow.keras", save_model=_save_keras)
 
 
 def resumable(client: mlflow.MlflowClient, run_id: str, experiment_id: str) -> bool:
@@ -560,6 +570,9 @@ class LiveRun:
     """
 
     def __init__(self, run: Run, summary: dict[str, Any], example: np.ndarray) -> None:
+        from overfit_first import training
+        from overfit_first.accelerate import is_chief
+
         self.run = run
         root = repo_root()
         self.uri = tracking_uri(root)
@@ -572,7 +585,7 @@ class LiveRun:
         self.warned = threading.Event()  # one warning per run, whichever thread fails first
         self.closed = False
         self.thread: threading.Thread | None = None
-        self.callback = LiveCallback(self)
+        self.callback = live_callback_class()(self)
         self.consequence = (
             f"run {run.name} is missing or incomplete in {self.uri} (training is not affected). Once the tracking "
             f"store is back and the stage has written {run.model_path}, {run.train_metrics_path} and "
@@ -690,19 +703,26 @@ class LiveRun:
             best_effort(lambda: mlflow.MlflowClient(self.uri).set_terminated(run_id, status), None)
 
 
-class LiveCallback(keras.callbacks.Callback):
-    """Keras' side of LiveRun: epoch-level hooks only (a batch-level hook would slow every training step), each
-    through `best_effort`, so that nothing here can stop training."""
+@functools.cache
+def live_callback_class() -> type[keras.callbacks.Callback]:
+    """LiveCallback, defined at its first use: its base class is Keras', which this module imports only there."""
+    import keras
 
-    def __init__(self, live: LiveRun) -> None:
-        super().__init__()
-        self.live = live
+    class LiveCallback(keras.callbacks.Callback):
+        """Keras' side of LiveRun: epoch-level hooks only (a batch-level hook would slow every training step),
+        each through `best_effort`, so that nothing here can stop training."""
 
-    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        best_effort(self.live.start, self.live.consequence, self.live.warned)
+        def __init__(self, live: LiveRun) -> None:
+            super().__init__()
+            self.live = live
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        best_effort(lambda: self.live.epoch(epoch + 1, logs or {}), self.live.consequence, self.live.warned)
+        def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+            best_effort(self.live.start, self.live.consequence, self.live.warned)
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            best_effort(lambda: self.live.epoch(epoch + 1, logs or {}), self.live.consequence, self.live.warned)
+
+    return LiveCallback
 
 
 @contextlib.contextmanager
@@ -859,6 +879,8 @@ def log_run(run: Run, summary: dict[str, Any], model: keras.Model | None = None)
     The run's start is set back by the training's duration (seconds_per_epoch x epochs_run), so its
     duration in the UI is the training's, as for a live run; the tag `relogged` says it was logged afterwards.
     """
+    from overfit_first.accelerate import is_chief  # imports keras, as loading the model will
+
     if not is_chief():
         print(f"{run.name}: not logged to MLflow: this is not the chief worker of TF_CONFIG", flush=True)
         return True
@@ -1118,6 +1140,8 @@ def model_summary(model: keras.Model) -> str:
 
 def pip_requirements() -> list[str]:
     """keras and the installed package of the active backend, pinned to the versions that trained."""
+    import keras
+
     requirements = [f"keras=={version('keras')}"]
     for package in BACKEND_PACKAGES.get(keras.backend.backend(), ()):
         try:
