@@ -28,8 +28,9 @@ Registry. The plot stage calls `register_recommended`: each dataset's recommende
 a version of the registered model `overfit-first-<dataset>` with the alias `champion`.
 
 Where runs go: MLFLOW_TRACKING_URI when set, else a SQLite store `mlflow.db` in the repository root, with
-artifacts in `mlartifacts/` beside it, both absolute paths, so `dvc exp run --queue` (which runs the stage
-in a copy of the repository under .dvc/tmp/exps/) still logs to the original repository.
+artifacts in `mlartifacts/` beside it, both absolute paths, so `dvc exp run --queue` or `--temp` (which run the
+stage in a copy of the repository under .dvc/tmp/exps/) still logs to the original repository. Every MLflow call
+goes to that one store, the registry's included, whatever the working directory (`store_client`).
 
 Model-training view. Experiments are tagged `mlflow.experimentKind = custom_model_development`, what MLflow
 3.0-3.x read to open an experiment on its runs rather than on the GenAI overview. MLflow 3.17 reads instead the
@@ -121,6 +122,22 @@ class NotTracked(Exception):
 
 def tracking_uri(root: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
+
+
+def store_client(uri: str) -> mlflow.MlflowClient:
+    """A client of the store `uri` for runs and the model registry alike; and `uri` made this process's store.
+
+    The one way this module reaches a store. Explicit URIs on the client are not enough: MLflow makes calls of its
+    own that take no URI and resolve against the process's store, and without one set, against `mlflow.db` of the
+    working directory (created empty): the fluent API (mlflow.log_metrics, Model.log) and the registry, which
+    looks up a `models:/<model id>` source with a client of its own (mlflow/mlflow#23367). In a queued or
+    `--temp` DVC experiment, or a pipeline folder (cifar/), the working directory is not the repository root:
+    the champion was "not found" and a stray mlflow.db was left there. MLflow's setters also set
+    MLFLOW_TRACKING_URI and MLFLOW_REGISTRY_URI, so a subprocess started afterwards uses the same store.
+    """
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 @contextlib.contextmanager
@@ -233,8 +250,7 @@ class RunLog:
         A new run gets its parameters, tags and dataset inputs; a resumed one has them already, and its
         epochs logged so far are not logged again. `system_metrics`: sample them until `end`.
         """
-        mlflow.set_tracking_uri(self.uri)
-        client = mlflow.MlflowClient()
+        client = store_client(self.uri)  # also the store of the fluent calls below
         self.experiment_id = ensure_experiment(
             client, experiment_name(self.run), self.uri, self.root / "mlartifacts" / self.run.dataset
         )
@@ -282,7 +298,7 @@ class RunLog:
         missing = [row for row in history.to_dict("records") if int(row["epoch"]) not in self.logged_epochs]
         if missing:  # all of them for `relog`; after a resume, any epoch its killed predecessor did not send
             now = int(time.time() * 1000)
-            mlflow.MlflowClient().log_batch(
+            store_client(self.uri).log_batch(
                 self.run_id,
                 metrics=[
                     Metric(key, float(row[key]), now, int(row["epoch"]))
@@ -700,7 +716,7 @@ class LiveRun:
     def end_directly(self, status: str) -> None:
         run_id = self.log.run_id
         if run_id is not None:
-            best_effort(lambda: mlflow.MlflowClient(self.uri).set_terminated(run_id, status), None)
+            best_effort(lambda: store_client(self.uri).set_terminated(run_id, status), None)
 
 
 @functools.cache
@@ -763,7 +779,7 @@ def start_sweep(sweep: Any, points: list[Any]) -> SweepRuns | None:
     def create() -> None:
         root = repo_root()
         uri = tracking_uri(root)
-        client = mlflow.MlflowClient(uri)
+        client = store_client(uri)
         with store_lock(uri):
             experiment = ensure_experiment(
                 client, f"overfit-first/{sweep.dataset}", uri, root / "mlartifacts" / sweep.dataset
@@ -798,7 +814,7 @@ def find_sweep(sweep: Any, points: list[Any]) -> SweepRuns | None:
 
     def search() -> None:
         uri = tracking_uri(repo_root())
-        client = mlflow.MlflowClient(uri)
+        client = store_client(uri)
         experiment = client.get_experiment_by_name(f"overfit-first/{sweep.dataset}")
         if experiment is None:
             return
@@ -840,7 +856,7 @@ def finish_sweep(
         return
 
     def complete() -> None:
-        client = mlflow.MlflowClient(runs.uri)
+        client = store_client(runs.uri)
         with store_lock(runs.uri):
             for label, child in runs.children.items():
                 rows = [row for rows in results.values() for row in rows if row.step.label == label]
@@ -960,7 +976,7 @@ def log_evaluation(run: Run, evaluation: Evaluation) -> bool:
     uri = tracking_uri(repo_root())
 
     def log() -> None:
-        client = mlflow.MlflowClient(tracking_uri=uri)
+        client = store_client(uri)
         with store_lock(uri):
             run_id = training_run(client, run).info.run_id
             now = int(time.time() * 1000)
@@ -1030,7 +1046,7 @@ def register_recommended(dataset: str, runs: list[Run], results: dict[str, metri
     name = registered_name(dataset)
 
     def register() -> None:
-        client = mlflow.MlflowClient(tracking_uri=uri)
+        client = store_client(uri)
         with store_lock(uri):
             if choice is None:
                 _drop_alias(client, name)
@@ -1159,7 +1175,7 @@ def links(store: str, url: str) -> None:
     """Print each overfit-first experiment of `store` as a link to its runs in the UI's model-training view."""
 
     def show() -> None:
-        experiments = mlflow.MlflowClient(tracking_uri=store).search_experiments(
+        experiments = store_client(store).search_experiments(
             filter_string="name LIKE 'overfit-first/%'", order_by=["name"]
         )
         for experiment in experiments:

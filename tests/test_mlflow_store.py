@@ -1,0 +1,145 @@
+"""MLflow without a server and without training: a real SQLite store in tmp_path, the project's own functions
+called in this process. Every MLflow call resolves against the one store the project configured (the registry
+too, wherever the process runs), no code path leaves a run RUNNING or logs one model twice, and the Models tab
+names each logged model after its run."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.entities import LoggedModelOutput
+from mlflow.tracking._model_registry import utils as registry_utils
+from mlflow.tracking._tracking_service import utils as tracking_utils
+
+from overfit_first import tracking
+from overfit_first.config import Run, validate
+from overfit_first.data.splits import file_sha256
+from overfit_first.metrics import EvalMetrics
+
+from helpers_train import DATASET, RUN, make_project, project_params
+
+
+@pytest.fixture(autouse=True)
+def default_mlflow(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """MLflow as a fresh process finds it: no store set by a variable or by an earlier call; whatever the test
+    sets (mlflow.set_tracking_uri also sets MLFLOW_TRACKING_URI) is undone afterwards."""
+    for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "DVC_ROOT", "DVC_EXP_NAME"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
+    monkeypatch.setattr(registry_utils, "_registry_uri", None)
+    yield
+    if mlflow.active_run() is not None:
+        mlflow.end_run()
+
+
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty SQLite store, made once: creating MLflow's tables takes seconds, copying the file milliseconds."""
+    path = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def store_in(directory: Path, empty_store: Path) -> str:
+    """A new store `directory`/mlflow.db (a copy of the empty one): its URI, as tracking.tracking_uri writes it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(empty_store, directory / "mlflow.db")
+    return tracking.tracking_uri(directory)
+
+
+def evaluated(verdict: str = "good fit") -> EvalMetrics:
+    numbers = dict(
+        train_accuracy=0.9,
+        val_accuracy=0.8,
+        train_loss=0.3,
+        val_loss=0.4,
+        trainable_params=100,
+        total_params=100,
+        epochs_run=5,
+        best_epoch=3,
+        seconds_per_epoch=1.0,
+        train_images=100,
+        train_accuracy_inference=0.9,
+        val_accuracy_inference=0.8,
+        test_accuracy=0.75,
+        test_loss=1.0,
+        gap=0.1,
+        gap_test=0.15,
+        gap_history=0.1,
+        test_images=10,
+    )
+    return EvalMetrics(**numbers, verdict=verdict, recommendation="")
+
+
+def logged_training(store: str, run: Run, artifacts: Path) -> str:
+    """What the train stage leaves in the store for `run`'s model file: a FINISHED run tagged run and model_sha256,
+    with a LoggedModel among its outputs (made by the store's client, as Model.log makes it); its id."""
+    client = mlflow.MlflowClient(tracking_uri=store)
+    experiment = tracking.ensure_experiment(client, tracking.experiment_name(run), store, artifacts)
+    tags = {"run": run.name, "model": run.model, "model_sha256": file_sha256(run.model_path)}
+    run_id = client.create_run(experiment, run_name=run.name, tags=tags).info.run_id
+    model = client.create_logged_model(experiment, name="model", source_run_id=run_id)
+    client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)])
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def strays(directory: Path) -> list[str]:
+    return sorted(name for name in ("mlflow.db", "mlruns", "mlartifacts") if (directory / name).exists())
+
+
+# ------------------------------------------------------------------------------------ one store, everywhere
+
+
+def test_the_champion_registers_from_a_temporary_copy_of_the_repository(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], empty_store: Path
+) -> None:
+    """`dvc exp run --temp` runs the plot stage in <repo>/.dvc/tmp/exps/standalone/<tmp>/ with DVC_ROOT=<repo>:
+    the model logged to <repo>/mlflow.db is registered there, and the copy gets no store of its own."""
+    repo = tmp_path / "repo"
+    copy = make_project(repo / ".dvc" / "tmp" / "exps" / "standalone" / "tmpk3x9")
+    monkeypatch.chdir(copy)
+    monkeypatch.setenv("DVC_ROOT", str(repo))
+    run = validate(project_params()).run(RUN)
+    run.model_path.parent.mkdir(parents=True)
+    run.model_path.write_bytes(b"the trained model")
+    store = store_in(repo, empty_store)
+    run_id = logged_training(store, run, repo / "mlartifacts" / DATASET)
+
+    assert tracking.register_recommended(DATASET, [run], {run.name: evaluated()})
+    output = capsys.readouterr()
+    assert "warning" not in output.err, output.err
+    assert f"{tracking.registered_name(DATASET)} version 1, alias champion" in output.out
+    version = mlflow.MlflowClient(store, registry_uri=store).get_model_version_by_alias(
+        tracking.registered_name(DATASET), tracking.ALIAS
+    )
+    assert version.run_id == run_id and version.tags["run"] == RUN
+    assert strays(copy) == [], "the temporary copy got a store of its own"
+
+
+def test_no_stray_store_from_a_pipeline_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], empty_store: Path
+) -> None:
+    """A pipeline folder's stages (cifar/) run one level below the repository root, which holds the store: the
+    registry, the evaluation's logging and the links all use <repo>/mlflow.db, and cifar/ gets none."""
+    repo = tmp_path / "repo"
+    (repo / ".dvc").mkdir(parents=True)
+    folder = make_project(repo / "cifar")
+    monkeypatch.chdir(folder)
+    run = validate(project_params()).run(RUN)
+    run.model_path.parent.mkdir(parents=True)
+    run.model_path.write_bytes(b"the trained model")
+    assert tracking.repo_root() == repo.resolve()
+    store = store_in(repo.resolve(), empty_store)
+    logged_training(store, run, repo / "mlartifacts" / DATASET)
+
+    assert tracking.register_recommended(DATASET, [run], {run.name: evaluated()})
+    tracking.links(store, tracking.UI_URL)
+    output = capsys.readouterr()
+    assert "warning" not in output.err, output.err
+    assert f"overfit-first/{DATASET}: {tracking.UI_URL}/#/experiments/" in output.out
+    assert strays(folder) == [], "the pipeline folder got a store of its own"
