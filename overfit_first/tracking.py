@@ -35,7 +35,10 @@ goes to that one store, the registry's included, whatever the working directory 
 Model-training view. Experiments are tagged `mlflow.experimentKind = custom_model_development`, what MLflow
 3.0-3.x read to open an experiment on its runs rather than on the GenAI overview. MLflow 3.17 reads instead the
 per-browser switch "GenAI | Model training" of its sidebar, or `?workflowType=machine_learning` in the URL:
-every link this module prints carries that (`links` lists one per experiment; `make mlflow-ui` runs it).
+every link this module prints carries that (`links` lists one per experiment; `make mlflow-ui` runs it). It has
+no server option or experiment setting for it: its home page, and an experiment opened from its own list, open
+the GenAI view until the switch is set once in the browser (`links` says so). Each logged model is named after
+its run and carries its params, so the experiment's Models tab lists `fashion_mnist-cnn_simplified`, ...
 """
 
 from __future__ import annotations
@@ -108,6 +111,13 @@ EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 ML_VIEW = "workflowType=machine_learning"
 UI_URL = "http://127.0.0.1:5000"  # `make mlflow-ui`
 ALIAS = "champion"
+# MLflow 3.17 has no server option or experiment setting for the view (`mlflow.experimentKind` is not read): an
+# address without ML_VIEW (its home page, an experiment opened from its own list) opens the view last chosen with
+# the sidebar's switch in this browser (localStorage `mlflow.workflowType_v1`), GenAI until it is switched once.
+SWITCH_ONCE = (
+    "MLflow's home and an experiment opened from its own list show the GenAI view until the sidebar's switch is "
+    "set to 'Model training' once in this browser (it remembers); the links above open that view anyway"
+)
 # summary.json entries that are descriptions rather than settings: too long to be useful as params.
 SUMMARY_SKIP = {"class_names", "superclass_names", "class_counts"}
 BACKEND_PACKAGES = {"tensorflow": ("tensorflow", "tensorflow-cpu"), "jax": ("jax",), "torch": ("torch",)}
@@ -314,13 +324,17 @@ class RunLog:
             }
         )
         # The numerics train.mixed_precision resolved to on this machine (`auto` depends on the hardware).
-        mlflow.log_param("train.dtype_policy", model.layers[0].dtype_policy.name)
+        dtype_policy = model.layers[0].dtype_policy.name
+        mlflow.log_param("train.dtype_policy", dtype_policy)
         mlflow.log_figure(learning_curve(history, f"{self.run.dataset} {self.run.model}"), "learning_curve.png")
         mlflow.log_text(model_summary(model), "model_summary.txt")
         output = keras.ops.convert_to_numpy(model(self.example, training=False))
         Model.log(  # = mlflow.keras.log_model, through KERAS_FLAVOR
             artifact_path=None,
-            name="model",
+            # The experiment's Models tab lists logged models by name, with their params and linked metrics.
+            name=logged_model_name(self.run),
+            params={**flat_params(self.run, self.summary), "train.dtype_policy": dtype_policy},
+            tags={"run": self.run.name, "dataset": self.run.dataset, "model": self.run.model, "role": self.run.role},
             flavor=KERAS_FLAVOR,
             model=model,
             # Explicit requirements: inferring them reloads the model in a subprocess (slow).
@@ -338,6 +352,12 @@ class RunLog:
         if self.monitor is not None:  # after the end, as MLflow does: its last samples may still land
             self.monitor.finish()
             self.monitor = None
+
+
+def logged_model_name(run: Run) -> str:
+    """The name of the run's LoggedModel, what the experiment's Models tab lists: the run's name
+    (`fashion_mnist-cnn_simplified`), with `_` for each character MLflow refuses in it (/ : . % " ')."""
+    return "".join("_" if character in "/:.%\"'" else character for character in run.name)
 
 
 class SystemMetrics(SystemMetricsMonitor):
@@ -1185,6 +1205,7 @@ def links(store: str, url: str) -> None:
             )
         if not experiments:
             print(f"no overfit-first experiment in {store} yet: run `dvc repro`", flush=True)
+        print(SWITCH_ONCE, flush=True)
 
     best_effort(show, f"no links to the experiments of {store}")
 

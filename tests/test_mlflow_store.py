@@ -5,9 +5,12 @@ names each logged model after its run."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pytest
@@ -15,10 +18,10 @@ from mlflow.entities import LoggedModelOutput
 from mlflow.tracking._model_registry import utils as registry_utils
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
-from overfit_first import tracking
+from overfit_first import metrics, tracking
 from overfit_first.config import Run, validate
 from overfit_first.data.splits import file_sha256
-from overfit_first.metrics import EvalMetrics
+from overfit_first.metrics import EvalMetrics, TrainMetrics
 
 from helpers_train import DATASET, RUN, make_project, project_params
 
@@ -82,10 +85,34 @@ def logged_training(store: str, run: Run, artifacts: Path) -> str:
     experiment = tracking.ensure_experiment(client, tracking.experiment_name(run), store, artifacts)
     tags = {"run": run.name, "model": run.model, "model_sha256": file_sha256(run.model_path)}
     run_id = client.create_run(experiment, run_name=run.name, tags=tags).info.run_id
-    model = client.create_logged_model(experiment, name="model", source_run_id=run_id)
+    model = client.create_logged_model(experiment, name=tracking.logged_model_name(run), source_run_id=run_id)
     client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)])
     client.set_terminated(run_id, "FINISHED")
     return run_id
+
+
+def trained(project: Path, seed: int = 0) -> tuple[Run, dict[str, Any], Any]:
+    """The train stage's outputs for the tiny run, from an untrained model (no training needed to log one): the
+    run, its prepared data's summary and the model."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [keras.Input((32, 32, 1)), keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")]
+    )
+    run = validate(project_params()).run(RUN)
+    run.model_path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(run.model_path)
+    numbers = dict(train_accuracy=0.9, val_accuracy=0.8, train_loss=0.3, val_loss=0.5, trainable_params=3075)
+    numbers.update(total_params=3075, epochs_run=2, best_epoch=2, seconds_per_epoch=0.5, train_images=160)
+    metrics.write(run.train_metrics_path, TrainMetrics(**numbers))
+    rows = [
+        {"epoch": epoch, "train_accuracy": 0.8, "val_accuracy": 0.7, "train_loss": 0.5, "val_loss": 0.6}
+        for epoch in (1, 2)
+    ]
+    run.history_path.write_text(metrics.history_csv(rows), encoding="utf-8")
+    summary = json.loads((project / "data" / "prepared" / DATASET / "summary.json").read_text(encoding="utf-8"))
+    return run, summary, model
 
 
 def strays(directory: Path) -> list[str]:
@@ -143,3 +170,35 @@ def test_no_stray_store_from_a_pipeline_folder(
     assert "warning" not in output.err, output.err
     assert f"overfit-first/{DATASET}: {tracking.UI_URL}/#/experiments/" in output.out
     assert strays(folder) == [], "the pipeline folder got a store of its own"
+
+
+# ------------------------------------------------------------------------------------- the Models tab, the view
+
+
+def test_each_logged_model_is_named_after_its_run_with_its_params(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], empty_store: Path
+) -> None:
+    """The experiment's Models tab lists logged models by name: `tiny-tiny_cnn`, not `model`, with the run's params
+    and tags and the best epoch's metrics linked; the experiment is tagged for the model-training view."""
+    project = make_project(tmp_path / "project")
+    monkeypatch.chdir(project)
+    store = store_in(project, empty_store)
+    run, summary, model = trained(project)
+    assert tracking.log_run(run, summary, model)
+
+    client = mlflow.MlflowClient(store)
+    experiment = client.get_experiment_by_name(tracking.experiment_name(run))
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    [logged] = client.search_logged_models([experiment.experiment_id])
+    assert logged.name == RUN
+    assert logged.params["run.model"] == "tiny_cnn" and logged.params["model.dropout"] == "0.25"
+    assert logged.params["train.dtype_policy"] == "float32" and logged.params["data.splits.train.count"] == "160"
+    assert logged.tags["run"] == RUN and logged.tags["role"] == "other"
+    assert {"best_val_accuracy", "total_params"} <= {metric.key for metric in logged.metrics}
+    # MLflow refuses / : . % " ' in a model name: a run of an image folder named `my.pets` still logs.
+    assert tracking.logged_model_name(dataclasses.replace(run, name="my.pets-cnn")) == "my_pets-cnn"
+
+    tracking.links(store, tracking.UI_URL)
+    printed = capsys.readouterr().out
+    assert f"overfit-first/{DATASET}: {tracking.UI_URL}/#/experiments/{experiment.experiment_id}/runs?" in printed
+    assert "set to 'Model training' once in this browser" in printed

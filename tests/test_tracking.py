@@ -126,7 +126,9 @@ def test_the_run_is_live_while_training_and_complete_after(tmp_path: Path, mlflo
     run_outputs = api(mlflow_server, "runs/get", run_id=run_id)["run"]["outputs"]["model_outputs"]
     model_id = run_outputs[0]["model_id"]
     model = api(mlflow_server, f"logged-models/{model_id}")["model"]
-    assert model["info"]["source_run_id"] == run_id and model["info"]["name"] == "model"
+    assert model["info"]["source_run_id"] == run_id and model["info"]["name"] == RUN  # the Models tab's name
+    model_params = {item["key"]: item["value"] for item in model["data"]["params"]}
+    assert model_params["run.model"] == "tiny_cnn" and model_params["model.dropout"] == "0.25"
     files = {item["path"] for item in api(mlflow_server, f"logged-models/{model_id}/artifacts/directories")["files"]}
     assert {"MLmodel", "data", "requirements.txt", "input_example.json"} <= files
 
