@@ -20,6 +20,8 @@ not logged is logged later from the saved files with
 
     python -m overfit_first.tracking relog <run-name>
 
+once: a model file that a FINISHED run holds already (tags run and model_sha256) is not logged twice.
+
 KILLED. A run cut short by Ctrl-C, SIGTERM or SIGHUP (overfit_first.errors turns them into Interrupted) ends
 KILLED, and one ended by an error FAILED. One that its process could not end (SIGKILL, a power cut) is ended as
 KILLED by the next logging of the same run name on the same machine, once its process is gone.
@@ -914,6 +916,8 @@ def log_run(run: Run, summary: dict[str, Any], model: keras.Model | None = None)
 
     The run's start is set back by the training's duration (seconds_per_epoch x epochs_run), so its
     duration in the UI is the training's, as for a live run; the tag `relogged` says it was logged afterwards.
+    A model file that a FINISHED run of the store holds already (tags `run` and `model_sha256`: a second `relog`,
+    or one after a live run that did complete) is not logged again: that run is named, and True.
     """
     from overfit_first.accelerate import is_chief  # imports keras, as loading the model will
 
@@ -925,9 +929,16 @@ def log_run(run: Run, summary: dict[str, Any], model: keras.Model | None = None)
     example = load_split(dataset_dir(run.dataset), "valid").x[:1]
     log = RunLog(run, summary, uri, root, example)
 
+    logged: list[Any] = []  # the FINISHED run that holds this model file already, if any
+
     def relog_files() -> None:
         trained = metrics.read(run.train_metrics_path, metrics.TrainMetrics, f"dvc repro --force train@{run.name}")
         with store_lock(uri):
+            try:
+                logged.append(training_run(store_client(uri), run, status="FINISHED"))
+                return
+            except NotTracked:
+                pass
             try:
                 log.open(int((time.time() - trained.seconds_per_epoch * trained.epochs_run) * 1000))
                 mlflow.set_tag("relogged", "true")
@@ -947,6 +958,16 @@ def log_run(run: Run, summary: dict[str, Any], model: keras.Model | None = None)
     )
     if not best_effort(relog_files, consequence):
         return False
+    if logged:
+        found = logged[0]
+        print(
+            f"{run.name}: already logged to MLflow run {found.info.run_id} (FINISHED) in experiment "
+            f"{experiment_name(run)} at {uri}, with this very model file ({run.model_path}, sha256 "
+            f"{found.data.tags['model_sha256'][:12]}...): nothing logged again; see "
+            f"{ui_link(uri, found.info.experiment_id, found.info.run_id)}",
+            flush=True,
+        )
+        return True
     print(
         f"{run.name}: logged to MLflow run {log.run_id} in experiment {experiment_name(run)} at {uri}; see "
         f"{ui_link(uri, str(log.experiment_id), log.run_id)}",
@@ -968,24 +989,26 @@ def relog(run_name: str) -> None:
 # ------------------------------------------------------------------------------------------- evaluation
 
 
-def training_run(client: mlflow.MlflowClient, run: Run) -> Any:
-    """The MLflow run that trained `run`'s current model file: tags `run` and `model_sha256` (its SHA-256)."""
+def training_run(client: mlflow.MlflowClient, run: Run, status: str | None = None) -> Any:
+    """The MLflow run that trained `run`'s current model file: tags `run` and `model_sha256` (its SHA-256); the
+    newest, of `status` when given; NotTracked when there is none."""
     sha256 = file_sha256(run.model_path)
     experiment = client.get_experiment_by_name(experiment_name(run))
+    wanted = f"tags.run = '{run.name}' and tags.model_sha256 = '{sha256}'"
     found = (
         []
         if experiment is None
         else client.search_runs(
             [experiment.experiment_id],
-            filter_string=f"tags.run = '{run.name}' and tags.model_sha256 = '{sha256}'",
+            filter_string=wanted + (f" and attributes.status = '{status}'" if status else ""),
             order_by=["attributes.start_time DESC"],
             max_results=1,
         )
     )
     if not found:
         raise NotTracked(
-            f"no MLflow run tagged run={run.name} and model_sha256={sha256[:12]}... in experiment "
-            f"{experiment_name(run)}"
+            f"no {status + ' ' if status else ''}MLflow run tagged run={run.name} and model_sha256={sha256[:12]}... "
+            f"in experiment {experiment_name(run)}"
         )
     return found[0]
 

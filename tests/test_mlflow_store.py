@@ -172,6 +172,39 @@ def test_no_stray_store_from_a_pipeline_folder(
     assert strays(folder) == [], "the pipeline folder got a store of its own"
 
 
+# ------------------------------------------------------------------------------- no run RUNNING, none twice
+
+
+def test_relog_twice_logs_the_model_file_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], empty_store: Path
+) -> None:
+    """`relog <run>` again names the FINISHED run that holds this very model file and logs nothing; a retrained
+    model (another file) is logged."""
+    project = make_project(tmp_path / "project")
+    monkeypatch.chdir(project)
+    store = store_in(project, empty_store)
+    run, _, _ = trained(project)
+    client = mlflow.MlflowClient(store)
+
+    def finished() -> list[Any]:
+        experiment = client.get_experiment_by_name(tracking.experiment_name(run))
+        return client.search_runs([experiment.experiment_id], f"tags.run = '{RUN}' and attributes.status = 'FINISHED'")
+
+    tracking.relog(RUN)
+    [first] = finished()
+    assert f"{RUN}: logged to MLflow run {first.info.run_id}" in capsys.readouterr().out
+    tracking.relog(RUN)
+    assert [found.info.run_id for found in finished()] == [first.info.run_id]
+    assert (
+        f"{RUN}: already logged to MLflow run {first.info.run_id} (FINISHED) in experiment overfit-first/{DATASET}"
+    ) in capsys.readouterr().out
+    assert len(client.search_logged_models([first.info.experiment_id])) == 1
+
+    trained(project, seed=1)  # retrained: another model file, another run
+    tracking.relog(RUN)
+    assert len(finished()) == 2 and "already logged" not in capsys.readouterr().out
+
+
 # ------------------------------------------------------------------------------------- the Models tab, the view
 
 
