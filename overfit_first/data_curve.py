@@ -173,27 +173,30 @@ def main() -> None:
     if args.jobs < 1:
         raise PipelineError(f"--jobs {args.jobs}: at least 1")
     sweep, tolerance = plan(args)
-    results, failed, mlflow_runs = run_sweep(sweep, args.jobs, args.collect)
-    text, readings = readme(sweep, results, failed, tolerance)
-    data: dict[str, Any] = {
-        "sweep": sweep.name,
-        "key": KEY,
-        "sizes": [step.value for step in sweep.steps],
-        "seeds": sweep.seeds,
-        "tolerance": tolerance,
-        "readings": readings,
-        "runs": results_json(results),
-        "failed_experiments": failed,
-    }
-    directory = report_dir("data_curves", sweep.name)
-    title = f"data-size curve {sweep.name}"
-    write_report(
-        directory,
-        {"README.md": text, "data_curve.json": data},
-        "data_curve.png",
-        lambda path: chart(results, "training images", path, title),
-    )
-    tracking.finish_sweep(mlflow_runs, results, failed, directory, {})
+    # From the creation of its MLflow runs to their end (finish_sweep): a stop signal or an error on the way ends
+    # them KILLED or FAILED, none stays RUNNING.
+    with tracking.SweepGuard() as guard:
+        results, failed, mlflow_runs = run_sweep(sweep, args.jobs, args.collect, guard)
+        text, readings = readme(sweep, results, failed, tolerance)
+        data: dict[str, Any] = {
+            "sweep": sweep.name,
+            "key": KEY,
+            "sizes": [step.value for step in sweep.steps],
+            "seeds": sweep.seeds,
+            "tolerance": tolerance,
+            "readings": readings,
+            "runs": results_json(results),
+            "failed_experiments": failed,
+        }
+        directory = report_dir("data_curves", sweep.name)
+        title = f"data-size curve {sweep.name}"
+        write_report(
+            directory,
+            {"README.md": text, "data_curve.json": data},
+            "data_curve.png",
+            lambda path: chart(results, "training images", path, title),
+        )
+        tracking.finish_sweep(mlflow_runs, results, failed, directory, {})
     for run, line in readings.items():
         print(f"{run}: {line}", flush=True)
     print(f"wrote {directory}/README.md, data_curve.json, data_curve.png", flush=True)

@@ -199,27 +199,33 @@ def main() -> None:
     if args.jobs < 1:
         raise PipelineError(f"--jobs {args.jobs}: at least 1")
     sweep, tolerance = plan(args)
-    results, failed, mlflow_runs = run_sweep(sweep, args.jobs, args.collect)
-    text, recommended = readme(sweep, results, failed, tolerance)
-    data = {
-        "sweep": sweep.name,
-        "key": sweep.key,
-        "steps": [step.label for step in sweep.steps],
-        "seeds": sweep.seeds,
-        "tolerance": tolerance,
-        "command": command(),
-        "recommended": recommended,
-        "runs": results_json(results),
-        "failed_experiments": failed,
-    }
-    directory = report_dir("ladders", sweep.name)
-    title = f"ladder {sweep.name}: {sweep.key}"
-    write_report(
-        directory, {"README.md": text, "ladder.json": data}, "ladder.png", lambda p: chart(results, sweep.key, p, title)
-    )
-    tracking.finish_sweep(
-        mlflow_runs, results, failed, directory, {run: str(rec["step"]) for run, rec in recommended.items()}
-    )
+    # From the creation of its MLflow runs to their end (finish_sweep): a stop signal or an error on the way ends
+    # them KILLED or FAILED, none stays RUNNING.
+    with tracking.SweepGuard() as guard:
+        results, failed, mlflow_runs = run_sweep(sweep, args.jobs, args.collect, guard)
+        text, recommended = readme(sweep, results, failed, tolerance)
+        data = {
+            "sweep": sweep.name,
+            "key": sweep.key,
+            "steps": [step.label for step in sweep.steps],
+            "seeds": sweep.seeds,
+            "tolerance": tolerance,
+            "command": command(),
+            "recommended": recommended,
+            "runs": results_json(results),
+            "failed_experiments": failed,
+        }
+        directory = report_dir("ladders", sweep.name)
+        title = f"ladder {sweep.name}: {sweep.key}"
+        write_report(
+            directory,
+            {"README.md": text, "ladder.json": data},
+            "ladder.png",
+            lambda p: chart(results, sweep.key, p, title),
+        )
+        tracking.finish_sweep(
+            mlflow_runs, results, failed, directory, {run: str(rec["step"]) for run, rec in recommended.items()}
+        )
     for run, rec in recommended.items():
         print(f"{run}: recommended {sweep.key} = {rec['step']}: {rec['why']}", flush=True)
     print(f"wrote {directory}/README.md, ladder.json, ladder.png", flush=True)

@@ -12,6 +12,8 @@ Statistics over seeds: mean, min, max and sample standard deviation, and the noi
 
 MLflow (overfit_first.tracking, best effort): the sweep is one parent run with one child run per step; each
 training run of a step's experiments is nested under that child (OVERFIT_FIRST_MLFLOW_PARENTS, read by tracking).
+None stays RUNNING: stopped (Ctrl-C, SIGTERM, SIGHUP) they end KILLED, on an error FAILED (tracking.SweepGuard),
+and `--collect` completes them, or ends KILLED those a stopped process left RUNNING.
 """
 
 from __future__ import annotations
@@ -495,13 +497,19 @@ def experiment_metrics(names: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 
 def run_sweep(
-    sweep: Sweep, jobs: int, collect_only: bool
+    sweep: Sweep, jobs: int, collect_only: bool, guard: tracking.SweepGuard | None = None
 ) -> tuple[dict[str, StepResults], dict[str, str], tracking.SweepRuns | None]:
     """Queue and run the sweep (unless `collect_only`: its experiments ran already), wait, collect.
 
     Returns ({run name: [StepResult per step]}, {failed experiment: its log's last lines}, the MLflow runs: the
     parent and its children are created before queueing (best effort); tracking.finish_sweep completes them).
+    `guard` gets those runs as soon as they exist: the caller writes the report and finishes the runs inside it
+    (`with tracking.SweepGuard() as guard:`), so that a stop signal or an error anywhere on the way ends them
+    (KILLED, FAILED) instead of leaving them RUNNING; without one they are guarded until this returns.
     """
+    if guard is None:
+        with tracking.SweepGuard() as own:
+            return run_sweep(sweep, jobs, collect_only, own)
     points = sweep.points()
     names = [point.name for point in points]
     mlflow_runs = None
@@ -512,7 +520,7 @@ def run_sweep(
                 f"experiments {', '.join(taken)} exist already: choose another sweep name, collect them with "
                 f"--collect, or remove them with `dvc exp remove {' '.join(taken)}` (`dvc queue remove` if queued)"
             )
-        mlflow_runs = tracking.start_sweep(sweep, points)
+        mlflow_runs = guard.runs = tracking.start_sweep(sweep, points)
         queue(sweep, points)
         env = dict(os.environ)
         if mlflow_runs is not None:
@@ -521,11 +529,12 @@ def run_sweep(
     else:
         states = queue_status()
         if not existing_names(names):
+            tracking.end_abandoned_sweep(sweep)  # its runs a stopped sweep left RUNNING: nothing will finish them
             raise PipelineError(
                 f"--collect: no experiment of sweep {sweep.name} ({names[0]}, ...) exists: run it first, without "
                 "--collect (`dvc exp list --all-commits` lists the experiments there are)"
             )
-        mlflow_runs = tracking.find_sweep(sweep, points)
+        mlflow_runs = guard.runs = tracking.find_sweep(sweep, points)
     found = {name: metrics for name, metrics in experiment_metrics(names).items() if states.get(name) != "Failed"}
     failed = {name: log_tail(name) for name in names if name not in found}
     for name in failed:

@@ -199,7 +199,11 @@ def best_effort(action: Callable[[], None], consequence: str | None, warned: thr
 
 
 def experiment_name(run: Run) -> str:
-    return f"overfit-first/{run.dataset}"
+    return experiment_name_of(run.dataset)
+
+
+def experiment_name_of(dataset: str) -> str:
+    return f"overfit-first/{dataset}"
 
 
 def ensure_experiment(client: mlflow.MlflowClient, name: str, uri: str, artifacts: Path) -> str:
@@ -791,40 +795,126 @@ class SweepRuns:
     parent: str
     children: dict[str, str]
     by_experiment: dict[str, str]
+    name: str  # the sweep's
+
+
+class SweepGuard:
+    """Around everything a sweep command does from creating its MLflow runs to finishing them (finish_sweep): if a
+    stop signal or Ctrl-C leaves the block, the runs still RUNNING end KILLED, if an error does, FAILED; so none
+    stays RUNNING. `runs` is set as soon as they exist (overfit_first.sweep.run_sweep)."""
+
+    def __init__(self) -> None:
+        self.runs: SweepRuns | None = None
+
+    def __enter__(self) -> SweepGuard:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: Any) -> None:
+        if error is not None and self.runs is not None:
+            end_sweep(self.runs, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+            self.runs = None
+
+
+def end_sweep(runs: SweepRuns, status: str) -> None:
+    """End `runs` (parent and children) still RUNNING as `status`; a line on stderr says which, and what --collect
+    does later. Best effort: the store may be what failed."""
+    ended: list[str] = []
+
+    def end() -> None:
+        client = store_client(runs.uri)
+        with store_lock(runs.uri):
+            for run_id in [*runs.children.values(), runs.parent]:
+                if client.get_run(run_id).info.status == "RUNNING":
+                    client.set_terminated(run_id, status)
+                    ended.append(run_id)
+
+    best_effort(end, f"the sweep {runs.name}'s MLflow runs may stay RUNNING; its --collect ends them")
+    if ended:
+        print(
+            f"MLflow: sweep {runs.name}: {len(ended)} run(s) ended {status} (parent {runs.parent}); --collect "
+            "completes them from its experiments",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def end_stale_sweep_runs(client: mlflow.MlflowClient, experiment_id: str, name: str) -> list[str]:
+    """End as KILLED the runs of sweep `name` left RUNNING by a process that is gone: of this machine and no longer
+    running (SIGKILL, a reboot), or untagged with one (an older version of the project left them RUNNING when
+    stopped). A run of a live process (the sweep still waiting in another terminal) or another machine is left."""
+    host = socket.gethostname()
+    ended = []
+    for stale in client.search_runs([experiment_id], f"tags.sweep = '{name}' and attributes.status = 'RUNNING'"):
+        tags = stale.data.tags
+        if "host" in tags and (tags["host"] != host or not tags.get("pid", "").isdigit()):
+            continue
+        if "host" in tags and process_exists(int(tags["pid"])):
+            continue
+        client.set_terminated(stale.info.run_id, "KILLED")
+        ended.append(stale.info.run_id)
+    if ended:
+        print(f"MLflow: sweep {name}: {len(ended)} run(s) left RUNNING by a stopped process ended KILLED", flush=True)
+    return ended
+
+
+def end_abandoned_sweep(sweep: Any) -> None:
+    """End the runs a stopped sweep `sweep` left RUNNING (end_stale_sweep_runs), where it has nothing to collect."""
+
+    def end() -> None:
+        uri = tracking_uri(repo_root())
+        client = store_client(uri)
+        experiment = client.get_experiment_by_name(experiment_name_of(sweep.dataset))
+        if experiment is not None:
+            with store_lock(uri):
+                end_stale_sweep_runs(client, experiment.experiment_id, sweep.name)
+
+    best_effort(end, f"the sweep {sweep.name}'s MLflow runs left RUNNING stay so")
 
 
 def start_sweep(sweep: Any, points: list[Any]) -> SweepRuns | None:
     """Create the parent run of an overfit_first.sweep.Sweep and a child per step, RUNNING until finish_sweep;
-    None (and one warning) when the store cannot be written: the sweep runs anyway, untracked."""
+    None (and one warning) when the store cannot be written: the sweep runs anyway, untracked. Each is tagged with
+    this process (host, pid), so that a later --collect can tell runs of a stopped sweep from a live one's."""
     created: list[SweepRuns] = []
 
     def create() -> None:
         root = repo_root()
         uri = tracking_uri(root)
         client = store_client(uri)
+        made: list[str] = []
         with store_lock(uri):
             experiment = ensure_experiment(
-                client, f"overfit-first/{sweep.dataset}", uri, root / "mlartifacts" / sweep.dataset
+                client, experiment_name_of(sweep.dataset), uri, root / "mlartifacts" / sweep.dataset
             )
             tags = {
                 "sweep": sweep.name,
                 "sweep_kind": sweep.kind,
                 "sweep_key": sweep.key,
                 "mlflow.source.type": "LOCAL",
+                "host": socket.gethostname(),
+                "pid": str(os.getpid()),
             }
-            parent = client.create_run(experiment, run_name=sweep.name, tags=tags).info.run_id
-            client.log_param(parent, "key", sweep.key)
-            client.log_param(parent, "values", " ".join(step.label for step in sweep.steps))
-            client.log_param(parent, "seeds", " ".join(map(str, sweep.seeds or [])) or "params.yaml train.seed")
-            client.log_param(parent, "runs", " ".join(run.name for run in sweep.runs))
-            children = {}
-            for step in sweep.steps:
-                child_tags = {**tags, "mlflow.parentRunId": parent, "sweep_step": step.label}
-                child = client.create_run(experiment, run_name=f"{sweep.name}-{step.label}", tags=child_tags)
-                client.log_param(child.info.run_id, sweep.key, step.label)
-                children[step.label] = child.info.run_id
+            try:
+                parent = client.create_run(experiment, run_name=sweep.name, tags=tags).info.run_id
+                made.append(parent)
+                client.log_param(parent, "key", sweep.key)
+                client.log_param(parent, "values", " ".join(step.label for step in sweep.steps))
+                client.log_param(parent, "seeds", " ".join(map(str, sweep.seeds or [])) or "params.yaml train.seed")
+                client.log_param(parent, "runs", " ".join(run.name for run in sweep.runs))
+                children = {}
+                for step in sweep.steps:
+                    child_tags = {**tags, "mlflow.parentRunId": parent, "sweep_step": step.label}
+                    child = client.create_run(experiment, run_name=f"{sweep.name}-{step.label}", tags=child_tags)
+                    made.append(child.info.run_id)
+                    client.log_param(child.info.run_id, sweep.key, step.label)
+                    children[step.label] = child.info.run_id
+            except BaseException as error:  # half made: none of them may stay RUNNING
+                with contextlib.suppress(Exception):
+                    for run_id in made:
+                        client.set_terminated(run_id, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+                raise
         by_experiment = {point.name: children[point.step.label] for point in points}
-        created.append(SweepRuns(uri, experiment, parent, children, by_experiment))
+        created.append(SweepRuns(uri, experiment, parent, children, by_experiment, sweep.name))
 
     best_effort(create, f"the sweep {sweep.name} is not tracked in MLflow (its experiments are)")
     return created[0] if created else None
@@ -837,7 +927,7 @@ def find_sweep(sweep: Any, points: list[Any]) -> SweepRuns | None:
     def search() -> None:
         uri = tracking_uri(repo_root())
         client = store_client(uri)
-        experiment = client.get_experiment_by_name(f"overfit-first/{sweep.dataset}")
+        experiment = client.get_experiment_by_name(experiment_name_of(sweep.dataset))
         if experiment is None:
             return
         ids = [experiment.experiment_id]
@@ -857,7 +947,7 @@ def find_sweep(sweep: Any, points: list[Any]) -> SweepRuns | None:
             if "sweep_step" in run.data.tags
         }
         by_experiment = {point.name: children[point.step.label] for point in points if point.step.label in children}
-        found.append(SweepRuns(uri, experiment.experiment_id, parent, children, by_experiment))
+        found.append(SweepRuns(uri, experiment.experiment_id, parent, children, by_experiment, sweep.name))
 
     best_effort(search, f"the sweep {sweep.name}'s MLflow runs could not be found; they stay as they are")
     return found[0] if found else None
@@ -873,7 +963,8 @@ def finish_sweep(
     """Complete a sweep's MLflow runs: each child gets its step's mean metrics per run (`<run>/validation`, ...)
     and ends FINISHED, or FAILED when every experiment of its step failed; training runs of the sweep's experiments
     logged without a parent (workers started before the sweep) are nested now; the parent gets the report's files
-    and the recommendations (tags `recommended/<run>`; `failed_experiments` names any) and ends FINISHED."""
+    and the recommendations (tags `recommended/<run>`; `failed_experiments` names any) and ends FINISHED. Runs of
+    earlier attempts of the same sweep left RUNNING by a stopped process end KILLED (end_stale_sweep_runs)."""
     if runs is None:
         return
 
@@ -902,6 +993,7 @@ def finish_sweep(
             if failed:
                 client.set_tag(runs.parent, "failed_experiments", " ".join(failed))
             client.set_terminated(runs.parent, "FINISHED")  # a failed step is the child's, not the sweep's
+            end_stale_sweep_runs(client, runs.experiment_id, runs.name)
         link = ui_link(runs.uri, runs.experiment_id, runs.parent)
         print(f"MLflow: the sweep is run {runs.parent} (a child run per step) in {runs.uri}; see {link}", flush=True)
 

@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +26,12 @@ from mlflow.tracking._tracking_service import utils as tracking_utils
 from overfit_first import metrics, tracking
 from overfit_first.config import Run, validate
 from overfit_first.data.splits import file_sha256
+from overfit_first.errors import Interrupted
 from overfit_first.metrics import EvalMetrics, TrainMetrics
+from overfit_first.sweep import Step, Sweep
 
+from conftest import default_stop_signals, stage_env
+from data_fixtures import isolated_env
 from helpers_train import DATASET, RUN, make_project, project_params
 
 
@@ -203,6 +212,115 @@ def test_relog_twice_logs_the_model_file_once(
     trained(project, seed=1)  # retrained: another model file, another run
     tracking.relog(RUN)
     assert len(finished()) == 2 and "already logged" not in capsys.readouterr().out
+
+
+def dead_pid() -> int:
+    """The id of a process that has ended."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_a_stopped_sweep_ends_its_runs_and_collect_ends_what_a_killed_one_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], empty_store: Path
+) -> None:
+    """A stop signal while a sweep's runs are open ends them KILLED (SweepGuard: what the ladder and the data-size
+    curve run in). What a sweep killed outright left RUNNING (SIGKILL, or an older version of the project) is ended
+    KILLED by --collect, whether it has experiments to collect (finish_sweep) or not (end_abandoned_sweep); the
+    runs of a sweep whose process is alive are left to it."""
+    project = make_project(tmp_path / "project")
+    monkeypatch.chdir(project)
+    store = store_in(project, empty_store)
+    client = mlflow.MlflowClient(store)
+    run = validate(project_params()).run(RUN)
+    job = Sweep("drop", "model.dropout", [Step("0.0", 0.0, 0.0), Step("0.2", 0.2, 0.2)], None, [run], "ladder")
+
+    def status(runs: tracking.SweepRuns) -> list[str]:
+        return [client.get_run(run_id).info.status for run_id in (runs.parent, *runs.children.values())]
+
+    with pytest.raises(Interrupted), tracking.SweepGuard() as guard:
+        guard.runs = tracking.start_sweep(job, job.points())
+        raise Interrupted(signal.SIGTERM)
+    stopped = tracking.find_sweep(job, job.points())
+    assert stopped is not None and status(stopped) == ["KILLED"] * 3
+    assert f"MLflow: sweep drop: 3 run(s) ended KILLED (parent {stopped.parent})" in capsys.readouterr().err
+
+    time.sleep(0.01)  # start times (ms) tell the attempts apart: the newest parent is the one --collect completes
+    killed = tracking.start_sweep(job, job.points())  # then SIGKILL: its process is gone
+    assert killed is not None
+    for run_id in (killed.parent, *killed.children.values()):
+        client.set_tag(run_id, "pid", str(dead_pid()))
+    experiment = client.get_experiment_by_name(tracking.experiment_name(run)).experiment_id
+    legacy = client.create_run(experiment, run_name="drop", tags={"sweep": "drop"}).info.run_id  # no host, pid
+    time.sleep(0.01)
+    live = tracking.start_sweep(job, job.points())  # this process: alive
+    assert live is not None
+
+    tracking.end_abandoned_sweep(job)  # --collect with no experiment to collect
+    assert status(killed) == ["KILLED"] * 3 and client.get_run(legacy).info.status == "KILLED"
+    assert status(live) == ["RUNNING"] * 3
+    assert "MLflow: sweep drop: 4 run(s) left RUNNING by a stopped process ended KILLED" in capsys.readouterr().out
+
+    for run_id in (killed.parent, *killed.children.values()):  # as the killed sweep left them
+        client.update_run(run_id, status="RUNNING")
+    tracking.finish_sweep(tracking.find_sweep(job, job.points()), {}, {}, None, {})  # --collect
+    assert status(live) == ["FINISHED", "FAILED", "FAILED"]  # no step had results
+    assert status(killed) == ["KILLED"] * 3
+    running = client.search_runs([experiment], "tags.sweep = 'drop' and attributes.status = 'RUNNING'")
+    assert not running, [found.info.run_name for found in running]
+
+
+# The least DVC pipeline the ladder can queue `evaluate@<run>` in: a stage per run that depends on model.dropout.
+DVC_YAML = """stages:
+  evaluate:
+    foreach: ${runs}
+    do:
+      cmd: "true"
+      params: [model.dropout]
+"""
+
+
+@pytest.mark.slow  # real git and dvc; queues an experiment, runs none
+def test_sigterm_while_a_ladder_queues_ends_its_runs_killed(tmp_path: Path, empty_store: Path) -> None:
+    repo = make_project(tmp_path / "repo")
+    (repo / "dvc.yaml").write_text(DVC_YAML, encoding="utf-8")
+    (repo / ".gitignore").write_text("/mlflow.db*\n/mlartifacts\n", encoding="utf-8")
+    env = {key: value for key, value in stage_env().items() if not key.startswith(("DVC_", "MLFLOW_"))}
+    env.update(isolated_env(tmp_path), PYTHONUNBUFFERED="1", DVC_NO_ANALYTICS="1")
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    for command in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.name", "tests"],
+        ["git", "config", "user.email", "tests@overfit-first.invalid"],
+        [sys.executable, "-m", "dvc", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "scratch"],
+    ):
+        subprocess.run(command, cwd=repo, env=env, check=True, capture_output=True)
+    store = store_in(repo, empty_store)
+
+    ladder = subprocess.Popen(
+        [sys.executable, "-m", "overfit_first.ladder", "drop", "--values", "0.0", "0.2"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_stop_signals,
+    )
+    assert ladder.stdout is not None
+    while not (line := ladder.stdout.readline()).startswith("queue drop-0.0:"):
+        assert line, ladder.communicate()
+    ladder.send_signal(signal.SIGTERM)
+    _, stderr = ladder.communicate(timeout=300)
+    assert ladder.returncode == 128 + signal.SIGTERM, stderr
+    assert "MLflow: sweep drop: 3 run(s) ended KILLED" in stderr, stderr
+
+    client = mlflow.MlflowClient(store)
+    experiment = client.get_experiment_by_name(f"overfit-first/{DATASET}").experiment_id
+    runs = client.search_runs([experiment], "tags.sweep = 'drop'")
+    assert sorted(found.info.run_name for found in runs) == ["drop", "drop-0.0", "drop-0.2"]
+    assert {found.info.status for found in runs} == {"KILLED"}
 
 
 # ------------------------------------------------------------------------------------- the Models tab, the view
