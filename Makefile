@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV := . .venv/bin/activate &&
 MLFLOW_PORT ?= 5000
 
-.PHONY: setup repro test mlflow-ui
+.PHONY: setup repro test test-all coverage mlflow-ui
 
 setup:
 	bash scripts/setup.sh
@@ -12,9 +12,20 @@ setup:
 repro: setup
 	$(VENV) dvc repro
 
+# The fast tier (no training, dvc or server; budget 60 s on 2 cores), then the whole suite (budget 20 minutes).
 test:
 	bash scripts/setup.sh --dev
+	$(VENV) pytest -m "not slow"
+
+test-all:
+	bash scripts/setup.sh --dev
 	$(VENV) pytest
+
+# Line and branch coverage of overfit_first/, stages/ and bench/ over the whole suite, subprocesses included
+# (pyproject.toml's [tool.coverage]); `coverage report` / `coverage html` read .coverage again afterwards.
+coverage:
+	bash scripts/setup.sh --dev
+	$(VENV) pytest --cov --cov-report=term
 
 # "$$PWD" (the shell's, quoted) rather than $(CURDIR): make pastes CURDIR in unquoted, and a quote, `$` or
 # backquote in the path would break any quoting put around it.

@@ -1,20 +1,30 @@
 """Fixtures shared by the suite: the repository root, a scratch project, running stages for real, and a real
-MLflow tracking server."""
+MLflow tracking server.
+
+The suite runs in two pytest-xdist workers (pyproject.toml). What is expensive to build (a reproduced scratch
+project) is built once for the whole run by `built_once`, whichever worker asks first; the other waits for it.
+A new real-component test joins one of these shared projects (copying it before it changes anything) rather than
+reproducing a pipeline of its own: README, "Development".
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 import yaml
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -97,13 +107,41 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.wait(timeout=30)
 
 
+def shared_path(factory: pytest.TempPathFactory, name: str) -> Path:
+    """`name` in the temporary directory every worker of this test run shares (each worker's own basetemp is one
+    level below it under pytest-xdist)."""
+    base = factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+
+
+def built_once(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], Any]) -> Any:
+    """`build(directory)` run once per test run, whichever worker asks first, under a file lock; its JSON-able
+    result is kept beside the directory, so every later call (in any worker) gets it without building again.
+
+    A build that fails leaves no result: the next caller builds again and reports its own failure.
+    """
+    directory = shared_path(factory, name)
+    result = directory.with_name(f"{name}.json")
+    with FileLock(f"{directory}.lock"):
+        if not result.is_file():
+            shutil.rmtree(directory, ignore_errors=True)
+            directory.mkdir(parents=True)
+            result.write_text(json.dumps(build(directory)), encoding="utf-8")
+    return json.loads(result.read_text(encoding="utf-8"))
+
+
 @pytest.fixture(scope="session")
 def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    """scratch_repo.tiny_pipeline, reproduced once per session: a test copies it (scratch_repo.copy_repo) before
+    """scratch_repo.tiny_pipeline, reproduced once per test run: a test copies it (scratch_repo.copy_repo) before
     changing anything, or clones it as a fresh checkout would."""
     from scratch_repo import tiny_pipeline  # scratch_repo imports this module: import it when first needed
 
-    return tiny_pipeline(tmp_path_factory.mktemp("tiny-pipeline"))
+    def build(directory: Path) -> list[Any]:
+        repo, env = tiny_pipeline(directory)
+        return [str(repo), env]
+
+    repo, env = built_once(tmp_path_factory, "tiny-pipeline", build)
+    return Path(repo), env
 
 
 def write_params(directory: Path, params: dict) -> Path:

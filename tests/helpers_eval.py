@@ -26,7 +26,7 @@ from overfit_first import training
 from overfit_first.config import validate
 from overfit_first.data.splits import Split, file_sha256, load_split, save_split
 
-from conftest import REPO, stage_env, write_params
+from conftest import REPO, built_once, stage_env, write_params
 from helpers_train import DATASET, IMAGE_SHAPE, NUM_CLASSES, TINY_CNN, make_images
 
 CLASS_NAMES = ["top-left", "top-right", "bottom"]
@@ -104,21 +104,21 @@ def train_into(project: Path, params: dict[str, Any]) -> None:
 
 
 def tiny_trained(factory: pytest.TempPathFactory) -> Path:
-    """A project with the tiny data and both models trained: built once per session, never modified."""
-    project = factory.getbasetemp() / "tiny-trained"
-    if not (project / ".complete").is_file():
-        shutil.rmtree(project, ignore_errors=True)
-        project.mkdir()
+    """A project with the tiny data and both models trained: built once per test run (conftest.built_once),
+    never modified."""
+
+    def build(project: Path) -> str:
         params = project_params()
         write_params(project, params)
         make_prepared(project)
         train_into(project, params)
-        (project / ".complete").touch()
-    return project
+        return str(project)
+
+    return Path(built_once(factory, "tiny-trained", build))
 
 
 def copy_project(source: Path, target: Path) -> Path:
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns(".complete"))
+    shutil.copytree(source, target)
     return target
 
 
@@ -178,15 +178,16 @@ def dvc_project(source: Path, target: Path) -> Path:
 
 def tiny_reproduced(factory: pytest.TempPathFactory) -> Path:
     """tiny_trained after a real `dvc repro` of evaluate, plot and report: built once per session."""
-    project = factory.getbasetemp() / "tiny-reproduced"
-    if not (project / ".complete").is_file():
-        shutil.rmtree(project, ignore_errors=True)
-        dvc_project(tiny_trained(factory), project)
+
+    def build(directory: Path) -> str:
+        shutil.rmtree(directory)  # dvc_project copies into a directory of its own
+        project = dvc_project(tiny_trained(factory), directory)
         result = dvc(project, "repro", env=stage_env_for(unreachable_tracking_uri()))
         assert result.returncode == 0, result.stdout + result.stderr
         (project / "repro.log").write_text(result.stdout + result.stderr, encoding="utf-8")
-        (project / ".complete").touch()
-    return project
+        return str(project)
+
+    return Path(built_once(factory, "tiny-reproduced", build))
 
 
 def unreachable_tracking_uri() -> str:

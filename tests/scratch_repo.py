@@ -1,6 +1,6 @@
 """A scratch git + DVC repository holding the project's code, for the tests that run real `dvc` commands
-(test_pipeline_dvc, test_experiments_dvc, test_parallel_experiments, test_dvc_remote, test_seed_spread), and
-the tiny two-run pipeline several of them share (conftest's `tiny_pipeline`)."""
+(test_pipeline_dvc, test_experiments_dvc, test_parallel_experiments, test_dvc_remote, test_seed_spread,
+test_ladder_dvc, test_pipelines), and the tiny three-run pipeline they share (conftest's `tiny_pipeline`)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,14 @@ from data_fixtures import image_folder, isolated_env, tar_gz
 
 CODE = ("dvc.yaml", "stages", "overfit_first", "profiles", ".gitignore", ".dvcignore")
 UNFINISHED = ("Queued", "Running")
+OVERFIT_RUN, SIMPLIFIED_RUN = "pets-tiny_overfit", "pets-tiny_simplified"
+SHARED = "shared"  # beside a scratch repository: its image folders, as ../shared is beside this one
 
 # A CNN small enough to train in a second, using $dropout: `-S model.dropout=...` retrains it and nothing else.
+# Its pooling window is a key of its own, for a ladder that fails on purpose (test_ladder_dvc).
 TINY_SIMPLIFIED = {
     "role": "simplified",
+    "layer_defaults": {"MaxPooling2D": {"pool_size": 2}},
     "layers": [
         {"Conv2D": {"filters": 4, "kernel_size": 3, "activation": "relu", "padding": "same"}},
         "MaxPooling2D",
@@ -30,6 +34,13 @@ TINY_SIMPLIFIED = {
         {"Dense": {"units": "$num_classes", "activation": "softmax"}},
     ],
     "fit": {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 8, "epochs": 2, "early_stopping": False},
+}
+# The same net without its dropout: the run that overfits, for the comparison, the ladder and the data-size curve.
+TINY_OVERFIT = {
+    **TINY_SIMPLIFIED,
+    "role": "overfit",
+    "layer_defaults": {},
+    "layers": [layer for layer in TINY_SIMPLIFIED["layers"] if "Dropout" not in str(layer)],
 }
 # What `dvc exp run -S model.dropout=...` reruns in the tiny pipeline: the simplified run and what reads it.
 # (`sources` checksums the image folder on every run; unchanged, it reruns no download.)
@@ -106,32 +117,38 @@ def failure_logs(repo: Path, env: dict[str, str], status: str) -> str:
 
 
 def tiny_pipeline(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """tmp_path/repo: two runs (the article's MLP, TINY_SIMPLIFIED) of 2 epochs on a tiny image-folder dataset,
-    fully reproduced by `dvc repro` and committed; with the environment to run `dvc` in."""
+    """tmp_path/repo: three runs (the article's MLP, TINY_OVERFIT, TINY_SIMPLIFIED) of 2 epochs on a tiny
+    image-folder dataset, fully reproduced by `dvc repro` and committed; with the
+    environment to run `dvc` in. The one reproduced pipeline the `dvc` tests share (conftest.tiny_pipeline).
+    The archive is tmp_path/shared/pets.tar.gz, named in params.yaml relative to the repository."""
     image_folder(tmp_path / "folder", classes=("cat", "dog", "frog"), n_train=12, n_test=4, size=(8, 8))
-    archive = tar_gz(tmp_path / "folder", tmp_path / "pets.tar.gz")
+    (tmp_path / SHARED).mkdir()
+    tar_gz(tmp_path / "folder", tmp_path / SHARED / "pets.tar.gz")
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
-    params["data"].update(datasets=["pets"], mirror=None, image_folders={"pets": str(archive)})
+    # Relative to the repository, as the README's CIFAR folders are (../shared/...): every queued or --temp
+    # experiment of the tests reads it from the original repository (issue #11 row 6).
+    params["data"].update(datasets=["pets"], mirror=None, image_folders={"pets": f"../{SHARED}/pets.tar.gz"})
     params["prepare"].update(valid_size=6, sample_size=None, pad_to=None)
     params["train"].update(subset_size=None)
-    params["models"]["tiny_simplified"] = TINY_SIMPLIFIED
+    params["models"].update(tiny_overfit=TINY_OVERFIT, tiny_simplified=TINY_SIMPLIFIED)
     params["runs"] = {
         "pets-mlp": {"dataset": "pets", "model": "mlp", "tuned_by": "train", "epochs": 2},
-        "pets-tiny_simplified": {
-            "dataset": "pets",
-            "model": "tiny_simplified",
-            "tuned_by": "model.dropout",
-            "epochs": 2,
-        },
+        OVERFIT_RUN: {"dataset": "pets", "model": "tiny_overfit", "tuned_by": "train", "epochs": 2},
+        SIMPLIFIED_RUN: {"dataset": "pets", "model": "tiny_simplified", "tuned_by": "model.dropout", "epochs": 2},
     }
     repo, env = new_repo(tmp_path, params)
     first = dvc(repo, env, "repro")
-    assert {"train@pets-mlp", "train@pets-tiny_simplified", "evaluate@pets-mlp", "plot@pets", "report"} <= ran(first)
+    trained = {f"train@{run}" for run in params["runs"]}
+    assert trained | {"evaluate@pets-mlp", "plot@pets", "report"} <= ran(first), first
     commit(repo, "baseline")
     return repo, env
 
 
 def copy_repo(source: Path, target: Path) -> Path:
-    """A copy of a whole scratch repository, its git history, DVC cache and outputs included."""
+    """A copy of a whole scratch repository, its git history, DVC cache and outputs included, with the folder of
+    image folders beside it (a link to the original's) so that relative paths in params.yaml still resolve."""
     shutil.copytree(source, target, symlinks=True)
+    shared = target.parent / SHARED
+    if (source.parent / SHARED).is_dir() and not shared.exists():
+        shared.symlink_to(source.parent / SHARED, target_is_directory=True)
     return target

@@ -84,7 +84,13 @@ def scratch_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("module", sorted(ENTRY_POINTS))
+# These import TensorFlow before they can check anything (about 11 s of CPU each): the slow tier runs them.
+WITH_KERAS = {"stages.train", "stages.evaluate", "overfit_first.sanity"}
+
+
+@pytest.mark.parametrize(
+    "module", [pytest.param(name, marks=[pytest.mark.slow] if name in WITH_KERAS else []) for name in ENTRY_POINTS]
+)
 def test_entry_point_run_from_a_subdirectory_stops_before_any_work(scratch_repo: Path, module: str) -> None:
     before = files_under(scratch_repo)
     result = run_stage(module, *ENTRY_POINTS[module], cwd=scratch_repo / "reports", timeout=300)

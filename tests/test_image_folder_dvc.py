@@ -1,6 +1,6 @@
-"""Image folders under real `dvc repro`, `dvc status` and a queued `dvc exp run`, in a temporary git + DVC
-repository: a changed image reruns its download (issue #11 row 12), links to class folders count (rows 3, 13),
-and a queued experiment reads a folder given relative to the repository from the original repository (row 6)."""
+"""Image folders under real `dvc repro`, `dvc status` in a temporary git + DVC repository: a changed image
+reruns its download (issue #11 row 12) and links to class folders count (rows 3, 13). A queued experiment reading a
+folder given relative to the repository from the original repository (row 6) is test_parallel_experiments'."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ import yaml
 from PIL import Image
 
 from conftest import REPO
-from data_fixtures import image_folder, tar_gz, zip_archive
-from helpers_train import DATASET, project_params
-from scratch_repo import commit, dvc, failure_logs, new_repo, ran, wait_for_queue
+from data_fixtures import image_folder, zip_archive
+from scratch_repo import commit, dvc, new_repo, ran
 
 pytestmark = pytest.mark.slow
 
@@ -77,30 +76,3 @@ def test_a_changed_image_reruns_the_download_of_its_folder_only(tmp_path: Path) 
     )
     assert failed.returncode != 0
     assert "the training split holds 1 class(es) ['cat']; a classifier needs at least two" in failed.stderr
-
-
-@pytest.mark.timeout(1200)
-def test_a_queued_experiment_reads_a_relative_image_folder_from_the_original_repository(tmp_path: Path) -> None:
-    """`dvc exp run --queue` runs the stages in <repo>/.dvc/tmp/exps/...: ../shared/ from there is elsewhere."""
-    image_folder(tmp_path / "folder", classes=("cat", "dog"), n_train=6, n_test=2, size=(8, 8))
-    (tmp_path / "shared").mkdir()
-    tar_gz(tmp_path / "folder", tmp_path / "shared" / "pets.tar.gz")
-    params = project_params(epochs=1)
-    params["data"]["image_folders"] = {DATASET: "../shared/pets.tar.gz"}
-    params["prepare"].update(valid_size=4, pad_to=None)
-    params["evaluate"] = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))["evaluate"]
-    repo, env = new_repo(tmp_path, params)
-    commit(repo, "pipeline")  # nothing reproduced: every stage, download included, runs in the queue's copy
-
-    dvc(repo, env, "exp", "run", "--queue", "-S", "model.dropout=0.35")
-    try:
-        dvc(repo, env, "queue", "start")
-        status = wait_for_queue(repo, env, timeout=900)
-    finally:
-        subprocess.run(
-            [sys.executable, "-m", "dvc", "queue", "stop"], cwd=repo, env=env, capture_output=True, timeout=300
-        )
-    assert status.count("Success") == 1 and "Failed" not in status, status + failure_logs(repo, env, status)
-    table = json.loads(dvc(repo, env, "exp", "show", "--json"))
-    experiments = [exp for baseline in table for exp in (baseline.get("experiments") or [])]
-    assert len(experiments) == 1

@@ -12,40 +12,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import REPO
-from data_fixtures import image_folder, tar_gz
-from scratch_repo import TINY_SIMPLIFIED, commit, dvc, new_repo
+from scratch_repo import OVERFIT_RUN, SIMPLIFIED_RUN, copy_repo, dvc
 
 pytestmark = pytest.mark.slow  # real dvc, git, MLflow and trainings in every test
 
 POOL = "models.tiny_simplified.layer_defaults.MaxPooling2D.pool_size"
-SIMPLIFIED, OVERFIT = "pets-tiny_simplified", "pets-tiny_overfit"
+SIMPLIFIED, OVERFIT = SIMPLIFIED_RUN, OVERFIT_RUN
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
-    """Two tiny runs of 2 epochs (an overfitting and a simplified CNN) on 8x8 images, reproduced and committed."""
-    tmp_path = tmp_path_factory.mktemp("ladder")
-    image_folder(tmp_path / "folder", classes=("cat", "dog", "frog"), n_train=12, n_test=4, size=(8, 8))
-    archive = tar_gz(tmp_path / "folder", tmp_path / "pets.tar.gz")
-    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
-    params["data"].update(datasets=["pets"], mirror=None, image_folders={"pets": str(archive)})
-    params["prepare"].update(valid_size=6, sample_size=None, pad_to=None)
-    params["train"].update(subset_size=None)
-    simplified = json.loads(json.dumps(TINY_SIMPLIFIED))
-    simplified["layer_defaults"] = {"MaxPooling2D": {"pool_size": 2}}  # the key the failing ladder sweeps
-    overfit = json.loads(json.dumps(TINY_SIMPLIFIED))
-    overfit.update(role="overfit", layers=[layer for layer in overfit["layers"] if "Dropout" not in str(layer)])
-    params["models"].update(tiny_simplified=simplified, tiny_overfit=overfit)
-    params["runs"] = {
-        OVERFIT: {"dataset": "pets", "model": "tiny_overfit", "tuned_by": "train", "epochs": 2},
-        SIMPLIFIED: {"dataset": "pets", "model": "tiny_simplified", "tuned_by": "model.dropout", "epochs": 2},
-    }
-    repo, env = new_repo(tmp_path, params)
-    dvc(repo, env, "repro")
-    commit(repo, "baseline")
+def repo(
+    tiny_pipeline: tuple[Path, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A copy of the shared tiny pipeline (conftest): an overfitting and a simplified CNN of 2 epochs on 8x8 images
+    (and the article's MLP), reproduced and committed."""
+    origin, env = tiny_pipeline
+    repo = copy_repo(origin, tmp_path_factory.mktemp("ladder") / "repo")
     yield repo, env
     subprocess.run([sys.executable, "-m", "dvc", "queue", "stop"], cwd=repo, env=env, capture_output=True, timeout=300)
 

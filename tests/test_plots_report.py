@@ -17,13 +17,23 @@ from overfit_first import comparison, layout, plots
 from overfit_first.config import validate
 from overfit_first.errors import PipelineError
 
-from helpers_eval import OVERFIT_RUN, SIMPLIFIED_RUN, dvc, stage_env_for, tiny_reproduced, unreachable_tracking_uri
+from helpers_eval import (
+    OVERFIT_RUN,
+    SIMPLIFIED_RUN,
+    copy_project,
+    dvc,
+    stage_env_for,
+    tiny_reproduced,
+    unreachable_tracking_uri,
+)
 from helpers_train import DATASET, MODEL, project_params
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_reproduced(tmp_path_factory)
+    """A copy of the shared reproduced project: a test here reruns `dvc repro`, which takes DVC's lock, while
+    another worker reads the original."""
+    return copy_project(tiny_reproduced(tmp_path_factory), tmp_path_factory.mktemp("plots-report") / "project")
 
 
 def read_json(path: Path) -> dict:

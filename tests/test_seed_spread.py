@@ -45,8 +45,10 @@ def test_two_seeds_measured_and_written(tiny_pipeline: tuple[Path, dict[str, str
     committed = yaml.safe_load((repo / "metrics" / "pets" / "tiny_simplified.json").read_text(encoding="utf-8"))
     assert accuracy.values[0] == pytest.approx(committed["test_accuracy"])
     assert spread.spread("metrics/pets/mlp.json", "trainable_params").threshold == 0.0
-    # pets has no overfitting model, so its comparison holds names only: nothing numeric to spread.
-    assert set(spread.metrics) == {"metrics/pets/mlp.json", "metrics/pets/tiny_simplified.json"}
+    # Every run's metrics and the comparison's gains of simplifying: the numbers the pull-request comment judges.
+    runs = {f"metrics/pets/{model}.json" for model in ("mlp", "tiny_overfit", "tiny_simplified")}
+    assert set(spread.metrics) == runs | {"metrics/pets.comparison.json"}
+    assert spread.spread("metrics/pets.comparison.json", "simplified_test_accuracy_gain") is not None
     assert spread.spread("metrics/pets/mlp.json", "verdict") is None, "strings have no spread"
 
     # Each seed ran in a temporary copy: the workspace is the commit's, the spread file aside (.dvcignore).
