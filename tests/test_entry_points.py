@@ -10,6 +10,8 @@ from __future__ import annotations
 import ast
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ import pytest
 from overfit_first import layout
 from overfit_first.errors import PipelineError
 
-from conftest import REPO, run_stage
+from conftest import REPO, run_stage, stage_env
 from data_fixtures import files_under
 
 # Each entry point with arguments that would make it work from the repository root.
@@ -84,12 +86,43 @@ def scratch_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-# These import TensorFlow before they can check anything (about 11 s of CPU each): the slow tier runs them.
-WITH_KERAS = {"stages.train", "stages.evaluate", "overfit_first.sanity"}
+# The entry points whose import starts Keras (TensorFlow, about 11 s of CPU on 2 cores) or MLflow (about 4 s) before
+# they can check anything: the slow tier runs them. Every other one imports neither (tested below, in one process).
+HEAVY = {
+    "stages.train": "keras",
+    "stages.evaluate": "keras",
+    "stages.plot": "mlflow",
+    "overfit_first.tracking": "mlflow",
+    "overfit_first.ladder": "mlflow",
+    "overfit_first.data_curve": "mlflow",
+}
+
+
+def imported(modules: list[str], heavy: tuple[str, ...]) -> list[str]:
+    """Which of `heavy` a fresh interpreter has imported after importing `modules`."""
+    code = f"import sys, {', '.join(modules)}; print(' '.join(name for name in {heavy!r} if name in sys.modules))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=stage_env(), capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_light_entry_points_import_neither_keras_nor_mlflow() -> None:
+    light = [module for module in ENTRY_POINTS if module not in HEAVY]
+    assert imported(light, ("tensorflow", "keras", "mlflow")) == []
+
+
+@pytest.mark.slow
+def test_entry_points_without_a_model_do_not_import_keras() -> None:
+    """Before, overfit_first.tracking imported keras and mlflow.keras at its top: the plot stage and every command
+    of the procedure paid for TensorFlow without training or loading a model."""
+    without_model = [module for module, weight in HEAVY.items() if weight == "mlflow"]
+    assert imported(without_model, ("tensorflow", "keras")) == []
 
 
 @pytest.mark.parametrize(
-    "module", [pytest.param(name, marks=[pytest.mark.slow] if name in WITH_KERAS else []) for name in ENTRY_POINTS]
+    "module", [pytest.param(name, marks=[pytest.mark.slow] if name in HEAVY else []) for name in ENTRY_POINTS]
 )
 def test_entry_point_run_from_a_subdirectory_stops_before_any_work(scratch_repo: Path, module: str) -> None:
     before = files_under(scratch_repo)

@@ -267,6 +267,7 @@ def test_a_ladder_over_train_subset_size_is_checked_as_the_data_curve_is(prepare
     assert [step.value for step in sweep.steps] == [100, 59000]
 
 
+@pytest.mark.slow  # a process that imports MLflow (overfit_first.tracking)
 def test_the_data_curve_command_exits_1_before_queueing_anything(prepared: Path) -> None:
     result = run_stage("overfit_first.data_curve", "x", "--sizes", "5", "100000", cwd=prepared, timeout=300)
     assert result.returncode == 1, result.stderr
@@ -308,6 +309,7 @@ WAITING = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a process that imports MLflow (overfit_first.sweep imports overfit_first.tracking)
 def test_ctrl_c_while_waiting_says_the_queue_keeps_running_and_how_to_stop_it_or_collect(tmp_path: Path) -> None:
     process = subprocess.Popen(
         [sys.executable, "-c", WAITING, "size", "--sizes", "250", "500", "1000", "--jobs", "2"],
