@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import importlib.abc
 import importlib.machinery
 import json
@@ -56,6 +57,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -471,8 +473,31 @@ def orchestrate(args: argparse.Namespace) -> None:
             if getattr(args, key) is None:
                 setattr(args, key, value)
     params = article_params(args.profile, args.runs, args.train_images, args.valid_images, args.epochs)
-    work = Path(args.work).resolve() if args.work else Path(tempfile.mkdtemp(prefix="article_gpu-"))
-    work.mkdir(parents=True, exist_ok=True)
+    with work_folder(args.work) as work:
+        run_all(args, params, work, out, log, started)
+
+
+@contextlib.contextmanager
+def work_folder(given: str | None) -> Iterator[Path]:
+    """The folder for the prepared data and the checkpoints: `given` (--work), kept afterwards; else a new one in
+    the system's temporary directory (TMPDIR), removed however the command ends: done, failed, Ctrl-C or a stop
+    signal (errors.run_stage turns those into KeyboardInterrupt). It holds the raw and prepared datasets (hundreds
+    of MB for CIFAR, --tiny too) and nothing the output needs: out/ holds the results, and the link
+    work/metrics -> out/metrics is removed, not followed."""
+    if given:
+        work = Path(given).resolve()
+        work.mkdir(parents=True, exist_ok=True)
+        yield work
+        return
+    work = Path(tempfile.mkdtemp(prefix="article_gpu-"))
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_all(args: argparse.Namespace, params: dict[str, Any], work: Path, out: Path, log: Log, started: float) -> None:
+    """orchestrate's work in `work`: prepare, train and evaluate every run within the budget, summarize."""
     atomic.write_json(work / "params.json", params)
     (out / "metrics").mkdir(exist_ok=True)
     link = work / layout.METRICS
@@ -484,7 +509,7 @@ def orchestrate(args: argparse.Namespace) -> None:
     runs = list(params["runs"])
     log(
         f"{len(runs)} run(s): {', '.join(runs)}; budget {args.minutes:g} min (training until "
-        f"{deadline - started:.0f}s), work folder {work}, output {out}"
+        f"{deadline - started:.0f}s), work folder {work}{'' if args.work else ' (removed at the end)'}, output {out}"
     )
 
     explicit = {name: Path(path) for name, path in (item.split("=", 1) for item in args.data)}
@@ -653,7 +678,10 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument("--archives", type=Path, help="folder holding the datasets' archives (see ARCHIVE_NAMES)")
     result.add_argument("--data", action="append", default=[], metavar="DATASET=PATH", help="a dataset's archive")
     result.add_argument("--out", type=Path, required=True, help="output folder (metrics/, runs/, summary.md, log)")
-    result.add_argument("--work", help="folder for the prepared data and checkpoints (default: a new temporary one)")
+    result.add_argument(
+        "--work",
+        help="folder for the prepared data and checkpoints, kept (default: a temporary one, removed at the end)",
+    )
     result.add_argument("--minutes", type=float, default=7.0, help="wall-clock budget for everything (default 7)")
     result.add_argument("--reserve-seconds", type=float, default=60.0, help="kept for evaluation (default 60)")
     result.add_argument("--grace-seconds", type=float, default=60.0, help="after the budget, before killing")

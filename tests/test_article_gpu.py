@@ -8,15 +8,18 @@ attempt), on tiny image-folder archives of CIFAR-10 and CIFAR-100's layout (with
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 from overfit_first import layout, metrics
-from overfit_first.article_gpu import BudgetStop, article_params
+from overfit_first.article_gpu import BudgetStop, article_params, orchestrate, parser, work_folder
+from overfit_first.errors import Interrupted, PipelineError
 
 from conftest import REPO, stage_env
 from data_fixtures import image_folder, tar_gz
@@ -142,3 +145,49 @@ def test_budget_stop_ends_training_only_when_the_next_epoch_would_overrun() -> N
     callback.on_epoch_begin(0)
     callback.on_epoch_end(0)
     assert not callback.stopped
+
+
+# ------------------------------------------------------------------------------------------- the work folder
+
+
+@pytest.fixture
+def system_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The system's temporary directory (TMPDIR, which tempfile reads once and keeps), here an empty folder."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_the_temporary_work_folder_is_removed_on_every_way_out(tmp_path: Path, system_tmp: Path) -> None:
+    out = tmp_path / "out"
+    (out / "metrics").mkdir(parents=True)
+
+    def use(work: Path) -> None:
+        (work / "data" / "prepared").mkdir(parents=True)
+        (work / "data" / "prepared" / "train.npz").write_bytes(b"images" * 1000)
+        (work / "metrics").symlink_to(out / "metrics", target_is_directory=True)  # as orchestrate links it
+        (out / "metrics" / "result.json").write_text("{}")
+
+    with work_folder(None) as work:
+        assert work.parent == system_tmp
+        use(work)
+    assert list(system_tmp.iterdir()) == [] and (out / "metrics" / "result.json").is_file()
+    for stop in (PipelineError("a run failed"), Interrupted(signal.SIGTERM), KeyboardInterrupt()):
+        with pytest.raises(type(stop)), work_folder(None) as work:
+            use(work)
+            raise stop
+        assert list(system_tmp.iterdir()) == [], f"left behind after {type(stop).__name__}"
+    with work_folder(str(tmp_path / "kept")) as work:  # --work: the user's folder, kept
+        use(work)
+    assert (tmp_path / "kept" / "data" / "prepared" / "train.npz").is_file()
+
+
+def test_a_failed_tiny_run_leaves_nothing_in_the_temporary_directory(tmp_path: Path, system_tmp: Path) -> None:
+    """`--tiny` stopped by an error once its work folder exists (params.json written, metrics linked)."""
+    (tmp_path / "archives").mkdir()
+    args = parser().parse_args(["--tiny", "--archives", str(tmp_path / "archives"), "--out", str(tmp_path / "out")])
+    with pytest.raises(PipelineError, match="no archive of cifar10"):
+        orchestrate(args)
+    assert list(system_tmp.iterdir()) == []
+    assert "(removed at the end)" in (tmp_path / "out" / "article.log").read_text()
