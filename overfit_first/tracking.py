@@ -140,15 +140,15 @@ def store_client(uri: str) -> mlflow.MlflowClient:
     """A client of the store `uri` for runs and the model registry alike; and `uri` made this process's store.
 
     The one way this module reaches a store. Explicit URIs on the client are not enough: MLflow makes calls of its
-    own that take no URI and resolve against the process's store, and without one set, against `mlflow.db` of the
-    working directory (created empty): the fluent API (mlflow.log_metrics, Model.log) and the registry, which
+    own that take no URI and resolve against the process's tracking store, and without one set, against `mlflow.db`
+    of the working directory (created empty): the fluent API (mlflow.log_metrics, Model.log) and the registry, which
     looks up a `models:/<model id>` source with a client of its own (mlflow/mlflow#23367). In a queued or
     `--temp` DVC experiment, or a pipeline folder (cifar/), the working directory is not the repository root:
-    the champion was "not found" and a stray mlflow.db was left there. MLflow's setters also set
-    MLFLOW_TRACKING_URI and MLFLOW_REGISTRY_URI, so a subprocess started afterwards uses the same store.
+    the champion was "not found" and a stray mlflow.db was left there. mlflow.set_tracking_uri also sets
+    MLFLOW_TRACKING_URI, so a subprocess started afterwards uses the same store. The registry is the client's
+    (`registry_uri`), not the process's: a user's MLFLOW_REGISTRY_URI is not this project's store.
     """
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 

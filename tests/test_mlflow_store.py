@@ -161,11 +161,13 @@ def test_no_stray_store_from_a_pipeline_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], empty_store: Path
 ) -> None:
     """A pipeline folder's stages (cifar/) run one level below the repository root, which holds the store: the
-    registry, the evaluation's logging and the links all use <repo>/mlflow.db, and cifar/ gets none."""
+    registry and the links use <repo>/mlflow.db, and cifar/ gets none; so does a registry set apart for MLflow
+    (MLFLOW_REGISTRY_URI): the project's store is one."""
     repo = tmp_path / "repo"
     (repo / ".dvc").mkdir(parents=True)
     folder = make_project(repo / "cifar")
     monkeypatch.chdir(folder)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", f"sqlite:///{tmp_path / 'registry.db'}")
     run = validate(project_params()).run(RUN)
     run.model_path.parent.mkdir(parents=True)
     run.model_path.write_bytes(b"the trained model")
@@ -179,6 +181,11 @@ def test_no_stray_store_from_a_pipeline_folder(
     assert "warning" not in output.err, output.err
     assert f"overfit-first/{DATASET}: {tracking.UI_URL}/#/experiments/" in output.out
     assert strays(folder) == [], "the pipeline folder got a store of its own"
+    assert not (tmp_path / "registry.db").exists()
+    version = mlflow.MlflowClient(store, registry_uri=store).get_model_version_by_alias(
+        tracking.registered_name(DATASET), tracking.ALIAS
+    )
+    assert version.tags["run"] == RUN
 
 
 # ------------------------------------------------------------------------------- no run RUNNING, none twice
