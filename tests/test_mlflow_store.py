@@ -1,7 +1,7 @@
 """MLflow without a server and without training: a real SQLite store in tmp_path, the project's own functions
-called in this process. Every MLflow call resolves against the one store the project configured (the registry
-too, wherever the process runs), no code path leaves a run RUNNING or logs one model twice, and the Models tab
-names each logged model after its run."""
+called in this process (the tests that save a Keras model, or run dvc, are in the slow tier). Every MLflow call
+resolves against the one store the project configured (the registry too, wherever the process runs), no code path
+leaves a run RUNNING or logs one model twice, and the Models tab names each logged model after its run."""
 
 from __future__ import annotations
 
@@ -191,6 +191,7 @@ def test_no_stray_store_from_a_pipeline_folder(
 # ------------------------------------------------------------------------------- no run RUNNING, none twice
 
 
+@pytest.mark.slow  # imports TensorFlow (keras) to save and log a model; trains nothing
 def test_relog_twice_logs_the_model_file_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], empty_store: Path
 ) -> None:
@@ -333,6 +334,7 @@ def test_sigterm_while_a_ladder_queues_ends_its_runs_killed(tmp_path: Path, empt
 # ------------------------------------------------------------------------------------- the Models tab, the view
 
 
+@pytest.mark.slow  # imports TensorFlow (keras) to save and log a model; trains nothing
 def test_each_logged_model_is_named_after_its_run_with_its_params(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], empty_store: Path
 ) -> None:
