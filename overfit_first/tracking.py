@@ -354,7 +354,13 @@ class RunLog:
         mlflow.set_tag("model_sha256", file_sha256(self.run.model_path))
 
     def end(self, status: str) -> None:
-        mlflow.end_run(status)
+        """End the run as `status`: the active run of this thread, or by its id when it never became active (`open`
+        stopped between creating and starting it: a Ctrl-C, a store that failed), so that it does not stay RUNNING."""
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id == self.run_id:
+            mlflow.end_run(status)
+        elif self.run_id is not None:
+            store_client(self.uri).set_terminated(self.run_id, status)
         if self.monitor is not None:  # after the end, as MLflow does: its last samples may still land
             self.monitor.finish()
             self.monitor = None

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pytest
 from mlflow.entities import LoggedModelOutput
 from mlflow.tracking._model_registry import utils as registry_utils
@@ -220,6 +221,24 @@ def test_relog_twice_logs_the_model_file_once(
     trained(project, seed=1)  # retrained: another model file, another run
     tracking.relog(RUN)
     assert len(finished()) == 2 and "already logged" not in capsys.readouterr().out
+
+
+def test_a_run_stopped_before_it_became_active_still_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store: Path
+) -> None:
+    """RunLog.open creates the run, then starts it: stopped in between (Ctrl-C in `relog`, a store that fails),
+    the run was not active, and ending the active run left it RUNNING; it ends as the caller says."""
+    project = make_project(tmp_path / "project")
+    monkeypatch.chdir(project)
+    store = store_in(project, empty_store)
+    run = validate(project_params()).run(RUN)
+    log = tracking.RunLog(run, {}, store, project, np.zeros((1, 32, 32, 1), np.uint8))
+    client = mlflow.MlflowClient(store)
+    experiment = tracking.ensure_experiment(client, tracking.experiment_name(run), store, project / "mlartifacts")
+    log.run_id = client.create_run(experiment, run_name=run.name, tags=tracking.run_tags(run)).info.run_id
+    assert mlflow.active_run() is None
+    log.end("KILLED")
+    assert client.get_run(log.run_id).info.status == "KILLED"
 
 
 def dead_pid() -> int:
