@@ -25,7 +25,8 @@ test-all:
 # (pyproject.toml's [tool.coverage]); `coverage report` / `coverage html` read .coverage again afterwards.
 coverage:
 	bash scripts/setup.sh --dev
-	$(VENV) pytest --cov --cov-report=term
+	$(VENV) pytest --cov --cov-report= && for package in overfit_first stages bench; do \
+		printf '%s ' "$$package/"; coverage report --include="$$package/*" | tail -n 1; done
 
 # "$$PWD" (the shell's, quoted) rather than $(CURDIR): make pastes CURDIR in unquoted, and a quote, `$` or
 # backquote in the path would break any quoting put around it.

@@ -52,6 +52,23 @@ def run_stage(
     )
 
 
+@pytest.fixture(autouse=True)
+def mlflow_store_restored() -> Iterator[None]:
+    """The MLflow store as it was before each test. Code run in-process sets it process-wide (tracking.store_client:
+    mlflow.set_tracking_uri, which also sets MLFLOW_TRACKING_URI): left so, a later test of the same worker, or a
+    process it starts, would log to a store that is gone (a server of another module, stopped)."""
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        mlflow.set_tracking_uri(saved)  # None unsets the variable too
+    elif saved is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
 @pytest.fixture
 def default_params() -> dict:
     """A fresh copy of the repository's params.yaml, for tests to modify."""

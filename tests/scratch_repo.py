@@ -1,14 +1,16 @@
 """A scratch git + DVC repository holding the project's code, for the tests that run real `dvc` commands
 (test_pipeline_dvc, test_experiments_dvc, test_parallel_experiments, test_dvc_remote, test_seed_spread,
-test_ladder_dvc, test_pipelines), and the tiny three-run pipeline they share (conftest's `tiny_pipeline`)."""
+test_ladder_dvc, test_pipelines), and the tiny two-run pipeline they share (conftest's `tiny_pipeline`)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -117,7 +119,7 @@ def failure_logs(repo: Path, env: dict[str, str], status: str) -> str:
 
 
 def tiny_pipeline(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """tmp_path/repo: three runs (the article's MLP, TINY_OVERFIT, TINY_SIMPLIFIED) of 2 epochs on a tiny
+    """tmp_path/repo: two runs (TINY_OVERFIT, TINY_SIMPLIFIED) of 2 epochs on a tiny
     image-folder dataset, fully reproduced by `dvc repro` and committed; with the
     environment to run `dvc` in. The one reproduced pipeline the `dvc` tests share (conftest.tiny_pipeline).
     The archive is tmp_path/shared/pets.tar.gz, named in params.yaml relative to the repository."""
@@ -132,16 +134,36 @@ def tiny_pipeline(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     params["train"].update(subset_size=None)
     params["models"].update(tiny_overfit=TINY_OVERFIT, tiny_simplified=TINY_SIMPLIFIED)
     params["runs"] = {
-        "pets-mlp": {"dataset": "pets", "model": "mlp", "tuned_by": "train", "epochs": 2},
         OVERFIT_RUN: {"dataset": "pets", "model": "tiny_overfit", "tuned_by": "train", "epochs": 2},
         SIMPLIFIED_RUN: {"dataset": "pets", "model": "tiny_simplified", "tuned_by": "model.dropout", "epochs": 2},
     }
     repo, env = new_repo(tmp_path, params)
     first = dvc(repo, env, "repro")
     trained = {f"train@{run}" for run in params["runs"]}
-    assert trained | {"evaluate@pets-mlp", "plot@pets", "report"} <= ran(first), first
+    assert trained | {f"evaluate@{OVERFIT_RUN}", "plot@pets", "report"} <= ran(first), first
     commit(repo, "baseline")
     return repo, env
+
+
+@contextlib.contextmanager
+def queue_copy(pipeline: tuple[Path, dict[str, str]], target: Path) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A copy of a reproduced scratch repository (conftest.tiny_pipeline) for experiments run by DVC's queue, whose
+    workers are stopped afterwards whatever the test did."""
+    origin, env = pipeline
+    repo = copy_repo(origin, target)
+    try:
+        yield repo, env
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "dvc", "queue", "stop"], cwd=repo, env=env, capture_output=True, timeout=300
+        )
+
+
+def sweep_command(repo: Path, env: dict[str, str], module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m <module> <args>` (a ladder or a data-size curve) in `repo`, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=repo, env=env, capture_output=True, text=True, timeout=1500
+    )
 
 
 def copy_repo(source: Path, target: Path) -> Path:

@@ -37,8 +37,8 @@ def test_dropout_experiment_retrains_only_what_uses_it(repo: tuple[Path, dict[st
     diff = json.loads(dvc(path, env, "metrics", "diff", "HEAD", "--json", "--all"))
     simplified = diff["metrics/pets/tiny_simplified.json"]
     assert simplified["test_accuracy"]["old"] is not None and "new" in simplified["test_accuracy"]
-    assert "metrics/pets/mlp.json" not in diff or all(
-        change.get("diff") in (0, None) for change in diff["metrics/pets/mlp.json"].values()
+    assert "metrics/pets/tiny_overfit.json" not in diff or all(
+        change.get("diff") in (0, None) for change in diff["metrics/pets/tiny_overfit.json"].values()
     )
 
     # Two experiments compare with `dvc exp diff`.

@@ -1,42 +1,29 @@
-"""The ladder and the data-size curve end to end: a scratch git + DVC repository with the project's code and a tiny
-image-folder dataset, real `dvc exp run --queue` experiments run by `dvc queue start -j 2`, a real SQLite MLflow
-store. One ladder step fails on purpose (a pooling window larger than the images: Keras refuses to build the
-model): it is reported as failed with its log's last lines, and the other step is reported all the same."""
+"""The ladder end to end, on a copy of the shared tiny pipeline (conftest): real `dvc exp run --queue` experiments
+run by `dvc queue start -j 2`, a real SQLite MLflow store. One ladder step fails on purpose (a pooling window larger
+than the images: Keras refuses to build the model): it is reported as failed with its log's last lines, and the
+other step is reported all the same. The data-size curve is test_data_curve_dvc (a file of its own, so that the
+two run on both workers at once)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from scratch_repo import OVERFIT_RUN, SIMPLIFIED_RUN, copy_repo, dvc
+from scratch_repo import SIMPLIFIED_RUN, dvc, queue_copy, sweep_command
 
 pytestmark = pytest.mark.slow  # real dvc, git, MLflow and trainings in every test
 
 POOL = "models.tiny_simplified.layer_defaults.MaxPooling2D.pool_size"
-SIMPLIFIED, OVERFIT = SIMPLIFIED_RUN, OVERFIT_RUN
+SIMPLIFIED = SIMPLIFIED_RUN
 
 
-@pytest.fixture(scope="module")
-def repo(
-    tiny_pipeline: tuple[Path, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Path, dict[str, str]]]:
-    """A copy of the shared tiny pipeline (conftest): an overfitting and a simplified CNN of 2 epochs on 8x8 images
-    (and the article's MLP), reproduced and committed."""
-    origin, env = tiny_pipeline
-    repo = copy_repo(origin, tmp_path_factory.mktemp("ladder") / "repo")
-    yield repo, env
-    subprocess.run([sys.executable, "-m", "dvc", "queue", "stop"], cwd=repo, env=env, capture_output=True, timeout=300)
-
-
-def command(repo: Path, env: dict[str, str], module: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=repo, env=env, capture_output=True, text=True, timeout=1500
-    )
+@pytest.fixture
+def repo(tiny_pipeline: tuple[Path, dict[str, str]], tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
+    with queue_copy(tiny_pipeline, tmp_path / "repo") as copied:
+        yield copied
 
 
 @pytest.mark.timeout(1800)
@@ -45,7 +32,7 @@ def test_ladder_reports_a_failed_step_with_its_log_and_the_others_with_mean_and_
 ) -> None:
     path, env = repo
     args = ("pool", "--param", POOL, "--values", "2", "16", "--seeds", "0", "1", "--jobs", "2")
-    result = command(path, env, "overfit_first.ladder", *args)
+    result = sweep_command(path, env, "overfit_first.ladder", *args)
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     assert "2 experiment(s) failed: pool-16-s0, pool-16-s1" in result.stderr, output
@@ -89,23 +76,5 @@ def test_ladder_reports_a_failed_step_with_its_log_and_the_others_with_mean_and_
     assert len(trained) == 1 and trained[0].data.tags["run"] == SIMPLIFIED, [run.data.tags for run in trained]
     assert trained[0].data.tags["mlflow.parentRunId"] == children["2"].info.run_id  # nested under its step
 
-    again = command(path, env, "overfit_first.ladder", *args)  # the names are taken: refused, nothing queued
+    again = sweep_command(path, env, "overfit_first.ladder", *args)  # the names are taken: refused, nothing queued
     assert again.returncode == 1 and "exist already" in again.stderr and "--collect" in again.stderr, again.stderr
-
-
-@pytest.mark.timeout(1800)
-def test_data_curve_retrains_the_overfitting_and_simplified_runs_and_reads_the_gap(
-    repo: tuple[Path, dict[str, str]],
-) -> None:
-    path, env = repo
-    result = command(path, env, "overfit_first.data_curve", "size", "--sizes", "15", "30", "--jobs", "2")
-    assert result.returncode == 0, result.stdout + result.stderr
-    report = path / "reports" / "data_curves" / "size"
-    data = json.loads((report / "data_curve.json").read_text(encoding="utf-8"))
-    assert data["sizes"] == [15, 30] and set(data["runs"]) == {OVERFIT, SIMPLIFIED}
-    for run in (OVERFIT, SIMPLIFIED):
-        assert [row["status"] for row in data["runs"][run]] == ["ok", "ok"]
-        assert data["readings"][run].endswith(("get more data", "regularize or change the architecture"))
-        assert f"{run}: the gap" in result.stdout
-    assert (report / "data_curve.png").stat().st_size > 0
-    assert "**Reading:**" in (report / "README.md").read_text(encoding="utf-8")

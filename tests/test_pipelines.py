@@ -74,13 +74,13 @@ def test_a_folder_pipeline_runs_beside_the_root_one(tiny_pipeline: tuple[Path, d
     assert not any(stage.startswith(("train@", "evaluate@")) for stage in first), "the root's runs are untouched"
     for output in ("models/pets/tiny_simplified.keras", "metrics/pets/tiny_simplified.json", "reports/README.md"):
         assert (repo / "small" / output).is_file(), output
-    assert not (repo / "small" / "models" / "pets" / "mlp.keras").exists(), "only the folder's runs"
+    assert not (repo / "small" / "models" / "pets" / "tiny_overfit.keras").exists(), "only the folder's runs"
     commit(repo, "the small pipeline")
 
     # `dvc repro` without a target is the root pipeline only; the metrics commands read both.
     again = ran(dvc(repo, env, "repro"))
     assert not any(stage.startswith("small/") for stage in again), again
     table = dvc(repo, env, "metrics", "show")
-    assert "small/metrics/pets/tiny_simplified.json" in table and "metrics/pets/mlp.json" in table, table
+    assert "small/metrics/pets/tiny_simplified.json" in table and "metrics/pets/tiny_overfit.json" in table, table
     status = dvc(repo, env, "status")
     assert "train@" not in status and "evaluate@" not in status, status  # only the always-changed sources

@@ -44,12 +44,12 @@ def test_two_seeds_measured_and_written(tiny_pipeline: tuple[Path, dict[str, str
     # The committed seed's experiment changed nothing: its values are the committed results.
     committed = yaml.safe_load((repo / "metrics" / "pets" / "tiny_simplified.json").read_text(encoding="utf-8"))
     assert accuracy.values[0] == pytest.approx(committed["test_accuracy"])
-    assert spread.spread("metrics/pets/mlp.json", "trainable_params").threshold == 0.0
+    assert spread.spread("metrics/pets/tiny_overfit.json", "trainable_params").threshold == 0.0
     # Every run's metrics and the comparison's gains of simplifying: the numbers the pull-request comment judges.
-    runs = {f"metrics/pets/{model}.json" for model in ("mlp", "tiny_overfit", "tiny_simplified")}
+    runs = {f"metrics/pets/{model}.json" for model in ("tiny_overfit", "tiny_simplified")}
     assert set(spread.metrics) == runs | {"metrics/pets.comparison.json"}
     assert spread.spread("metrics/pets.comparison.json", "simplified_test_accuracy_gain") is not None
-    assert spread.spread("metrics/pets/mlp.json", "verdict") is None, "strings have no spread"
+    assert spread.spread("metrics/pets/tiny_overfit.json", "verdict") is None, "strings have no spread"
 
     # Each seed ran in a temporary copy: the workspace is the commit's, the spread file aside (.dvcignore).
     status = dvc(repo, env, "status")
