@@ -124,6 +124,25 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.wait(timeout=30)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The order in which the workers get the files (each file on one worker): the longest work first, so that the
+    two workers end together. One file that builds the shared `tiny_pipeline` first (about three minutes), then
+    the slow files that need no shared pipeline (the other worker's, meanwhile), then the other files that copy
+    the pipeline, the fast files last (they fill the gaps)."""
+    files: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        files.setdefault(item.nodeid.split("::")[0], []).append(item)
+    pipeline = [name for name, tests in files.items() if any("tiny_pipeline" in test.fixturenames for test in tests)]
+    slow = {name for name, tests in files.items() if any(test.get_closest_marker("slow") for test in tests)}
+
+    def rank(name: str) -> int:
+        if pipeline and name == pipeline[0]:
+            return 0
+        return 1 if name in slow and name not in pipeline else 2 if name in pipeline else 3
+
+    items[:] = [item for name in sorted(files, key=rank) for item in files[name]]
+
+
 def shared_path(factory: pytest.TempPathFactory, name: str) -> Path:
     """`name` in the temporary directory every worker of this test run shares (each worker's own basetemp is one
     level below it under pytest-xdist)."""

@@ -10,6 +10,7 @@ side of it is test_download's test_relative_paths_are_read_from_the_original_rep
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,12 @@ def test_queued_experiments_run_in_parallel_with_one_mlflow_run_each(
     assert status.count("Success") == 2 and "Failed" not in status, status + failure_logs(repo, env, status)
     names = set(dvc(repo, env, "exp", "list", "--name-only").split())
     assert len(names) == 2, names
+    # Two experiments compare with `dvc exp diff`.
+    first, second = sorted(names)
+    exp_diff = json.loads(dvc(repo, env, "exp", "diff", first, second, "--json"))
+    dropout = exp_diff["params"]["params.yaml"]["model.dropout"]
+    assert {dropout["old"], dropout["new"]} == {float(value) for value in DROPOUTS}
+    assert "metrics/pets/tiny_simplified.json" in exp_diff["metrics"]
 
     import mlflow
 
