@@ -12,11 +12,12 @@ setup:
 repro: setup
 	$(VENV) dvc repro
 
-# The fast tier (no training, dvc or server; budget 60 s on 2 cores), then the whole suite (budget 20 minutes).
+# The fast tier, pytest -m "not slow" (budget: 60 s on 2 cores).
 test:
 	bash scripts/setup.sh --dev
 	$(VENV) pytest -m "not slow"
 
+# The whole suite, the README's test command (budget: 20 minutes on 2 cores).
 test-all:
 	bash scripts/setup.sh --dev
 	$(VENV) pytest
