@@ -7,8 +7,10 @@ After a pull into a fresh clone (or a restore of the main branch's .dvc/cache) `
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,14 @@ pytestmark = pytest.mark.slow  # real dvc, git, MLflow or a browser in every tes
 BUCKET = "overfit-first"
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 SIMPLIFIED_MODEL = Path("models/pets/tiny_simplified.keras")
+STAGES = [
+    "sources",
+    "download@pets",
+    "prepare@pets",
+    *(f"{stage}@pets-tiny_{model}" for stage in ("train", "evaluate") for model in ("overfit", "simplified")),
+    "plot@pets",
+    "report",
+]
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +89,18 @@ def ci_restore(repo: Path, env: dict[str, str], **extra: str) -> subprocess.Comp
     )
 
 
+def preview(repo: Path, env: dict[str, str], *args: str) -> tuple[list[str], list[str]]:
+    """`python -m overfit_first.preview <args>` in `repo`: the stages it says would run, and those after them."""
+    result = subprocess.run(
+        [sys.executable, "-m", "overfit_first.preview", *args], cwd=repo, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = re.search(r"would run (.+?)(?:; then [^:]+: (.+?))?\. Nothing was run", result.stdout)
+    assert summary, result.stdout
+    assert set(summary[1].split(", ")) == ran(result.stdout), "DVC's dry run printed each one with its command"
+    return summary[1].split(", "), summary[2].split(", ") if summary[2] else []
+
+
 def assert_nothing_to_do(repo: Path, env: dict[str, str]) -> None:
     assert (repo / SIMPLIFIED_MODEL).is_file()
     status = dvc(repo, env, "status")
@@ -95,9 +117,18 @@ def test_local_remote_round_trip(origin: tuple[Path, dict[str, str]], tmp_path: 
     assert any((tmp_path / "remote" / "runs").iterdir()), "the run-cache was pushed"
 
     clone = fresh_clone(repo, tmp_path / "clone")
+    # Nothing pulled yet: every stage reads another's output that is not there. The preview survives each (DVC's
+    # own `dvc exp run --dry` stops at the first: treeverse/dvc#9021) and lists them all; it writes nothing.
+    assert set(sum(preview(clone, env, "-S", "model.dropout=0.3"), [])) == set(STAGES)
+    assert not (clone / SIMPLIFIED_MODEL).exists()
     dvc(clone, env, "pull", "--run-cache")
     assert_nothing_to_do(clone, env)
-    assert ran(dvc(clone, env, "exp", "run", "-S", "model.dropout=0.3")) == DROPOUT_STAGES
+    # The preview names what the experiment then runs, and leaves params.yaml as it was.
+    would_run, downstream = preview(clone, env, "-S", "model.dropout=0.3")
+    assert would_run == ["sources", "train@pets-tiny_simplified"]
+    assert downstream == ["evaluate@pets-tiny_simplified", "plot@pets", "report"]
+    assert (clone / "params.yaml").read_bytes() == (repo / "params.yaml").read_bytes()
+    assert ran(dvc(clone, env, "exp", "run", "-S", "model.dropout=0.3")) == DROPOUT_STAGES == {*would_run, *downstream}
 
 
 def test_s3_remote_through_ci_restore(origin: tuple[Path, dict[str, str]], s3_endpoint: str, tmp_path: Path) -> None:

@@ -40,6 +40,7 @@ ENTRY_POINTS = {
     "overfit_first.ladder": ["dropout"],
     "overfit_first.data_curve": ["size"],
     "overfit_first.pipelines": ["cifar"],
+    "overfit_first.preview": ["-S", "model.dropout=0.3"],
     "overfit_first.article_gpu": ["--tiny", "--out", "article-out"],
     "bench": ["--only", "dvc"],
 }

@@ -1,0 +1,130 @@
+"""`python -m overfit_first.preview -S model.dropout=0.3`: what `dvc exp run -S model.dropout=0.3` would run,
+running nothing. DVC's own dry run (`dvc repro --dry`) of the workspace with the params set, the params files
+restored byte for byte afterwards; then the stages that read what those stages write, which a dry run cannot
+see change.
+
+`dvc exp run --dry` is no preview in DVC 3 (3.67.1 included): it runs in a temporary copy where no output is
+checked out, and DVC hashes every input of a stage it would run, to look the run up in the run-cache, so the
+first such stage that reads another stage's output stops it with "No such file or directory" (treeverse/dvc#9021,
+#9818). Here a stage with an input that is not there (a fresh clone, a removed dataset) is previewed as a run,
+never looked up: every stage whose command reads another stage's output survives the preview.
+
+The `sources` stage is listed on every preview (it checksums the image folders on every run); whether an image
+folder changed is known only when it runs, so the stages after it are previewed against its last checksums.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from overfit_first.errors import PipelineError, run_stage
+from overfit_first.layout import require_repo_root
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m overfit_first.preview",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "-S",
+        "--set-param",
+        action="append",
+        default=[],
+        metavar="[FILE:]KEY=VALUE",
+        help="a param as `dvc exp run -S` takes it (params.yaml unless FILE: is given); repeat for several",
+    )
+    parser.add_argument(
+        "targets", nargs="*", help="stages or dvc.yaml files, as `dvc exp run` takes them (default: dvc.yaml)"
+    )
+    args = parser.parse_args()
+    require_repo_root(Path.cwd())
+    would_run, downstream = preview(args.set_param, args.targets)
+    names = ", ".join(would_run) or "nothing"
+    after = f"; then what reads their outputs, each rerun or restored from the run-cache: {', '.join(downstream)}"
+    print(f"preview: `dvc exp run` would run {names}{after if downstream else ''}. Nothing was run or written.")
+
+
+def preview(set_params: Sequence[str], targets: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+    """The stages a `dvc exp run -S <set_params> <targets>` would run (DVC's dry run prints each with its command)
+    and, in pipeline order, the stages downstream of them; the params files are left as they were."""
+    import networkx as nx
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo, lock_repo
+    from dvc.utils.cli_parse import to_path_overrides
+    from dvc.utils.hydra import apply_overrides
+
+    overrides = to_path_overrides(set_params)
+    for path in overrides:
+        if not Path(path).is_file():
+            raise PipelineError(f"-S {path}:...: {path} does not exist (a params file, relative to {Path.cwd()})")
+    try:
+        # Under DVC's repository lock, as `dvc exp run` changes params.yaml in the workspace: no other dvc command
+        # reads the previewed params meanwhile.
+        with Repo() as repo, lock_repo(repo), _restored(list(overrides)):
+            for path, items in overrides.items():
+                apply_overrides(path, items)
+            with _missing_inputs_never_hashed():
+                stages = repo.reproduce(list(targets) or None, dry=True)
+            graph = repo.index.graph
+            order = list(reversed(list(nx.topological_sort(graph))))  # what a stage reads comes before it
+            # An always-changed stage (sources) reruns whatever happens; what follows it reruns only if its
+            # output changes, which a dry run cannot tell.
+            after = {
+                consumer
+                for stage in stages
+                if not stage.always_changed
+                for consumer in nx.ancestors(graph, stage)
+                if consumer not in stages
+            }
+            return [stage.addressing for stage in stages], [stage.addressing for stage in order if stage in after]
+    except DvcException as error:
+        cause = f" ({error.__cause__})" if error.__cause__ else ""
+        raise PipelineError(f"dvc: {error}{cause}") from error
+
+
+@contextlib.contextmanager
+def _restored(paths: list[str]) -> Iterator[None]:
+    """Each file of `paths` as it was, byte for byte, however the body ends (an error, Ctrl-C, SIGTERM)."""
+    saved = {Path(path): Path(path).read_bytes() for path in paths}
+    try:
+        yield
+    finally:
+        for path, content in saved.items():
+            if path.read_bytes() != content:
+                # Replaced in one rename: params.yaml is never seen half-written.
+                handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+                with os.fdopen(handle, "wb") as file:
+                    file.write(content)
+                os.chmod(tmp, path.stat().st_mode)
+                os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _missing_inputs_never_hashed() -> Iterator[None]:
+    """DVC's run-cache look-up of a stage with an input that is not there says "not in the run-cache" instead of
+    failing on hashing it (dvc.stage.cache._can_hash, which DVC consults before every look-up): a dry run then
+    prints that stage's command, as for any stage it would run."""
+    from dvc.stage import cache
+
+    can_hash = cache._can_hash
+
+    def inputs_present(stage: Any) -> bool:
+        return all(dep.exists for dep in stage.deps if dep.protocol == "local") and can_hash(stage)
+
+    cache._can_hash = inputs_present
+    try:
+        yield
+    finally:
+        cache._can_hash = can_hash
+
+
+if __name__ == "__main__":
+    run_stage(main)
