@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -409,3 +411,65 @@ def test_an_empty_class_folder_in_an_archive_is_named_and_other_empty_folders_ar
         reader.read(zip_archive(tmp_path / "tree", tmp_path / "pets.zip"))
     (tmp_path / "tree" / "tiny" / "train" / "newt").rmdir()
     assert reader.read(zip_archive(tmp_path / "tree", tmp_path / "pets.zip")).class_names == ["cat", "dog", "frog"]
+
+
+# ---------------------------------------------------------------- Unicode normalization (issue #24 item 8)
+
+
+def nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
+def nfd(text: str) -> str:
+    return unicodedata.normalize("NFD", text)
+
+
+@pytest.mark.parametrize("kind", ["directory", "tar.gz", "zip"])
+@pytest.mark.parametrize(("folder_form", "csv_form"), [(nfd, nfc), (nfc, nfd)], ids=["folder NFD", "csv NFD"])
+def test_class_names_match_in_any_unicode_form_and_are_written_in_nfc(
+    tmp_path: Path, kind: str, folder_form, csv_form
+) -> None:
+    """A class folder `café` as macOS writes it (NFD) beside a hierarchy.csv row typed as `café` (NFC), or the
+    reverse, stopped with "missing ['café'], unknown ['café']": the same text, in two normalization forms."""
+    image_folder(
+        tmp_path / "tree",
+        classes=("bar", folder_form("café")),
+        hierarchy={"bar": "débit", csv_form("café"): csv_form("débit")},
+    )
+    source = {
+        "directory": tmp_path / "tree",
+        "tar.gz": tar_gz(tmp_path / "tree", tmp_path / "pets.tar.gz"),
+        "zip": zip_archive(tmp_path / "tree", tmp_path / "pets.zip"),
+    }[kind]
+    data = reader.read(source)
+    assert data.class_names == ["bar", nfc("café")] and data.superclass_names == [nfc("débit")]
+    assert data.train.y_coarse is not None and set(data.train.y_coarse.tolist()) == {0}
+
+    # The same tree with its folders named in NFC (hierarchy.csv's bytes as they were): the same data and checksum.
+    hierarchy = {"bar": "débit", csv_form("café"): csv_form("débit")}
+    image_folder(tmp_path / "nfc", classes=("bar", nfc("café")), hierarchy=hierarchy)
+    same = reader.read(tmp_path / "nfc")
+    for split in ("train", "test"):
+        np.testing.assert_array_equal(getattr(data, split).x, getattr(same, split).x)
+        np.testing.assert_array_equal(getattr(data, split).y, getattr(same, split).y)
+    assert reader.tree_checksum(tmp_path / "tree") == reader.tree_checksum(tmp_path / "nfc")
+
+
+def test_a_file_there_twice_in_two_unicode_forms_is_named(tmp_path: Path) -> None:
+    """Two class folders whose names differ only in their form are one class: macOS could not even hold both.
+    Their files merge, and a file name that both hold is named (which of the two images is meant?)."""
+    image_folder(tmp_path, classes=("bar", nfc("café")), top=None)
+    shutil.copytree(tmp_path / "train" / nfc("café"), tmp_path / "train" / nfd("café"))
+    with pytest.raises(PipelineError) as raised:
+        reader.read(tmp_path)
+    lines = str(raised.value).splitlines()
+    assert lines[0].endswith(": 4 files cannot be used:")
+    reason = "is there twice, its name written in two Unicode normalization forms (NFC, NFD); remove one"
+    assert lines[1:] == [f"  train/{nfc('café')}/{index:03d}.png {reason}" for index in range(4)]
+
+    for index in range(4):  # renamed: one class with the images of both folders
+        (tmp_path / "train" / nfd("café") / f"{index:03d}.png").rename(
+            tmp_path / "train" / nfd("café") / f"mac{index}.png"
+        )
+    data = reader.read(tmp_path)
+    assert data.class_names == ["bar", nfc("café")] and data.train.y.tolist().count(1) == 8

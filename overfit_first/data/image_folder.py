@@ -7,6 +7,12 @@ class-folder names; superclass ids the sorted superclass names. Links are follow
 folders alike (in a directory: wherever they point; in an archive: inside the archive only). Hidden files
 and what operating systems leave beside images (.DS_Store, Thumbs.db, __MACOSX/) are skipped.
 
+Names are Unicode text in any normalization form: macOS writes `café` decomposed (NFD: e + combining acute),
+Linux and most editors composed (NFC). Every path and every name in hierarchy.csv is read as its NFC form, so a
+class folder and its hierarchy.csv row match however each was written, the class names written are NFC, and a
+tree copied between the two gives the same data and checksum; two files whose names differ only in their form
+are named in an error (macOS could not hold both).
+
 Pixels (`pixels`): 8-bit images are read as they are; 16-bit ones (PNG, TIFF) are scaled from 0..65535 to
 0..255, and floating-point ones from 0..1. Grayscale images (1, L, LA, I;16, I, F, and palette images with
 a gray palette) have one channel; a dataset whose images are all grayscale stays single-channel, one that
@@ -25,6 +31,7 @@ import csv
 import hashlib
 import io
 import os
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cache
@@ -81,7 +88,8 @@ def tree_checksum(path: Path) -> str:
         return f"sha256:{file_sha256(path)}"
     digest = hashlib.sha256()
     files, problems = _walk(path)
-    for name, file in files:
+    for written, file in files:
+        name = _text(written)
         if file is None:
             digest.update(f"{name}/\0".encode())
             continue
@@ -92,8 +100,13 @@ def tree_checksum(path: Path) -> str:
         digest.update(f"{name}\0{len(content)}\0".encode())
         digest.update(content)
     for name, reason in problems:
-        digest.update(f"{name}\0{reason}\0".encode())
+        digest.update(f"{_text(name)}\0{reason}\0".encode())
     return f"sha256:{digest.hexdigest()}"
+
+
+def _text(name: str) -> str:
+    """`name` as NFC: the one form class names are compared and written in (module docstring)."""
+    return unicodedata.normalize("NFC", name)
 
 
 def _skipped(name: str) -> bool:
@@ -101,14 +114,15 @@ def _skipped(name: str) -> bool:
 
 
 def _walk(root: Path) -> tuple[list[tuple[str, Path | None]], list[tuple[str, str]]]:
-    """Every folder (path None) and file under `root` in path order, as (POSIX path relative to root, path),
-    following links to files and folders; and the problems met: broken links, link loops, special files."""
+    """Every folder (path None) and file under `root` in path order (of the NFC names), as (POSIX path relative to
+    root, path), following links to files and folders; and the problems met: broken links, link loops, special
+    files."""
     found: list[tuple[str, Path | None]] = []
     problems: list[tuple[str, str]] = []
 
     def visit(directory: Path, relative: str, above: frozenset[tuple[int, int]]) -> None:
         try:
-            entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+            entries = sorted(os.scandir(directory), key=lambda entry: (_text(entry.name), entry.name))
         except OSError as error:
             problems.append((relative or ".", f"cannot be listed ({error.strerror})"))
             return
@@ -209,9 +223,16 @@ class _Collector:
     top: str | None = None  # the single top-level folder, if the tree sits under one
     problems: list[tuple[str, str]] = field(default_factory=list)  # (path, what is wrong and the fix)
     folders: list[tuple[str, ...]] = field(default_factory=list)  # every folder's path parts
+    files: dict[str, str] = field(default_factory=dict)  # each file's path in NFC -> as the tree wrote it
 
     def add(self, name: str, content: bytes | None) -> None:
-        """One file (`content` its bytes) or folder (`content` None) of the tree, by its POSIX path."""
+        """One file (`content` its bytes) or folder (`content` None) of the tree, by its POSIX path (any form)."""
+        written, name = name, _text(name)
+        if content is not None and self.files.setdefault(name, written) != written:
+            self.problems.append(
+                (name, "is there twice, its name written in two Unicode normalization forms (NFC, NFD); remove one")
+            )
+            return
         parts = PurePosixPath(name).parts
         if any(_skipped(part) for part in parts):
             return
@@ -342,7 +363,7 @@ def _read_hierarchy(origin: str, content: bytes, class_names: list[str]) -> dict
         raise PipelineError(f"{where} needs a header row 'class,superclass' and one row per class")
     mapping: dict[str, str] = {}
     for row in rows:
-        name, superclass = (row["class"] or "").strip(), (row["superclass"] or "").strip()
+        name, superclass = _text((row["class"] or "").strip()), _text((row["superclass"] or "").strip())
         if not superclass or name in mapping:
             raise PipelineError(f"{where}: class {name!r} is listed twice or has no superclass")
         mapping[name] = superclass
