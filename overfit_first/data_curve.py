@@ -12,8 +12,8 @@ image when it is null), or counts; before anything is queued each is checked aga
 Default runs: the dataset's first overfitting and first simplified run (roles in params.yaml); each (size, seed)
 is a DVC experiment `<name>-<size>[-s<seed>]` that retrains only them. The report,
 reports/data_curves/<name>/ (README.md, data_curve.json, data_curve.png), charts validation accuracy and gap
-against the size and gives one reading per run (`reading`): a gap that shrinks with data says get more data; a
-flat one says regularize or change the architecture.
+against the size and gives one reading per run (`reading`): a gap that shrinks with data beyond noise (the
+project's one rule, overfit_first.noise) says get more data; a flat one says regularize or change the architecture.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import shlex
 import sys
 from typing import Any
 
-from overfit_first import tracking
+from overfit_first import noise, tracking
 from overfit_first.config import Params
 from overfit_first.errors import PipelineError, run_stage
 from overfit_first.sweep import (
@@ -50,37 +50,39 @@ from overfit_first.sweep import (
 
 KEY = "train.subset_size"
 FRACTIONS = (0.25, 0.5, 1.0)
-TOLERANCE = 0.01  # a gap change within this (or the seed spread, the larger) is flat
+TOLERANCE = 0.01  # a change within this is flat, noise or not (accuracy and gap, 0..1)
 VAL, GAP = "val_accuracy_inference", "gap"
 
 
 def reading(rows: StepResults, tolerance: float = TOLERANCE) -> str:
     """One line: how the gap moves from the smallest to the largest size that succeeded.
 
-    Shrinks by more than max(tolerance, either end's seed spread): "get more data"; otherwise (flat, or growing):
-    "regularize or change the architecture". Adds whether validation accuracy rose by more than its spread.
+    Shrinks beyond noise (noise.relations: the two sizes' seed values, Holm over this run's two comparisons, the
+    gap's and validation accuracy's) and by more than `tolerance`: "get more data"; otherwise (flat, or growing):
+    "regularize or change the architecture". Adds whether validation accuracy rose in the same sense. With one seed
+    there is no noise estimate: the tolerance alone decides.
     """
     done = [row for row in rows if row.ok]
     if len(done) < 2:
         return "fewer than two sizes succeeded: no reading"
     small, large = done[0], done[-1]
-    change = large.stats[GAP].mean - small.stats[GAP].mean
-    noise = max(tolerance, small.stats[GAP].noise, large.stats[GAP].noise)
-    rise = large.stats[VAL].mean - small.stats[VAL].mean
-    val_noise = max(tolerance, small.stats[VAL].noise, large.stats[VAL].noise)
-    sizes = f"from {small.step.label} to {large.step.label} images"
-    validation = (
-        f"validation accuracy {'rises' if rise > val_noise else 'does not rise beyond the noise'} "
-        f"({small.stats[VAL].mean:.3f} -> {large.stats[VAL].mean:.3f})"
+    gap, rise = noise.relations(
+        [(small.stats[GAP].values, large.stats[GAP].values), (small.stats[VAL].values, large.stats[VAL].values)]
     )
-    if -change > noise:
+    sizes = f"from {small.step.label} to {large.step.label} images"
+    values = f"{small.stats[GAP].mean:.3f} -> {large.stats[GAP].mean:.3f} {sizes}"
+    rises = rise.difference > tolerance and rise.beyond
+    validation = (
+        f"validation accuracy {'rises' if rises else 'does not rise beyond noise and the tolerance'} "
+        f"({small.stats[VAL].mean:.3f} -> {large.stats[VAL].mean:.3f}, {rise})"
+    )
+    if -gap.difference > tolerance and gap.beyond:
         return (
-            f"the gap shrinks with data ({small.stats[GAP].mean:.3f} -> {large.stats[GAP].mean:.3f} {sizes}, more than "
-            f"the noise {noise:.3f}) and {validation}: get more data"
+            f"the gap shrinks with data ({values}, {gap}, by more than {tolerance:g}) and {validation}: get more data"
         )
     return (
-        f"the gap is flat with data ({small.stats[GAP].mean:.3f} -> {large.stats[GAP].mean:.3f} {sizes}, within the "
-        f"noise {noise:.3f} or growing), {validation}: regularize or change the architecture"
+        f"the gap is flat with data ({values}, {gap}: it does not shrink beyond noise and by more than "
+        f"{tolerance:g}), {validation}: regularize or change the architecture"
     )
 
 
@@ -145,8 +147,9 @@ def readme(
         f"Training images per run: {', '.join(step.label for step in sweep.steps)} (the first of every class, in "
         f"proportion), over {seeds}; each (size, seed) is the DVC experiment "
         f"`{sweep.name}-<size>{'-s<seed>' if sweep.seeds else ''}`. Validation is the same set at every size. "
-        "With several seeds: mean (min-max); a change counts when larger than the seed spread "
-        "(max(2 x std, max - min)).",
+        "With several seeds: mean (min-max). A change counts when beyond noise (the two sizes' seed values by "
+        f"Student's two-sample t at family-wise {noise.ALPHA:g}, Holm over the run's two comparisons, p as adjusted; "
+        f"overfit_first/noise.py) and larger than {tolerance:g}; with one seed there is no noise estimate.",
         "",
         "![validation accuracy and gap against training-set size](data_curve.png)",
         "",

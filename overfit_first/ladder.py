@@ -11,8 +11,9 @@ Each (step, seed) is a DVC experiment `<name>-<step>[-s<seed>]` (overfit_first.s
 `dvc queue start -j N`, waited for. The report, reports/ladders/<name>/ (README.md, ladder.json, ladder.png), has
 per run and step the train, validation and test accuracy and the gap (mean and range over seeds, measured by the
 evaluate stage in inference mode), the verdicts, and the recommended step (`recommend`): the smallest gap among
-the steps whose validation accuracy is within the tolerance (or the seed spread, the larger) of the best; a
-smaller gap wins only by more than its spread. The test accuracy never chooses.
+the steps whose validation accuracy is not below the best's both beyond noise and by more than the tolerance; a
+smaller gap wins only beyond noise. "Beyond noise" is the project's one rule (overfit_first.noise): the two steps'
+seed values by Student's two-sample t, Holm over the run's comparisons. The test accuracy never chooses.
 """
 
 from __future__ import annotations
@@ -22,12 +23,11 @@ import shlex
 import sys
 from typing import Any
 
-from overfit_first import tracking
+from overfit_first import noise, tracking
 from overfit_first.errors import PipelineError, run_stage
 from overfit_first.sweep import (
     SEED,
     Step,
-    StepResult,
     StepResults,
     Sweep,
     chart,
@@ -53,49 +53,59 @@ from overfit_first.sweep import (
 DEFAULT_KEY = "model.dropout"
 SUBSET_SIZE = "train.subset_size"
 DEFAULT_VALUES = ("0.0", "0.2", "0.4", "0.6")
-TOLERANCE = 0.01  # validation accuracy within this of the best counts as as good (1 point; 1,000 images: SE ~0.011)
+TOLERANCE = 0.01  # validation accuracy within this of the best is as good, noise or not (1 point; SE ~0.011 on 1,000)
 VAL, GAP = "val_accuracy_inference", "gap"
 
 
 def recommend(rows: StepResults, tolerance: float = TOLERANCE) -> tuple[str | None, dict[str, str], str]:
     """The recommended step of one run's ladder: (its label or None, a note per step label, one sentence why).
 
-    best = the step with the highest mean validation accuracy. A step is as good as the best when the best leads it
-    by at most max(tolerance, either step's noise): sweep.Stat.noise, the seed spread. Among those, the smallest
-    mean gap; a step whose gap is within the noise of that smallest one ties with it, and of the tied steps the
-    one with the higher validation accuracy is recommended (a smaller gap is better only by more than the noise).
-    Failed steps (no seed succeeded) are skipped; earlier steps win exact ties.
+    best = the step with the highest mean validation accuracy. A step is as good as the best unless the best leads
+    it beyond noise (noise.relations: its seeds against the best's, Holm over the steps) and by more than
+    `tolerance` (accuracy, 0..1); with one seed there is no noise estimate and the tolerance alone decides. Among
+    those, the smallest mean gap; a step whose gap is not larger beyond noise (Holm over those steps) ties with it,
+    and of the tied steps the one with the higher validation accuracy is recommended. Failed steps (no seed
+    succeeded) are skipped; earlier steps win exact ties.
     """
     done = [row for row in rows if row.ok]
     notes = {row.step.label: "failed" for row in rows if not row.ok}
     if not done:
         return None, notes, "every step failed: nothing to recommend"
     best = max(done, key=lambda row: row.stats[VAL].mean)
-    candidates: list[StepResult] = []
-    for row in done:
-        behind = best.stats[VAL].mean - row.stats[VAL].mean
-        allowed = max(tolerance, best.stats[VAL].noise, row.stats[VAL].noise)
-        if behind <= allowed:
-            candidates.append(row)
-            notes[row.step.label] = "best validation" if row is best else f"validation within {allowed:.3f} of best"
+    others = [row for row in done if row is not best]
+    candidates = [best]
+    notes[best.step.label] = "best validation"
+    for row, relation in zip(
+        others, noise.relations([(row.stats[VAL].values, best.stats[VAL].values) for row in others])
+    ):
+        lead = relation.difference
+        if lead <= tolerance:
+            notes[row.step.label] = f"validation {lead:.3f} below best, within the tolerance {tolerance:g}"
         else:
-            notes[row.step.label] = f"validation {behind:.3f} below best (> {allowed:.3f})"
+            notes[row.step.label] = f"validation {lead:.3f} below best, {relation}"
+        if lead <= tolerance or not relation.beyond:
+            candidates.append(row)
+    candidates.sort(key=done.index)  # earlier steps win exact ties
     smallest = min(candidates, key=lambda row: row.stats[GAP].mean)
-    tied = [
-        row
-        for row in candidates
-        if row.stats[GAP].mean - smallest.stats[GAP].mean <= max(row.stats[GAP].noise, smallest.stats[GAP].noise)
-    ]
+    rivals = [row for row in candidates if row is not smallest]
+    tied = [smallest]
+    for row, relation in zip(
+        rivals, noise.relations([(smallest.stats[GAP].values, row.stats[GAP].values) for row in rivals])
+    ):
+        notes[row.step.label] += f"; gap {relation.difference:+.3f} against {smallest.step.label}'s, {relation}"
+        if not relation.beyond:
+            tied.append(row)
+    tied.sort(key=done.index)
     chosen = max(tied, key=lambda row: row.stats[VAL].mean)
     notes[chosen.step.label] = "**recommended**; " + notes[chosen.step.label]
     why = (
         f"validation {chosen.stats[VAL].text()}, gap {chosen.stats[GAP].text()}: the smallest gap among the "
-        f"{len(candidates)} step(s) whose validation accuracy is within max({tolerance:g}, seed spread) of the best "
-        f"({best.step.label}: {best.stats[VAL].text()})"
+        f"{len(candidates)} step(s) whose validation accuracy is not below the best's ({best.step.label}: "
+        f"{best.stats[VAL].text()}) beyond noise and by more than {tolerance:g}"
     )
     if len(tied) > 1:
-        others = ", ".join(row.step.label for row in tied if row is not chosen)
-        why += f"; gap within the seed spread of {others}, so the higher validation accuracy decides"
+        ties = ", ".join(row.step.label for row in tied if row is not chosen)
+        why += f"; gap within noise of {ties}, so the higher validation accuracy decides"
     return chosen.step.label, notes, why
 
 
@@ -155,9 +165,11 @@ def readme(sweep: Sweep, results: dict[str, StepResults], failed: dict[str, str]
         f"Steps {', '.join(step.label for step in sweep.steps)} over {seeds}; each (step, seed) is the DVC experiment "
         f"`{sweep.name}-<step>{'-s<seed>' if sweep.seeds else ''}` (`dvc exp show`). Accuracies are the evaluate "
         "stage's, measured on the saved model in inference mode; gap = train - validation. With several seeds: "
-        "mean (min-max). Recommended: the smallest gap among the steps whose validation accuracy is within "
-        f"max({tolerance:g}, the seed spread) of the best; a smaller gap wins only by more than its seed spread "
-        "(spread = max(2 x std, max - min)). The test accuracy never chooses.",
+        "mean (min-max). Recommended: the smallest gap among the steps whose validation accuracy is not below the "
+        f"best's both beyond noise and by more than {tolerance:g}; a smaller gap wins only beyond noise. Beyond "
+        "noise: the two steps' seed values differ by Student's two-sample t test at "
+        f"family-wise {noise.ALPHA:g}, Holm over the run's comparisons (p as adjusted; overfit_first/noise.py); "
+        "with one seed there is no noise estimate. The test accuracy never chooses.",
         "",
         "![gap and validation accuracy](ladder.png)",
         "",

@@ -1,61 +1,200 @@
-"""Run-to-run noise: how far each metric of the default profile moves when only the seed changes, and the rule
-that says whether a difference exceeds it.
+"""Run-to-run noise and the one rule that says whether a value moved beyond it. The pull-request check
+(overfit_first.pr_comment), the ladder and the data-size curve (overfit_first.sweep's users) all use `relations`.
 
-The spread lives in metrics/seed_spread.json (layout.SEED_SPREAD), written by `python -m overfit_first.seed_spread
---seeds 0 1 2` and committed. Per metrics file and metric (the paths and names `dvc metrics diff` prints) it holds
-the values over the seeds with their mean, sample standard deviation, minimum and maximum, plus the seeds, the
-date, the commit and the machine (CPU model and the vector-instruction flags that change TensorFlow's kernels,
-library versions). Until it is measured the file says "not measured" and the pull-request comment says so
-instead of judging any difference.
+The noise: metrics/seed_spread.json (layout.SEED_SPREAD), written by `python -m overfit_first.seed_spread` (REFRESH,
+five seeds) and committed. Per metrics file and metric (the paths and names `dvc metrics diff` prints) it holds the
+values over k seeds of the default profile with their mean, sample standard deviation (n - 1), minimum and maximum,
+in the metric's own units (accuracies and gaps: fractions 0..1); each seed's verdict per run (`verdicts`); the seeds,
+date, commit and machine (overfit_first.machine). The seed varies the weights' initialization, the shuffling, the
+dropout masks and the augmentation only; the data is fixed (the training subset is each class's first images,
+seed-free), because a pull request's reproduction retrains on the same data: data sampling is not part of the
+noise its check must absorb. Until it is measured the file says "not measured" and nothing is judged.
 
-The rule: a difference is beyond noise when |difference| > max(NOISE_SIGMAS x std, max - min) of the metric's
-seed values. Two standard deviations is the usual yardstick; with the few seeds a refresh can afford the
-standard deviation is itself uncertain, so the observed range also counts.
+The rule (`compare`): base values x_1..x_k (mean m), head values y_1..y_n, n + k >= 3; s_p the pooled sample
+standard deviation over n + k - 2 degrees of freedom; t = (mean(y) - m) / (s_p * sqrt(1/n + 1/k)) and its
+two-sided p-value from Student's t (scipy.stats.t). With one head value s_p is the base's own s (k - 1 degrees of
+freedom) and the rule is the prediction interval: y is beyond noise at level alpha exactly when it lies outside
+m ± t(1 - alpha/2, k - 1) * s * sqrt(1 + 1/k). Two sweep steps, each over seeds, are its two-sample case. With
+normal noise a value that did not change is marked with probability alpha, whatever m, s and k.
+
+The family: a reproduction moves every number at once, so the pull-request check judges only FAMILY (declared
+below) and controls the family-wise error with Holm-Bonferroni at ALPHA (valid under any dependence between rows);
+the sweeps apply Holm over each run's comparisons. Every other number is shown unmarked, and machine-dependent
+ones (MACHINE_DEPENDENT) are never judged. `python -m overfit_first.noise` prints, for the committed spread, the
+family, its false-alarm rate (simulated) and its power (the smallest change of each row detected 80 % of the time).
 """
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
+from scipy import optimize, stats
 
 from overfit_first import layout
-from overfit_first.errors import PipelineError
+from overfit_first.errors import PipelineError, run_stage
+from overfit_first.machine import Machine
 
-NOISE_SIGMAS = 2.0
+ALPHA = 0.05  # family-wise: the chance that a change that changes nothing marks any judged row
+POWER = 0.8  # the power the smallest detectable change is quoted at
+DRAWS, DRAWS_SEED = 20_000, 0  # simulated reproductions for the false-alarm rate
+# The headline metrics, the only ones judged: per run (metrics/<dataset>/<model>.json) and per dataset
+# (metrics/<dataset>.comparison.json). val_accuracy_inference, like gap, is measured on the saved model (it equals
+# the training log's val_accuracy; overfit_first.evaluation); the gains are the test-accuracy gains of simplifying.
+FAMILY_RUN = ("test_accuracy", "val_accuracy_inference", "gap")
+FAMILY_COMPARISON = ("simplified_test_accuracy_gain", "augmented_test_accuracy_gain")
+# Metrics whose name holds one of these words measure the machine, not the model: never judged.
+MACHINE_DEPENDENT = ("second", "throughput", "memory")
+# What another instruction set did to the same params and seeds (README, Results of the default run).
+CROSS_MACHINE = (
+    "CNN accuracies and gaps have differed by 1 to 3 points between two such machines (README: Results of the "
+    "default run)"
+)
+EPS = 1e-9  # below any real difference of the (rounded) metrics: float rounding, not a change
 MEASURED, NOT_MEASURED = "measured", "not measured"
-WITHIN, BEYOND = "within noise", "beyond noise"
-REFRESH = "python -m overfit_first.seed_spread --seeds 0 1 2"
+WITHIN, BEYOND, MACHINE = "within noise", "beyond noise", "depends on the machine"
+REFRESH = "python -m overfit_first.seed_spread --seeds 0 1 2 3 4"
+
+
+def in_family(path: str, metric: str) -> bool:
+    """Whether `metric` of the metrics file `path` is a judged headline metric (FAMILY_RUN, FAMILY_COMPARISON)."""
+    return metric in (FAMILY_COMPARISON if path.endswith(".comparison.json") else FAMILY_RUN)
+
+
+def machine_dependent(metric: str) -> bool:
+    """Whether `metric` measures the machine (a timing, a throughput, a memory size): MACHINE_DEPENDENT."""
+    return any(word in metric for word in MACHINE_DEPENDENT)
+
+
+def p_values(base: np.ndarray, head: np.ndarray) -> np.ndarray:
+    """The rule's two-sided p-values, vectorized: `base` (..., k) and `head` (..., n) give shape (...).
+
+    NaN where n + k < 3 (no degree of freedom for the noise). A pooled standard deviation below EPS (a metric that
+    never varied) gives p = 1 when the means agree within EPS, else 0.
+    """
+    k, n = base.shape[-1], head.shape[-1]
+    df = n + k - 2
+    if df < 1 or min(k, n) < 1:
+        return np.full(np.broadcast_shapes(base.shape[:-1], head.shape[:-1]), np.nan)
+    base_mean, head_mean = base.mean(axis=-1), head.mean(axis=-1)
+    squares = ((base - base_mean[..., None]) ** 2).sum(axis=-1) + ((head - head_mean[..., None]) ** 2).sum(axis=-1)
+    error = np.sqrt(squares / df) * math.sqrt(1 / n + 1 / k)
+    difference = head_mean - base_mean
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = 2 * stats.t.sf(np.abs(difference / error), df)
+    return np.where(error < EPS, np.where(np.abs(difference) < EPS, 1.0, 0.0), p)
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values over the last axis (the family), same shape and order; a row is beyond
+    noise when its adjusted p < ALPHA, which bounds the chance of any false mark by ALPHA."""
+    m = p.shape[-1]
+    order = np.argsort(p, axis=-1)
+    ranked = np.take_along_axis(p, order, axis=-1) * (m - np.arange(m))
+    adjusted = np.minimum(np.maximum.accumulate(ranked, axis=-1), 1.0)
+    result = np.empty_like(adjusted)
+    np.put_along_axis(result, order, adjusted, axis=-1)
+    return result
+
+
+def format_p(p: float) -> str:
+    """`p = 0.036`, `p = 1`, or `p < 0.001` (two significant digits)."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
+
+
+@dataclass(frozen=True)
+class Relation:
+    """Head against base by the rule: `difference` = mean(head) - mean(base) in the metric's units; `p` the
+    Holm-adjusted p-value over the family it was judged in, None without a noise estimate (one value each)."""
+
+    difference: float
+    p: float | None
+
+    @property
+    def beyond(self) -> bool:
+        """p < ALPHA; without a noise estimate any difference counts (the callers' tolerance then decides)."""
+        return abs(self.difference) >= EPS if self.p is None else self.p < ALPHA
+
+    def __str__(self) -> str:
+        """`beyond noise (p = 0.01, Holm)`, `within noise (p = 0.4, Holm)`, or `no noise estimate (one seed)`."""
+        if self.p is None:
+            return "no noise estimate (one seed)"
+        return f"{BEYOND if self.beyond else WITHIN} ({format_p(self.p)}, Holm)"
+
+
+def relations(pairs: Sequence[tuple[Sequence[float], Sequence[float]]]) -> list[Relation]:
+    """Each (base values, head values) pair by the rule (values in the metric's units, one per seed; a head of one
+    value is the prediction-interval case), Holm over the pairs that have a noise estimate; in `pairs` order."""
+    raw = [float(p_values(np.asarray(base, float), np.asarray(head, float))) for base, head in pairs]
+    tested = [index for index, p in enumerate(raw) if not math.isnan(p)]
+    adjusted = holm(np.array([raw[index] for index in tested])) if tested else np.array([])
+    holm_p = dict(zip(tested, adjusted.tolist()))
+    return [
+        Relation(float(np.mean(head) - np.mean(base)), holm_p.get(index)) for index, (base, head) in enumerate(pairs)
+    ]
+
+
+def simulate(
+    means: np.ndarray,
+    sds: np.ndarray,
+    k: int,
+    shift: np.ndarray | None = None,
+    draws: int = DRAWS,
+    seed: int = DRAWS_SEED,
+) -> np.ndarray:
+    """Marks of `draws` simulated reproductions, (draws, m) booleans: per row, k base seeds and one head value drawn
+    from normal noise (means, sds: shape (m,)), the head shifted by `shift` (m,), judged as the check judges (Holm
+    over the m rows)."""
+    rng = np.random.default_rng(seed)
+    m = len(means)
+    base = rng.normal(means[:, None], sds[:, None], (draws, m, k))
+    head = rng.normal(means + (0 if shift is None else shift), sds, (draws, m))
+    return holm(p_values(base, head[..., None])) < ALPHA
+
+
+def smallest_detectable(sd: float, k: int, m: int) -> float:
+    """The smallest change of one row (the others unchanged) marked beyond noise POWER of the time, in the row's
+    units: Holm's first step (alpha / m) on the noncentral t; later steps add about 0.1 % at most, and the
+    opposite tail under 1e-6 of power. `sd`: the row's seed standard deviation; k seeds; m judged rows."""
+    df, critical = k - 1, stats.t.ppf(1 - ALPHA / (2 * m), k - 1)
+    high = 1.0
+    while stats.nct.sf(critical, df, high) < POWER:
+        high *= 2
+    shift = optimize.brentq(lambda nc: stats.nct.sf(critical, df, nc) - POWER, 0.0, high, xtol=1e-9)
+    return shift * sd * math.sqrt(1 + 1 / k)
 
 
 class MetricSpread(BaseModel):
-    """One metric over the seeds."""
+    """One metric over the seeds, in the metric's units."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    values: list[float]
+    values: list[float]  # one per seed, in SeedSpread.seeds order
     mean: float
     std: float  # sample standard deviation (n - 1); 0 with a single seed
     min: float
     max: float
 
-    @property
-    def threshold(self) -> float:
-        """The largest difference that is still noise (the module's rule)."""
-        return max(NOISE_SIGMAS * self.std, self.max - self.min)
 
+@dataclass(frozen=True)
+class Judged:
+    """A head value judged against its seeds: `relation`'s p is Holm-adjusted over the rows judged together."""
 
-class Machine(BaseModel):
-    """Where the spread was measured: run-to-run noise depends on the kernels the CPU gets."""
+    path: str
+    metric: str
+    head: float
+    spread: MetricSpread
+    relation: Relation
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    cpu: str
-    cores: int
-    cpu_flags: list[str]
-    python: str
-    packages: dict[str, str]  # TensorFlow, Keras, ... as installed
+    def mark(self) -> str:
+        """The pull-request comment's noise cell: `**beyond noise** (p = 0.003, Holm)` or `within noise (...)`."""
+        text = str(self.relation)
+        return f"**{BEYOND}**{text.removeprefix(BEYOND)}" if self.relation.beyond else text
 
 
 class SeedSpread(BaseModel):
@@ -71,6 +210,7 @@ class SeedSpread(BaseModel):
     experiments: list[str] = []  # the `dvc exp` names that hold each seed's results
     machine: Machine | None = None
     metrics: dict[str, dict[str, MetricSpread]] = {}  # metrics file -> metric -> spread
+    verdicts: dict[str, list[str]] | None = None  # metrics file -> verdict per seed; None: measured before kept
 
     @property
     def measured(self) -> bool:
@@ -79,28 +219,62 @@ class SeedSpread(BaseModel):
     def spread(self, path: str, metric: str) -> MetricSpread | None:
         return self.metrics.get(path, {}).get(metric)
 
-    def judge(self, path: str, metric: str, difference: float) -> str:
-        """WITHIN or BEYOND noise; NOT_MEASURED while the file holds no measurement; 'no spread' for a metric
-        the measurement did not see (a new run or metric)."""
-        if not self.measured:
-            return NOT_MEASURED
-        spread = self.spread(path, metric)
-        if spread is None:
-            return "no spread"
-        return BEYOND if abs(difference) > spread.threshold else WITHIN
+    def family(self) -> list[tuple[str, str]]:
+        """The judged rows this spread can judge: (metrics file, metric) of FAMILY, in file and metric order."""
+        return [
+            (path, metric)
+            for path in sorted(self.metrics)
+            for metric in sorted(self.metrics[path])
+            if in_family(path, metric)
+        ]
+
+    def judge(self, heads: Sequence[tuple[str, str, float]]) -> list[Judged]:
+        """Each (metrics file, metric, head value) against the metric's seeds, Holm over all of them; rows the
+        spread has no values of are left out."""
+        known = [(path, metric, head, self.spread(path, metric)) for path, metric, head in heads]
+        known = [(path, metric, head, spread) for path, metric, head, spread in known if spread is not None]
+        found = relations([(spread.values, [head]) for _, _, head, spread in known])
+        return [Judged(path, metric, head, spread, rel) for (path, metric, head, spread), rel in zip(known, found)]
+
+    def false_alarm_rate(self) -> tuple[float, float]:
+        """(rate, Monte-Carlo standard error): the chance that a reproduction that changes nothing marks any row of
+        `family()`, simulated with normal noise of the committed means and sds (DRAWS draws, seed DRAWS_SEED)."""
+        rows = [self.metrics[path][metric] for path, metric in self.family()]
+        if not rows:
+            return 0.0, 0.0
+        marked = simulate(np.array([r.mean for r in rows]), np.array([r.std for r in rows]), len(self.seeds))
+        rate = float(marked.any(axis=1).mean())
+        return rate, math.sqrt(rate * (1 - rate) / DRAWS)
 
     def summary(self) -> str:
-        """One sentence for the comment: what the noise marks are based on."""
+        """The comment's paragraph on what the noise marks are based on."""
         if not self.measured:
             return (
                 f"Noise: not measured yet ({layout.SEED_SPREAD} holds no seed spread), so no difference is "
                 f"judged; `{self.command}` measures it on the default profile."
             )
+        rate, _ = self.false_alarm_rate()
         return (
-            f"Noise: a difference is *beyond noise* when it exceeds max({NOISE_SIGMAS:g} x standard deviation, "
-            f"max - min) of the metric over seeds {', '.join(map(str, self.seeds))} of the default profile "
-            f"({layout.SEED_SPREAD}, measured {self.measured_at} at commit {(self.commit or '?')[:10]} on "
-            f"{self.machine.cpu if self.machine else 'an unrecorded machine'})."
+            f"Noise: only the {len(self.family())} headline rows are judged (each run's "
+            f"{', '.join(FAMILY_RUN)}; each dataset's {', '.join(FAMILY_COMPARISON)}): a value is ***{BEYOND}*** "
+            f"when it lies outside the spread of seeds {', '.join(map(str, self.seeds))} of the default profile by "
+            f"Student's t (its prediction interval), Holm over those rows at family-wise {ALPHA:g}. A reproduction "
+            f"that changes nothing marks any row {100 * rate:.1f} % of the time (`python -m overfit_first.noise`: "
+            f"the smallest change each row detects). Other rows are shown unmarked, timings as *{MACHINE}*: never "
+            f"judged. Spread: {layout.SEED_SPREAD}, measured {self.measured_at} at commit {(self.commit or '?')[:10]}."
+        )
+
+    def machines(self, runner: Machine) -> str:
+        """One sentence naming both CPUs with their flags, and plainly whether they differ."""
+        here = f"this runner is {runner.describe()}"
+        if self.machine is None:
+            return f"Machines: {layout.SEED_SPREAD} does not record where it was measured; {here}."
+        there = f"the spread was measured on {self.machine.describe()}"
+        if self.machine.cpu_flags == runner.cpu_flags:
+            return f"Machines: {there}; {here}: the same instruction sets, so the same kernels."
+        return (
+            f"**Machines differ**: {there}; {here}: different instruction sets pick different oneDNN kernels, and "
+            f"{CROSS_MACHINE}, more than the seeds' spread: read the marks with care."
         )
 
 
@@ -119,3 +293,47 @@ def load(path: Path = layout.SEED_SPREAD) -> SeedSpread:
             f"{path} is not a seed-spread file ({str(error).splitlines()[0]}): "
             f"rewrite it with `{REFRESH}` or `git checkout {path}`"
         ) from error
+
+
+def report(spread: SeedSpread) -> str:
+    """What `python -m overfit_first.noise` prints (Markdown): the family, its false-alarm rate and its power."""
+    if not spread.measured:
+        return spread.summary()
+    family, k = spread.family(), len(spread.seeds)
+    rate, error = spread.false_alarm_rate()
+    machine = spread.machine.describe() if spread.machine else "an unrecorded machine"
+    never = sorted({metric for metrics in spread.metrics.values() for metric in metrics if machine_dependent(metric)})
+    lines = [
+        f"Seed spread: {layout.SEED_SPREAD}, seeds {', '.join(map(str, spread.seeds))} (k = {k}), measured "
+        f"{spread.measured_at} at commit {(spread.commit or '?')[:10]} on {machine}.",
+        "",
+        f"Rule: a head value is beyond noise when its two-sided p-value against the k seeds (Student's t; with one "
+        f"value, the prediction interval) stays below {ALPHA:g} after Holm's correction over the {len(family)} "
+        "judged rows below.",
+        "",
+        f"Never judged, shown as *{MACHINE}*: {', '.join(never) or 'none in this spread'}.",
+        "",
+        f"False-alarm rate of a no-change reproduction (any of the {len(family)} rows marked): {100 * rate:.1f} % "
+        f"(Monte-Carlo standard error {100 * error:.2f} %; {DRAWS:,} simulated reproductions, normal noise with the "
+        f"committed means and standard deviations, seed {DRAWS_SEED}).",
+        "",
+        f"Power: the smallest change of one row (the others unchanged) marked beyond noise {100 * POWER:.0f} % of the "
+        "time:",
+        "",
+        "| metrics file | metric | seeds' sd | smallest change detected 80 % of the time | in accuracy points |",
+        "|---|---|--:|--:|--:|",
+    ]
+    for path, metric in family:
+        sd = spread.metrics[path][metric].std
+        change = smallest_detectable(sd, k, len(family))
+        lines.append(f"| {path} | {metric} | {sd:.4f} | {change:.3f} | {100 * change:.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    layout.require_repo_root()
+    print(report(load()))
+
+
+if __name__ == "__main__":
+    run_stage(main)

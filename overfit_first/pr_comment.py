@@ -8,10 +8,14 @@ metrics contract (overfit_first.metrics), as the report stage does: a missing, c
 unknown verdict, stops it with exit 1 naming the file and the command that rebuilds it, and no comment is written
 (`dvc metrics diff` would show such a file as removed or changed metrics, and pass).
 The comment holds `dvc metrics diff <base>` (every changed metric: the base's committed value against the
-workspace's, i.e. what CI just reproduced), each numeric difference marked within or beyond the run-to-run noise
-measured by overfit_first.seed_spread (overfit_first.noise has the rule), each dataset's overfit-vs-simplified
-gains, and the charts. It is also the check: when a run's verdict got worse (VERDICT_ORDER), the comment leads
-with it and the command exits 1 naming the run and both verdicts, after writing the comment.
+workspace's, i.e. what CI just reproduced), each dataset's overfit-vs-simplified gains, and the charts. Only the
+declared headline metrics (noise.FAMILY) are judged, each workspace value against the base's seed values in
+metrics/seed_spread.json by overfit_first.noise's rule, Holm over all of them; other numbers are shown unmarked,
+timings as depending on the machine, and the comment names the spread's CPU and this runner's with their flags.
+It is also the check: a run's verdict that got worse (VERDICT_ORDER) fails it only on evidence (`gate`): worse
+than the verdicts of every seed of the spread, and a metric that decides it (DECIDED_BY) moved beyond noise.
+Then the comment leads with it and the command exits 1 naming the run and both verdicts, after writing the
+comment; a worse verdict without that evidence is reported as within the seeds' range, and the check passes.
 A comment cannot carry images (GitHub drops data: URLs and has no upload API for comments), so the charts
 are shown as committed in the pull request (reports/ is committed: `--images-url` + reports/<dataset>/<png>
 exists at its head commit), and labelled so. What CI itself reproduced, its charts and the offline
@@ -26,12 +30,14 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from overfit_first import atomic, comparison, layout, metrics, noise, plots
 from overfit_first.config import PARAMS_FILE, load_params, read_yaml
 from overfit_first.errors import PipelineError, run_stage
+from overfit_first.machine import machine
 from overfit_first.report import comparison_table
 
 MARKER = "<!-- overfit-first-pr-check -->"  # the workflow finds its earlier comment by this line
@@ -40,15 +46,29 @@ LINKED_CHARTS = (plots.LEARNING_CURVES, plots.PREDICTIONS, plots.CONFUSION)
 # Best first. A move to the right fails the check. "still learning" is not ranked: a run that has not finished
 # learning is neither better nor worse than a judged one.
 VERDICT_ORDER = ("good fit", "true overfit", "partial overfit", "underfit")
+# The metrics that decide each ranked verdict (overfit_first.verdict's rules, params.yaml `evaluate`; gap = train -
+# validation accuracy, both of the saved model): a worse verdict fails the check only when one moved beyond noise.
+DECIDED_BY = {
+    "good fit": ("gap", "train_accuracy_inference"),
+    "true overfit": ("gap", "train_accuracy_inference"),
+    "partial overfit": ("gap", "train_accuracy_inference"),
+    "underfit": ("train_accuracy_inference",),
+}
 PRECISION = 5  # decimals, as `dvc metrics diff` rounds
 
 Diff = dict[str, dict[str, dict[str, Any]]]  # metrics file -> metric -> {"old", "new", "diff"}
+Values = dict[str, dict[str, float]]  # metrics file -> metric -> the workspace's value
+Judgements = dict[tuple[str, str], noise.Judged]  # (metrics file, metric) -> its judgement
 
 
-class WorseVerdict(NamedTuple):
+class VerdictChange(NamedTuple):
+    """A run whose verdict is worse than the base's committed one; `fails`: the check fails on it (`gate`)."""
+
     run: str
     old: str
     new: str
+    fails: bool
+    reason: str  # why it fails or passes, in words
 
     def __str__(self) -> str:
         return f"{self.run}: {self.old} -> {self.new}"
@@ -128,20 +148,22 @@ def cell(value: Any) -> str:
     return str(round(value, PRECISION)) if isinstance(value, float) else str(value)
 
 
-def noise_mark(spread: noise.SeedSpread, path: str, metric: str, change: dict[str, Any]) -> str:
-    """The noise column: the judgement and the largest difference that is still noise, for numeric changes."""
+def noise_mark(spread: noise.SeedSpread, judged: Judgements, path: str, metric: str, change: dict[str, Any]) -> str:
+    """The noise column of a numeric change: its judgement for a headline metric (noise.FAMILY), "depends on the
+    machine" for a timing, "not measured" or "no spread" when it cannot be judged, else nothing."""
     if not number(change.get("diff")):
         return ""
-    judged = spread.judge(path, metric, change["diff"])
-    metric_spread = spread.spread(path, metric)
-    if judged not in (noise.WITHIN, noise.BEYOND) or metric_spread is None:
-        return judged
-    bound = f"±{cell(metric_spread.threshold)}"
-    return f"**{judged}** ({bound})" if judged == noise.BEYOND else f"{judged} ({bound})"
+    if noise.machine_dependent(metric):
+        return noise.MACHINE
+    if not noise.in_family(path, metric):
+        return ""
+    if not spread.measured:
+        return noise.NOT_MEASURED
+    return judged[(path, metric)].mark() if (path, metric) in judged else "no spread"
 
 
-def diff_table(diff: Diff, base: str, spread: noise.SeedSpread) -> str:
-    """The changed metrics as one Markdown table, each numeric change marked against the noise."""
+def diff_table(diff: Diff, base: str, spread: noise.SeedSpread, judged: Judgements) -> str:
+    """The changed metrics as one Markdown table, each numeric change of a headline metric marked against the noise."""
     rows = [f"| Path | Metric | {base} | this pull request | Change | Noise |", "|---|---|---|---|---|---|"]
     changes = [(path, metric, change) for path in sorted(diff) for metric, change in sorted(diff[path].items())]
     if not changes:
@@ -149,13 +171,40 @@ def diff_table(diff: Diff, base: str, spread: noise.SeedSpread) -> str:
     for shown, (path, metric, change) in enumerate(changes):
         row = (
             f"| {path} | {metric} | {cell(change.get('old'))} | {cell(change.get('new'))} | "
-            f"{cell(change.get('diff'))} | {noise_mark(spread, path, metric, change)} |"
+            f"{cell(change.get('diff'))} | {noise_mark(spread, judged, path, metric, change)} |"
         )
         if sum(len(line) + 1 for line in rows) + len(row) > DIFF_BUDGET:
             rows.append(f"\n{len(changes) - shown} more changed metrics: run `dvc metrics diff {base}` to see all.")
             break
         rows.append(row)
     return "\n".join(rows)
+
+
+def workspace_values(paths: Iterable[str]) -> Values:
+    """The numeric metrics of each metrics file in the workspace; a file the workspace lacks (a run the pull
+    request removed) is left out. PipelineError naming a file that is not JSON."""
+    values: Values = {}
+    for path in paths:
+        if not Path(path).is_file():
+            continue
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as error:
+            raise PipelineError(f"{path} is not valid JSON ({error}): `dvc repro` rewrites it") from error
+        values[path] = {metric: float(value) for metric, value in data.items() if number(value)}
+    return values
+
+
+def judge_family(spread: noise.SeedSpread, values: Values) -> Judgements:
+    """Every headline row the spread has seeds of and the workspace a value of, Holm over all of them."""
+    heads = [(path, metric, values[path][metric]) for path, metric in spread.family() if metric in values.get(path, {})]
+    return {(row.path, row.metric): row for row in spread.judge(heads)}
+
+
+def beyond_line(judged: Judgements) -> str:
+    """One line: which headline rows are beyond noise (unchanged rows included, which the table does not show)."""
+    beyond = [f"`{path}` {metric}" for (path, metric), row in judged.items() if row.relation.beyond]
+    return f"Beyond noise: {len(beyond)} of {len(judged)} headline rows{': ' + ', '.join(beyond) if beyond else ''}."
 
 
 def run_names() -> dict[str, str]:
@@ -169,16 +218,50 @@ def run_names() -> dict[str, str]:
     }
 
 
-def worse_verdicts(diff: Diff) -> list[WorseVerdict]:
-    """Every run whose verdict moved down VERDICT_ORDER, named as params.yaml names it (else by its file)."""
+def worse_verdicts(diff: Diff, spread: noise.SeedSpread, values: Values) -> list[VerdictChange]:
+    """Every run whose verdict moved down VERDICT_ORDER from the base's, named as params.yaml names it (else by its
+    file), with whether the check fails on it (`gate`)."""
     names = run_names()
     worse = []
     for path, changes in sorted(diff.items()):
         change = changes.get("verdict") or {}
         old, new = change.get("old"), change.get("new")
         if old in VERDICT_ORDER and new in VERDICT_ORDER and VERDICT_ORDER.index(new) > VERDICT_ORDER.index(old):
-            worse.append(WorseVerdict(names.get(path, path), old, new))
+            fails, reason = gate(path, old, new, spread, values.get(path, {}))
+            worse.append(VerdictChange(names.get(path, path), old, new, fails, reason))
     return worse
+
+
+def gate(path: str, old: str, new: str, spread: noise.SeedSpread, head: dict[str, float]) -> tuple[bool, str]:
+    """Whether a run's verdict that got worse from `old` (the base's) to `new` fails the check, and why.
+
+    It fails when `new` is worse than the verdict of every seed of the spread (seeds whose verdict is *still
+    learning*, which is not ranked, do not count; none ranked: not worse) and a metric that decides `new`
+    (DECIDED_BY) moved beyond noise (noise's rule, Holm over those metrics). A spread measured before verdicts
+    were kept per seed compares with `old` alone and says so; a run without a seed spread fails as it did before.
+    """
+    deciding = [metric for metric in DECIDED_BY[new] if metric in head and spread.spread(path, metric) is not None]
+    if not spread.measured or not deciding:
+        return True, "no seed spread of this run to judge it against"
+    seeds = (spread.verdicts or {}).get(path)
+    if seeds is None:
+        than = (
+            f"worse than the base's committed verdict ({layout.SEED_SPREAD} keeps no verdict per seed"
+            f"{'' if spread.verdicts is None else ' of this run'}: `{noise.REFRESH}` records them)"
+        )
+    else:
+        ranked = [seed for seed in seeds if seed in VERDICT_ORDER]
+        if not ranked or any(VERDICT_ORDER.index(new) <= VERDICT_ORDER.index(seed) for seed in ranked):
+            return False, f"within the seeds' range ({', '.join(seeds)})"
+        than = f"worse than every seed's ({', '.join(seeds)})"
+    judged = spread.judge([(path, metric, head[metric]) for metric in deciding])
+    evidence = "; ".join(
+        f"{row.metric} {row.head:.3f} against seeds {row.spread.mean:.3f} ± {row.spread.std:.3f} sd, {row.relation}"
+        for row in judged
+    )
+    if any(row.relation.beyond for row in judged):
+        return True, f"{than}, and {evidence}"
+    return False, f"{than}, but no metric that decides it moved beyond noise: {evidence}"
 
 
 def check_workspace_metrics() -> None:
@@ -238,23 +321,35 @@ def charts(images_url: str | None, artifact_url: str | None) -> list[str]:
     return lines
 
 
-def verdict_lines(worse: list[WorseVerdict]) -> list[str]:
+def verdict_lines(worse: list[VerdictChange]) -> list[str]:
     order = f"order: {' > '.join(VERDICT_ORDER)}; *still learning* is not ranked"
-    if not worse:
-        return [f"Verdicts: none got worse ({order}).", ""]
-    return [
-        f"**Check failed: a verdict got worse** ({order}):",
-        "",
-        *(f"- `{entry.run}`: {entry.old} → **{entry.new}**" for entry in worse),
-        "",
-    ]
+    failing, passing = [entry for entry in worse if entry.fails], [entry for entry in worse if not entry.fails]
+    if failing:
+        lines = [
+            f"**Check failed: a verdict got worse** ({order}):",
+            "",
+            *(f"- `{entry.run}`: {entry.old} → **{entry.new}**: {entry.reason}" for entry in failing),
+            "",
+        ]
+    else:
+        lines = [f"Verdicts: none got worse{' beyond the noise' if passing else ''} ({order}).", ""]
+    if passing:
+        lines += [
+            "Worse than the base's verdict, yet no evidence (the check passes on these):",
+            "",
+            *(f"- `{entry.run}`: {entry.old} → {entry.new}: {entry.reason}" for entry in passing),
+            "",
+        ]
+    return lines
 
 
-def build(base: str, images_url: str | None = None, artifact_url: str | None = None) -> tuple[str, list[WorseVerdict]]:
+def build(base: str, images_url: str | None = None, artifact_url: str | None = None) -> tuple[str, list[VerdictChange]]:
     """The whole comment and the runs whose verdict got worse, run from the repository root after `dvc repro`."""
     check_workspace_metrics()
     diff, spread = metrics_diff(base), noise.load()
-    worse = worse_verdicts(diff)
+    values = workspace_values(sorted(spread.metrics))
+    judged = judge_family(spread, values) if spread.measured else {}
+    worse = worse_verdicts(diff, spread, values)
     lines = [
         MARKER,
         "## overfit-first: results of this pull request",
@@ -264,7 +359,10 @@ def build(base: str, images_url: str | None = None, artifact_url: str | None = N
         "",
         spread.summary(),
         "",
-        diff_table(diff, base, spread),
+        spread.machines(machine()),
+        "",
+        *([beyond_line(judged), ""] if spread.measured else []),
+        diff_table(diff, base, spread, judged),
         "",
         "### Overfitting vs simplified",
         "",
@@ -292,9 +390,10 @@ def main() -> None:
     text, worse = build(args.base, args.images_url, args.artifact_url)
     atomic.write_text(args.out, text)
     print(f"wrote {args.out}")
-    if worse:
+    failing = [entry for entry in worse if entry.fails]
+    if failing:
         raise PipelineError(
-            f"a verdict got worse from {args.base}: {'; '.join(map(str, worse))} (written to {args.out} too)"
+            f"a verdict got worse from {args.base}: {'; '.join(map(str, failing))} (written to {args.out} too)"
         )
 
 

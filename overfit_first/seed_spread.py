@@ -1,35 +1,37 @@
 """Measure the seed spread of every metric (overfit_first.noise) and write metrics/seed_spread.json.
 
-    python -m overfit_first.seed_spread --seeds 0 1 2
+    python -m overfit_first.seed_spread --seeds 0 1 2 3 4
     python -m overfit_first.seed_spread --seeds 0 1 2 --experiments workspace seed1-x seed2-x   # already run
 
 Each seed is one `dvc exp run --temp -S train.seed=<seed>` of the pipeline as it stands (the committed default
 profile: about 11 minutes a seed on 2 cores), run one after another in a temporary copy, so the workspace is
 left alone; the experiments stay listed by `dvc exp show` under the names the file records. A seed equal to
 params.yaml's train.seed retrains nothing when `dvc status` is clean: its experiment then holds the committed
-results. Every numeric metric of every file `dvc metrics show` lists is summarized; commit the file.
+results. Every numeric metric of every file `dvc metrics show` lists is summarized, and each run's verdict is
+kept per seed (the pull-request check's verdict gate reads them); commit the file.
+
+What the seed varies: the weights' initialization, the shuffling, the dropout masks and the augmentation. The
+data is fixed (the training subset is each class's first images, seed-free): a pull request's reproduction
+retrains on the same data, so data sampling is not part of the noise its check must absorb. Five seeds
+(noise.REFRESH) give the rule four degrees of freedom; `python -m overfit_first.noise` prints what that buys.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from overfit_first import atomic, layout
 from overfit_first.errors import PipelineError, run_stage
-from overfit_first.noise import MEASURED, Machine, MetricSpread, SeedSpread
+from overfit_first.machine import machine
+from overfit_first.noise import MEASURED, MetricSpread, SeedSpread
 
-# The CPU features that decide which kernels TensorFlow (oneDNN) runs, and so its rounding.
-VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
-PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "jax", "numpy", "dvc")
+VERDICT = "verdict"  # the evaluate stage's verdict of a run (metrics/<dataset>/<model>.json)
 WORKSPACE = "workspace"
 
 
@@ -99,30 +101,15 @@ def spread(per_seed: list[dict[str, Any]]) -> dict[str, dict[str, MetricSpread]]
     return result
 
 
-def machine() -> Machine:
-    """This machine's CPU model, its vector-instruction flags, Python and the libraries that train."""
-    cpu, flags = platform.processor() or platform.machine(), set()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                cpu = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    packages = {}
-    for package in PACKAGES:
-        try:
-            packages[package] = version(package)
-        except PackageNotFoundError:
-            continue
-    return Machine(
-        cpu=cpu,
-        cores=os.cpu_count() or 0,
-        cpu_flags=[flag for flag in VECTOR_FLAGS if flag in flags],
-        python=platform.python_version(),
-        packages=packages,
-    )
+def verdicts(per_seed: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Each run's verdict per seed ({metrics file: [verdict of each seed, in order]}): the files whose results
+    hold a verdict in every seed."""
+    result: dict[str, list[str]] = {}
+    for path in sorted(per_seed[0]):
+        found = [seed.get(path, {}).get(VERDICT) for seed in per_seed]
+        if all(isinstance(value, str) for value in found):
+            result[path] = found
+    return result
 
 
 def measure(seeds: list[int], out: Path, existing: list[str] | None = None) -> SeedSpread:
@@ -146,6 +133,7 @@ def measure(seeds: list[int], out: Path, existing: list[str] | None = None) -> S
         experiments=names,
         machine=machine(),
         metrics=spread([found[name] for name in names]),
+        verdicts=verdicts([found[name] for name in names]),
     )
     atomic.write_text(out, result.model_dump_json(indent=2) + "\n")
     return result
@@ -157,7 +145,9 @@ def main() -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--seeds", type=int, nargs="+", required=True, help="two or more train.seed values")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", required=True, help="two or more train.seed values (five: 0 1 2 3 4)"
+    )
     parser.add_argument("--out", type=Path, default=layout.SEED_SPREAD, help="where to write the spread (JSON)")
     parser.add_argument(
         "--experiments",

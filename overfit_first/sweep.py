@@ -7,8 +7,9 @@ evaluate@<run> ...` (only the swept runs' stages and what they need run: DVC ski
 of state, then reads each experiment's metrics (`dvc exp show --json`); a failed experiment is reported with the
 last lines of `dvc queue logs` and the others are still used.
 
-Statistics over seeds: mean, min, max and sample standard deviation, and the noise of a step, the project's rule
-(overfit_first.noise): max(2 x standard deviation, max - min). A difference counts only when it is larger.
+Statistics over seeds: mean, min, max and sample standard deviation. Whether two steps differ beyond noise is
+the project's one rule (overfit_first.noise.relations): the two-sample case of Student's t over the two steps'
+seed values, Holm over the comparisons a report makes for one run; with one seed a step has no noise estimate.
 
 MLflow (overfit_first.tracking, best effort): the sweep is one parent run with one child run per step; each
 training run of a step's experiments is nested under that child (OVERFIT_FIRST_MLFLOW_PARENTS, read by tracking).
@@ -107,7 +108,7 @@ class Sweep:
 
 @dataclass
 class Stat:
-    """One metric over seeds; `noise` = max(2 x std, max - min), 0 with one value."""
+    """One metric over seeds, in its own units (accuracies and gaps: fractions 0..1)."""
 
     values: list[float]
 
@@ -126,10 +127,6 @@ class Stat:
     @property
     def high(self) -> float:
         return max(self.values)
-
-    @property
-    def noise(self) -> float:
-        return max(2 * self.std, self.high - self.low)
 
     def text(self, digits: int = 3) -> str:
         """`0.871` with one value, `0.871 (0.860-0.880)` with more: mean and range (`(-0.067 to 0.200)`)."""

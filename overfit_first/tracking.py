@@ -966,11 +966,12 @@ def finish_sweep(
     report: Path | None,
     recommendations: dict[str, str],
 ) -> None:
-    """Complete a sweep's MLflow runs: each child gets its step's mean metrics per run (`<run>/validation`, ...)
-    and ends FINISHED, or FAILED when every experiment of its step failed; training runs of the sweep's experiments
-    logged without a parent (workers started before the sweep) are nested now; the parent gets the report's files
-    and the recommendations (tags `recommended/<run>`; `failed_experiments` names any) and ends FINISHED. Runs of
-    earlier attempts of the same sweep left RUNNING by a stopped process end KILLED (end_stale_sweep_runs)."""
+    """Complete a sweep's MLflow runs: each child gets its step's mean metrics per run (`<run>/val_accuracy`, ...)
+    and their standard deviations over seeds (`<run>/val_accuracy_std`), and ends FINISHED, or FAILED when every
+    experiment of its step failed; training runs of the sweep's experiments logged without a parent (workers
+    started before the sweep) are nested now; the parent gets the report's files and the recommendations (tags
+    `recommended/<run>`; `failed_experiments` names any) and ends FINISHED. Runs of earlier attempts of the same
+    sweep left RUNNING by a stopped process end KILLED (end_stale_sweep_runs)."""
     if runs is None:
         return
 
@@ -985,7 +986,7 @@ def finish_sweep(
                             for metric, stat in row.stats.items():
                                 name = f"{run_name}/{metric.removesuffix('_inference')}"
                                 client.log_metric(child, name, stat.mean)
-                                client.log_metric(child, f"{name}_noise", stat.noise)
+                                client.log_metric(child, f"{name}_std", stat.std)
                 client.set_terminated(child, "FINISHED" if any(row.ok for row in rows) else "FAILED")
             for experiment, child in runs.by_experiment.items():
                 for trained in client.search_runs([runs.experiment_id], f"tags.dvc_exp_name = '{experiment}'"):

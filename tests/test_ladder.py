@@ -1,5 +1,6 @@
-"""The ladder's and the data-size curve's logic on synthetic tables (no training, no dvc): the recommendation uses
-the seed spread, the data-size reading, and bad input refused before anything is queued."""
+"""The ladder's and the data-size curve's logic on synthetic tables (no training, no dvc): the recommendation and the
+data-size reading read against the noise rule (overfit_first.noise), and bad input refused before anything is
+queued."""
 
 from __future__ import annotations
 
@@ -51,21 +52,33 @@ def test_recommends_the_smallest_gap_within_tolerance_of_the_best_validation() -
     ]
     label, notes, why = ladder.recommend(rows, tolerance=0.01)
     assert label == "0.2", (notes, why)
-    assert notes["0.0"] == "best validation" and notes["0.4"].startswith("validation 0.020 below best")
+    # one seed: no noise estimate, so the tolerance decides the validation and the means the gap
+    assert notes == {
+        "0.0": "best validation; gap +0.070 against 0.2's, no noise estimate (one seed)",
+        "0.2": "**recommended**; validation 0.005 below best, within the tolerance 0.01",
+        "0.4": "validation 0.020 below best, no noise estimate (one seed)",
+    }
     assert "smallest gap among the 2 step(s)" in why
 
 
-def test_a_step_is_better_only_if_it_wins_by_more_than_the_seed_spread() -> None:
+def test_a_step_is_better_only_if_it_wins_beyond_noise() -> None:
     rows = [
         row("0.0", [0.86, 0.84, 0.85], [0.15, 0.14, 0.16]),
-        # 0.02 behind the best on average, but the seeds spread by 0.04: as good as the best
+        # 0.02 behind the best on average, but the seeds spread by 0.04: within noise, as good as the best
         row("0.4", [0.85, 0.81, 0.83], [0.06, 0.07, 0.05]),
-        # the gap is 0.01 smaller than 0.4's, within their spread: tied; 0.4's higher validation decides
+        # 0.03 behind: raw p 0.08, within noise too; its gap is 0.01 smaller than 0.4's, within noise: tied, and
+        # 0.4's higher validation decides
         row("0.6", [0.84, 0.80, 0.82], [0.05, 0.06, 0.04]),
     ]
     label, notes, why = ladder.recommend(rows, tolerance=0.01)
     assert label == "0.4", (notes, why)
-    assert "gap within the seed spread of 0.6" in why
+    assert notes == {
+        "0.0": "best validation; gap +0.100 against 0.6's, beyond noise (p < 0.001, Holm)",
+        "0.4": "**recommended**; validation 0.020 below best, within noise (p = 0.2, Holm); gap +0.010 against "
+        "0.6's, within noise (p = 0.29, Holm)",
+        "0.6": "validation 0.030 below best, within noise (p = 0.16, Holm)",  # Holm: twice its p of 0.08
+    }
+    assert "gap within noise of 0.6, so the higher validation accuracy decides" in why
     one_seed = [row("0.0", [0.85], [0.15]), row("0.4", [0.83], [0.06])]
     assert ladder.recommend(one_seed, tolerance=0.01)[0] == "0.0"  # no spread: 0.02 behind is too far
 
@@ -80,14 +93,21 @@ def test_failed_steps_are_skipped_and_reported() -> None:
 
 def test_data_curve_reading_gap_shrinking_means_get_data_flat_means_regularize() -> None:
     shrinking = [row("250", [0.70, 0.72], [0.25, 0.27]), row("1000", [0.84, 0.85], [0.12, 0.13])]
-    assert data_curve.reading(shrinking).endswith("get more data")
-    assert "validation accuracy rises" in data_curve.reading(shrinking)
+    assert data_curve.reading(shrinking) == (
+        "the gap shrinks with data (0.260 -> 0.125 from 250 to 1000 images, beyond noise (p = 0.014, Holm), by more "
+        "than 0.01) and validation accuracy rises (0.710 -> 0.845, beyond noise (p = 0.014, Holm)): get more data"
+    )
     flat = [row("250", [0.80, 0.84], [0.13, 0.11]), row("1000", [0.82, 0.85], [0.12, 0.10])]
     assert data_curve.reading(flat).endswith("regularize or change the architecture")
     # a 0.03 shrink inside a 0.06 seed spread is noise, not a trend
     noisy = [row("250", [0.80, 0.80], [0.16, 0.10]), row("1000", [0.80, 0.80], [0.11, 0.09])]
     assert data_curve.reading(noisy).endswith("regularize or change the architecture")
     assert data_curve.reading([shrinking[0]]) == "fewer than two sizes succeeded: no reading"
+    # one seed per size: no noise estimate, the tolerance alone decides
+    one_seed = [row("250", [0.80], [0.20]), row("1000", [0.85], [0.195])]
+    assert "(0.200 -> 0.195 from 250 to 1000 images, no noise estimate (one seed): it does not shrink" in (
+        data_curve.reading(one_seed)
+    )
 
 
 def arguments(**given: object) -> argparse.Namespace:

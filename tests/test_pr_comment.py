@@ -1,6 +1,7 @@
 """The pull-request comment and check built on two real git revisions of a DVC repository with different committed
-metrics: `dvc metrics diff` between them with each difference marked against the seed noise, the comparison table,
-the chart links, and a failed check when a run's verdict got worse."""
+metrics: `dvc metrics diff` between them with the headline rows judged against the seed noise, the comparison table,
+the chart links, and the verdict gate: a failed check when a run's verdict got worse beyond the seeds' noise, a
+passed one when the seeds' verdicts already disagree."""
 
 from __future__ import annotations
 
@@ -100,9 +101,17 @@ def repo(tmp_path: Path, default_params: dict) -> Path:
     return repo
 
 
-def measured_spread(test_accuracy_std: float) -> str:
-    """A seed-spread file as overfit_first.seed_spread writes it, for metrics/tiny/cnn_overfit.json."""
-    values = [0.70 - test_accuracy_std, 0.70, 0.70 + test_accuracy_std]
+def metric_spread(*values: float) -> noise.MetricSpread:
+    mean = sum(values) / len(values)
+    std = (sum((value - mean) ** 2 for value in values) / (len(values) - 1)) ** 0.5
+    return noise.MetricSpread(values=list(values), mean=mean, std=std, min=min(values), max=max(values))
+
+
+def measured_spread(
+    test_accuracy_std: float, gaps: tuple[float, ...] = (0.3, 0.3, 0.3), verdicts: list[str] | None = None
+) -> str:
+    """A seed-spread file as overfit_first.seed_spread writes it, for metrics/tiny/cnn_overfit.json (without
+    `verdicts`: as written before they were kept per seed)."""
     spread = noise.SeedSpread(
         status=noise.MEASURED,
         seeds=[0, 1, 2],
@@ -110,13 +119,14 @@ def measured_spread(test_accuracy_std: float) -> str:
         commit="0123456789abcdef",
         machine=noise.Machine(cpu="Test CPU", cores=2, cpu_flags=["avx2"], python="3.11.7", packages={}),
         metrics={
-            "metrics/tiny/cnn_overfit.json": {
-                "test_accuracy": noise.MetricSpread(
-                    values=values, mean=0.70, std=test_accuracy_std, min=min(values), max=max(values)
-                ),
-                "gap": noise.MetricSpread(values=[0.3, 0.3, 0.3], mean=0.3, std=0.0, min=0.3, max=0.3),
+            METRICS: {
+                "test_accuracy": metric_spread(0.70 - test_accuracy_std, 0.70, 0.70 + test_accuracy_std),
+                "gap": metric_spread(*gaps),
+                "train_accuracy_inference": metric_spread(0.99, 0.99, 0.99),
+                "seconds_per_epoch": metric_spread(1.0, 1.2, 1.1),
             }
         },
+        verdicts=None if verdicts is None else {METRICS: verdicts},
     )
     return spread.model_dump_json(indent=2)
 
@@ -191,7 +201,7 @@ def test_a_long_diff_is_cut_to_fit_a_comment(repo: Path, monkeypatch: pytest.Mon
     monkeypatch.chdir(repo)
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{stage_env()['PATH']}")
     monkeypatch.setattr(pr_comment, "DIFF_BUDGET", 300)
-    table = pr_comment.diff_table(pr_comment.metrics_diff(base), base, noise.not_measured())
+    table = pr_comment.diff_table(pr_comment.metrics_diff(base), base, noise.not_measured(), {})
     assert len(table) < 450
     assert table.splitlines()[1].startswith("|---|"), "no padding"
     assert table.endswith(f"more changed metrics: run `dvc metrics diff {base}` to see all.")
@@ -204,15 +214,22 @@ def test_differences_marked_against_the_seed_noise(repo: Path) -> None:
     result = build(repo, base)
     assert result.returncode == 0, result.stderr
     text = (repo / "comment.md").read_text(encoding="utf-8")
-    # Threshold max(2 x 0.01, 0.71 - 0.69) = 0.02: +0.015 is noise; the gap never moved over seeds: beyond.
-    assert table_row(text, "cnn_overfit.json", "| test_accuracy ").endswith("| within noise (±0.02) |"), text
-    assert table_row(text, "cnn_overfit.json", "| gap ").endswith("| **beyond noise** (±0.0) |"), text
-    assert "over seeds 0, 1, 2 of the default profile" in text and "Test CPU" in text
+    # 0.715 against 0.70 ± 0.01 over 3 seeds is noise; the gap never moved over seeds: beyond. Holm over the two
+    # headline rows the spread has (test_accuracy, gap); the timing and the other rows are not judged.
+    row = table_row(text, "cnn_overfit.json", "| test_accuracy ")
+    assert re.search(r"\| within noise \(p = 0\.\d+, Holm\) \|$", row), text
+    assert table_row(text, "cnn_overfit.json", "| gap ").endswith("| **beyond noise** (p < 0.001, Holm) |"), text
+    assert table_row(text, "cnn_overfit.json", "| val_accuracy_inference ").endswith("| no spread |"), text
+    assert table_row(text, "cnn_overfit.json", "| gap_test ").endswith("|  |"), "not a headline row: unmarked"
+    assert f"Beyond noise: 1 of 2 headline rows: `{METRICS}` gap." in text
+    assert "seeds 0, 1, 2 of the default profile by Student's t" in text
+    assert "the spread was measured on Test CPU (flags avx2); this runner is " in text
 
     commit_results(repo, 0.80, "true overfit", 0.05, "head: beyond it")
     assert build(repo, base).returncode == 0
     text = (repo / "comment.md").read_text(encoding="utf-8")
-    assert table_row(text, "cnn_overfit.json", "| test_accuracy ").endswith("| **beyond noise** (±0.02) |"), text
+    row = table_row(text, "cnn_overfit.json", "| test_accuracy ")
+    assert re.search(r"\| \*\*beyond noise\*\* \(p = 0\.0\d+, Holm\) \|$", row), text
 
 
 def test_a_worse_verdict_fails_the_check_naming_the_run(repo: Path) -> None:
@@ -232,6 +249,35 @@ def test_a_worse_verdict_fails_the_check_naming_the_run(repo: Path) -> None:
     assert build(repo, base).returncode == 0
     commit_results(repo, 0.50, "underfit", 0.05, "head: underfit after still learning")
     assert build(repo, still).returncode == 0
+
+
+def test_a_worse_verdict_fails_only_beyond_the_seeds_noise(repo: Path) -> None:
+    base = commit_results(repo, 0.80, "good fit", 0.05, "base: a good fit")
+    # The seeds disagree already (one partially overfits) and the gap is within their noise: the check passes.
+    spread = repo / "metrics" / "seed_spread.json"
+    spread.write_text(
+        measured_spread(0.01, gaps=(0.18, 0.19, 0.20), verdicts=["good fit", "partial overfit", "good fit"])
+    )
+    commit_results(repo, 0.78, "partial overfit", 0.05, "head: a re-roll")
+    result = build(repo, base)
+    assert result.returncode == 0, result.stderr
+    text = (repo / "comment.md").read_text(encoding="utf-8")
+    assert "Verdicts: none got worse beyond the noise" in text
+    assert (
+        "- `tiny-cnn_overfit`: good fit → partial overfit: within the seeds' range (good fit, partial overfit, " in text
+    )
+
+    # Every seed fits well, and the gap moves far beyond their noise: the check fails, naming the evidence.
+    spread.write_text(measured_spread(0.01, gaps=(0.18, 0.19, 0.20), verdicts=["good fit"] * 3))
+    commit_results(repo, 0.40, "partial overfit", 0.05, "head: a real change")
+    result = build(repo, base)
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        f"error: a verdict got worse from {base}: tiny-cnn_overfit: good fit -> partial overfit"
+    ), result.stderr
+    text = (repo / "comment.md").read_text(encoding="utf-8")
+    assert "- `tiny-cnn_overfit`: good fit → **partial overfit**: worse than every seed's (good fit, good fit, " in text
+    assert "gap 0.590 against seeds 0.190 ± 0.010 sd, beyond noise (p = 0.0017, Holm)" in text
 
 
 @pytest.mark.parametrize(

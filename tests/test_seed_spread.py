@@ -50,6 +50,9 @@ def test_two_seeds_measured_and_written(tiny_pipeline: tuple[Path, dict[str, str
     assert set(spread.metrics) == runs | {"metrics/pets.comparison.json"}
     assert spread.spread("metrics/pets.comparison.json", "simplified_test_accuracy_gain") is not None
     assert spread.spread("metrics/pets/tiny_overfit.json", "verdict") is None, "strings have no spread"
+    assert spread.verdicts is not None and set(spread.verdicts) == runs, "each run's verdict per seed"
+    assert all(len(found) == 2 for found in spread.verdicts.values())
+    assert spread.verdicts["metrics/pets/tiny_simplified.json"][0] == committed["verdict"]
 
     # Each seed ran in a temporary copy: the workspace is the commit's, the spread file aside (.dvcignore).
     status = dvc(repo, env, "status")
@@ -80,7 +83,8 @@ def test_two_seeds_measured_and_written(tiny_pipeline: tuple[Path, dict[str, str
         timeout=300,
     )
     assert again.returncode == 0, again.stdout + again.stderr
-    assert noise.load(tmp_path / "s").metrics == spread.metrics
+    again_spread = noise.load(tmp_path / "s")
+    assert again_spread.metrics == spread.metrics and again_spread.verdicts == spread.verdicts
 
 
 def test_needs_two_seeds(tmp_path: Path) -> None:
