@@ -7,10 +7,12 @@
 # restore: with DVC_REMOTE_URL set (a repository secret: s3://bucket/path, or any URL DVC knows), that remote
 # becomes this clone's default in .dvc/config.local (never committed), DVC_REMOTE_ENDPOINT sets its endpointurl
 # (an S3-compatible server), the credentials come from the environment (AWS_ACCESS_KEY_ID, ...), and
-# `dvc pull --run-cache` fetches the outputs dvc.lock names plus the run-cache. Without it the workflow has put
-# the main branch's .dvc/cache (outputs and run-cache) in place from the Actions cache, and `dvc checkout`
-# links what dvc.lock names. Either way, whatever is missing is left to `dvc repro`: a stage whose
-# dependencies match a run-cache entry is restored from it, and only a stage the pull request changed runs.
+# `dvc pull --run-cache dvc.yaml` fetches the outputs dvc.lock names plus the run-cache. Without it the workflow has
+# put the main branch's .dvc/cache (outputs and run-cache) in place from the Actions cache, and `dvc checkout`
+# links what dvc.lock names. Only the default pipeline (dvc.yaml), the one CI reproduces: cifar/dvc.lock names
+# outputs that exist only where someone ran the CIFAR pipeline. Either way, whatever is missing is left to
+# `dvc repro`: a stage whose dependencies match a run-cache entry is restored from it, and only a stage the pull
+# request changed runs.
 # A remote that cannot be read costs time, not correctness: a warning, and `dvc repro` retrains.
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
@@ -36,10 +38,10 @@ restore() {
     dvc remote default --local ci
     if [[ -n "${DVC_REMOTE_ENDPOINT:-}" ]]; then dvc remote modify --local ci endpointurl "$DVC_REMOTE_ENDPOINT"; fi
     echo "ci_restore: pulling outputs and run-cache from the team's remote"
-    dvc pull --run-cache --allow-missing || warn "dvc pull from the team's remote failed; dvc repro will rerun what it could not restore"
+    dvc pull --run-cache --allow-missing dvc.yaml || warn "dvc pull from the team's remote failed; dvc repro will rerun what it could not restore"
   elif [[ -d .dvc/cache ]]; then
     echo "ci_restore: checking out the outputs found in .dvc/cache (the Actions cache of the main branch)"
-    dvc checkout --allow-missing || warn "dvc checkout failed; dvc repro will rerun what it could not restore"
+    dvc checkout --allow-missing dvc.yaml || warn "dvc checkout failed; dvc repro will rerun what it could not restore"
   else
     warn "no team remote (secret DVC_REMOTE_URL) and no cached .dvc/cache: dvc repro reruns the whole pipeline"
   fi

@@ -3,11 +3,15 @@ through a local directory remote and through S3 (the `s3` extra, dvc-s3) served 
 (moto) on 127.0.0.1; and scripts/ci_restore.sh, which the workflows run so that CI restores instead of retraining.
 
 After a pull into a fresh clone (or a restore of the main branch's .dvc/cache) `dvc repro` has nothing to do, and
-`dvc exp run -S model.dropout=0.3` (or a pull request's change of it) retrains only the simplified model."""
+`dvc exp run -S model.dropout=0.3` (or a pull request's change of it) retrains only the simplified model. Beside the
+pipeline lies a second one whose committed dvc.lock names an output nobody pushed, as cifar/dvc.lock does in the
+README's remote flow: the README's push and pull, run here as the README writes them, succeed all the same."""
 
 from __future__ import annotations
 
+import hashlib
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -64,9 +68,27 @@ def s3_client(endpoint: str) -> Any:  # boto3 generates its client classes at ru
 
 @pytest.fixture
 def origin(tiny_pipeline: tuple[Path, dict[str, str]], tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """A team member's repository: the tiny pipeline reproduced and committed, its DVC cache full."""
-    repo, env = tiny_pipeline
-    return copy_repo(repo, tmp_path / "origin"), env
+    """A team member's repository: the tiny pipeline reproduced and committed, its DVC cache full; beside it a
+    second pipeline, cifar/, whose dvc.lock names an output that exists only where someone else ran it."""
+    source, env = tiny_pipeline
+    repo = copy_repo(source, tmp_path / "origin")
+    (repo / "cifar").mkdir()
+    stage = {"cmd": "echo built > built.txt", "outs": ["built.txt"]}
+    (repo / "cifar" / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"build": stage}}), encoding="utf-8")
+    out = {"path": "built.txt", "hash": "md5", "md5": hashlib.md5(b"built\n").hexdigest(), "size": 6}
+    lock = {"schema": "2.0", "stages": {"build": {"cmd": stage["cmd"], "outs": [out]}}}
+    (repo / "cifar" / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False), encoding="utf-8")
+    commit(repo, "the CIFAR pipeline, run on another machine")
+    return repo, env
+
+
+def readme_command(verb: str) -> list[str]:
+    """The arguments of the README's `dvc <verb> ...` in its DVC remote section: the command tested is the one
+    documented."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## DVC remote")[1].split("\n## ")[0]
+    (line,) = [line for line in section.splitlines() if line.startswith(f"dvc {verb} ")]
+    return shlex.split(line, comments=True)[1:]
 
 
 def fresh_clone(origin: Path, target: Path) -> Path:
@@ -103,7 +125,7 @@ def preview(repo: Path, env: dict[str, str], *args: str) -> tuple[list[str], lis
 
 def assert_nothing_to_do(repo: Path, env: dict[str, str]) -> None:
     assert (repo / SIMPLIFIED_MODEL).is_file()
-    status = dvc(repo, env, "status")
+    status = dvc(repo, env, "status", "dvc.yaml")
     assert [line for line in status.splitlines() if line and not line.startswith("\t")] == ["sources:"], status
     assert ran(dvc(repo, env, "repro")) == {"sources"}, "only the always-changed checksum of the image folder"
 
@@ -113,16 +135,24 @@ def test_local_remote_round_trip(origin: tuple[Path, dict[str, str]], tmp_path: 
     # A team's remote, as the README sets one: committed in .dvc/config, so every clone knows it.
     dvc(repo, env, "remote", "add", "--default", "team", str(tmp_path / "remote"))
     commit(repo, "the team's DVC remote")
-    dvc(repo, env, "push", "--run-cache")
+    assert readme_command("push") == ["push", "--run-cache", "dvc.yaml"]
+    push = dvc(repo, env, *readme_command("push"))
     assert any((tmp_path / "remote" / "runs").iterdir()), "the run-cache was pushed"
+    assert "Missing cache files" not in push, "nothing it was asked for is missing"
 
     clone = fresh_clone(repo, tmp_path / "clone")
     # Nothing pulled yet: every stage reads another's output that is not there. The preview survives each (DVC's
     # own `dvc exp run --dry` stops at the first: treeverse/dvc#9021) and lists them all; it writes nothing.
     assert set(sum(preview(clone, env, "-S", "model.dropout=0.3"), [])) == set(STAGES)
     assert not (clone / SIMPLIFIED_MODEL).exists()
-    dvc(clone, env, "pull", "--run-cache")
+    assert readme_command("pull") == ["pull", "--run-cache", "dvc.yaml"]
+    dvc(clone, env, *readme_command("pull"))
     assert_nothing_to_do(clone, env)
+    # Without the target, as the README had it: the default pipeline comes back, and exit 1 on cifar/'s output.
+    every_pipeline = subprocess.run(
+        [sys.executable, "-m", "dvc", "pull", "--run-cache"], cwd=clone, env=env, capture_output=True, text=True
+    )
+    assert every_pipeline.returncode == 1 and "cifar/built.txt" in every_pipeline.stderr, every_pipeline.stderr
     # The preview names what the experiment then runs, and leaves params.yaml as it was.
     would_run, downstream = preview(clone, env, "-S", "model.dropout=0.3")
     assert would_run == ["sources", "train@pets-tiny_simplified"]
@@ -137,7 +167,7 @@ def test_s3_remote_through_ci_restore(origin: tuple[Path, dict[str, str]], s3_en
     url = f"s3://{BUCKET}/dvc"
     dvc(repo, env, "remote", "add", "--local", "s3", url)
     dvc(repo, env, "remote", "modify", "--local", "s3", "endpointurl", s3_endpoint)
-    dvc(repo, env, "push", "--run-cache", "--remote", "s3")
+    dvc(repo, env, *readme_command("push"), "--remote", "s3")
     keys = [item["Key"] for item in s3_client(s3_endpoint).list_objects_v2(Bucket=BUCKET)["Contents"]]
     assert any(key.startswith("dvc/files/md5/") for key in keys) and any(key.startswith("dvc/runs/") for key in keys)
 
@@ -146,6 +176,7 @@ def test_s3_remote_through_ci_restore(origin: tuple[Path, dict[str, str]], s3_en
     result = ci_restore(clone, env, DVC_REMOTE_URL=url, DVC_REMOTE_ENDPOINT=s3_endpoint)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ci_restore: warning" not in result.stderr, result.stdout + result.stderr
+    assert "built.txt" not in result.stdout + result.stderr, "CI pulls the pipeline it reproduces, and only that"
     assert "testing" not in (clone / ".dvc" / "config.local").read_text(), "no credentials written to disk"
     assert any((clone / ".dvc" / "cache" / "runs").rglob("*")), "the run-cache came along"
     assert_nothing_to_do(clone, env)
