@@ -33,7 +33,9 @@ coverage:
 # backquote in the path would break any quoting put around it.
 # First a link per experiment, to its runs in the UI's model-training view: MLflow 3.17 opens an experiment on its
 # GenAI overview unless the address says otherwise (overfit_first.tracking). A failure there must not stop the UI.
+# MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false: no GenAI job runners (seven huey processes, each importing MLflow),
+# which nothing here uses.
 mlflow-ui:
 	$(VENV) { python -m overfit_first.tracking links --store "sqlite:///$$PWD/mlflow.db" \
 		--url "http://127.0.0.1:$(MLFLOW_PORT)" || true; } && \
-	mlflow ui --backend-store-uri "sqlite:///$$PWD/mlflow.db" --host 127.0.0.1 --port $(MLFLOW_PORT)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri "sqlite:///$$PWD/mlflow.db" --host 127.0.0.1 --port $(MLFLOW_PORT)

@@ -27,6 +27,12 @@ import yaml
 from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
+# Every `dvc` the suite starts, in any repository, sends no usage report: otherwise each command spawns a
+# `dvc daemon analytics` process (a second DVC import, seconds of CPU) that cannot reach the internet anyway.
+os.environ["DVC_NO_ANALYTICS"] = "1"
+# An MLflow server the suite starts runs no GenAI job runners: seven `huey` processes, each importing MLflow
+# (about 50 s of CPU per server on 2 cores), which no test uses. `make mlflow-ui` sets the same.
+NO_JOB_RUNNERS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def stage_env(**extra: str) -> dict[str, str]:
@@ -106,6 +112,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         ],
         stdout=(root / "server.log").open("w"),
         stderr=subprocess.STDOUT,
+        env={**os.environ, **NO_JOB_RUNNERS},
     )
     try:
         deadline = time.monotonic() + 120

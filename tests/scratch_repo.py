@@ -1,5 +1,5 @@
 """A scratch git + DVC repository holding the project's code, for the tests that run real `dvc` commands
-(test_pipeline_dvc, test_experiments_dvc, test_parallel_experiments, test_dvc_remote, test_seed_spread,
+(test_pipeline_dvc, test_data_curve_dvc, test_dvc_remote, test_seed_spread,
 test_ladder_dvc, test_pipelines), and the tiny two-run pipeline they share (conftest's `tiny_pipeline`)."""
 
 from __future__ import annotations

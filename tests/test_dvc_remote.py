@@ -3,13 +3,15 @@ through a local directory remote and through S3 (the `s3` extra, dvc-s3) served 
 (moto) on 127.0.0.1; and scripts/ci_restore.sh, which the workflows run so that CI restores instead of retraining.
 
 After a pull into a fresh clone (or a restore of the main branch's .dvc/cache) `dvc repro` has nothing to do, and
-`dvc exp run -S model.dropout=0.3` (or a pull request's change of it) retrains only the simplified model. Beside the
+`dvc exp run -S model.dropout=0.3` (or a pull request's change of it) retrains only the simplified model; `dvc exp
+show`, `dvc metrics diff` and `dvc exp diff` show the experiment. Beside the
 pipeline lies a second one whose committed dvc.lock names an output nobody pushed, as cifar/dvc.lock does in the
 README's remote flow: the README's push and pull, run here as the README writes them, succeed all the same."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shlex
 import shutil
@@ -158,7 +160,25 @@ def test_local_remote_round_trip(origin: tuple[Path, dict[str, str]], tmp_path: 
     assert would_run == ["sources", "train@pets-tiny_simplified"]
     assert downstream == ["evaluate@pets-tiny_simplified", "plot@pets", "report"]
     assert (clone / "params.yaml").read_bytes() == (repo / "params.yaml").read_bytes()
-    assert ran(dvc(clone, env, "exp", "run", "-S", "model.dropout=0.3")) == DROPOUT_STAGES == {*would_run, *downstream}
+    output = dvc(clone, env, "exp", "run", "-n", "dropout-0.3", "-S", "model.dropout=0.3")
+    assert ran(output) == DROPOUT_STAGES == {*would_run, *downstream}  # only what uses the param reruns
+
+    # The experiment in `dvc exp show`, and its results against the baseline commit (`dvc metrics diff`,
+    # `dvc exp diff`; two experiments against each other: test_data_curve_dvc).
+    table = json.loads(dvc(clone, env, "exp", "show", "--json"))
+    assert "dropout-0.3" in {exp["name"] for baseline in table for exp in (baseline.get("experiments") or [])}
+    shown = dvc(clone, env, "exp", "show", "--md")
+    assert "dropout-0.3" in shown and "0.3" in shown
+    diff = json.loads(dvc(clone, env, "metrics", "diff", "HEAD", "--json", "--all"))
+    simplified = diff["metrics/pets/tiny_simplified.json"]
+    assert simplified["test_accuracy"]["old"] is not None and "new" in simplified["test_accuracy"]
+    assert "metrics/pets/tiny_overfit.json" not in diff or all(
+        change.get("diff") in (0, None) for change in diff["metrics/pets/tiny_overfit.json"].values()
+    )
+    exp_diff = json.loads(dvc(clone, env, "exp", "diff", "HEAD", "dropout-0.3", "--json"))
+    dropout = exp_diff["params"]["params.yaml"]["model.dropout"]
+    assert (dropout["old"], dropout["new"]) == (0.4, 0.3)
+    assert "metrics/pets/tiny_simplified.json" in exp_diff["metrics"]
 
 
 def test_s3_remote_through_ci_restore(origin: tuple[Path, dict[str, str]], s3_endpoint: str, tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Image folders under real `dvc repro`, `dvc status` in a temporary git + DVC repository: a changed image
 reruns its download (issue #11 row 12) and links to class folders count (rows 3, 13). A queued experiment reading a
-folder given relative to the repository from the original repository (row 6) is test_parallel_experiments'."""
+folder given relative to the repository from the original repository (row 6) is test_data_curve_dvc's."""
 
 from __future__ import annotations
 

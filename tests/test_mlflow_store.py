@@ -381,3 +381,39 @@ def test_each_logged_model_is_named_after_its_run_with_its_params(
     printed = capsys.readouterr().out
     assert f"overfit-first/{DATASET}: {tracking.UI_URL}/#/experiments/{experiment.experiment_id}/runs?" in printed
     assert "set to 'Model training' once in this browser" in printed
+
+
+# A process that creates the project's store, when every process starts together (a file appears).
+CREATE_STORE = """
+import pathlib, sys, time
+from mlflow import MlflowClient
+from overfit_first import tracking
+
+uri, go, name = sys.argv[1:]
+while not pathlib.Path(go).exists():
+    time.sleep(0.01)
+with tracking.store_lock(uri):
+    MlflowClient(uri).create_experiment(name)
+"""
+
+
+@pytest.mark.slow  # two processes importing MLflow
+def test_processes_that_find_no_store_take_turns_creating_it(tmp_path: Path) -> None:
+    """Parallel queued experiments (`dvc queue start -j 2`, test_data_curve_dvc) that find no mlflow.db both try to
+    create its tables; tracking.store_lock makes them take turns, and both log."""
+    uri, go = tracking.tracking_uri(tmp_path), tmp_path / "go"
+    names = ("first", "second")
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", CREATE_STORE, uri, str(go), name],
+            env=stage_env(),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in names
+    ]
+    time.sleep(1)
+    go.touch()
+    errors = [process.communicate(timeout=300)[1] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], errors
+    assert {experiment.name for experiment in mlflow.MlflowClient(uri).search_experiments()} >= set(names)
