@@ -34,7 +34,6 @@ from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
-from scipy import optimize, stats
 
 from overfit_first import layout
 from overfit_first.errors import PipelineError, run_stage
@@ -85,6 +84,8 @@ def p_values(base: np.ndarray, head: np.ndarray) -> np.ndarray:
     squares = ((base - base_mean[..., None]) ** 2).sum(axis=-1) + ((head - head_mean[..., None]) ** 2).sum(axis=-1)
     error = np.sqrt(squares / df) * math.sqrt(1 / n + 1 / k)
     difference = head_mean - base_mean
+    from scipy import stats  # here, not at the top: its import costs ~2 s of CPU that a command's --help need not pay
+
     with np.errstate(divide="ignore", invalid="ignore"):
         p = 2 * stats.t.sf(np.abs(difference / error), df)
     return np.where(error < EPS, np.where(np.abs(difference) < EPS, 1.0, 0.0), p)
@@ -161,6 +162,8 @@ def smallest_detectable(sd: float, k: int, m: int) -> float:
     """The smallest change of one row (the others unchanged) marked beyond noise POWER of the time, in the row's
     units: Holm's first step (alpha / m) on the noncentral t; later steps add about 0.1 % at most, and the
     opposite tail under 1e-6 of power. `sd`: the row's seed standard deviation; k seeds; m judged rows."""
+    from scipy import optimize, stats  # as in p_values
+
     df, critical = k - 1, stats.t.ppf(1 - ALPHA / (2 * m), k - 1)
     high = 1.0
     while stats.nct.sf(critical, df, high) < POWER:

@@ -8,6 +8,7 @@ as ../metrics/..., and "no dataset has a comparison" although the files existed.
 from __future__ import annotations
 
 import ast
+import json
 import re
 import shutil
 import subprocess
@@ -110,9 +111,54 @@ def imported(modules: list[str], heavy: tuple[str, ...]) -> list[str]:
     return result.stdout.split()
 
 
-def test_light_entry_points_import_neither_keras_nor_mlflow() -> None:
-    light = [module for module in ENTRY_POINTS if module not in HEAVY]
-    assert imported(light, ("tensorflow", "keras", "mlflow")) == []
+# Runs each light entry point as `python -m` does (runpy, sys.argv set), one after the other in ONE fresh interpreter
+# started in `cwd`: per module its exit status, its stderr and the files it wrote below ROOT; then which heavy
+# libraries that interpreter imported. One process instead of one each: the light ones share their imports.
+LIGHT_DRIVER = """
+import contextlib, io, json, os, runpy, sys
+
+entry_points, root, heavy = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3].split()
+
+def listing():
+    return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns for d, _, fs in os.walk(root) for f in fs}
+
+results = {}
+for module, args in entry_points.items():
+    before, stderr, code = listing(), io.StringIO(), 0
+    sys.argv = [module, *args]
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else 1
+    after = listing()
+    written = sorted(path for path, stamp in after.items() if before.get(path) != stamp)
+    results[module] = {"code": code, "stderr": stderr.getvalue(), "written": written}
+print(json.dumps({"runs": results, "heavy": [name for name in heavy if name in sys.modules]}))
+"""
+LIGHT = [module for module in ENTRY_POINTS if module not in HEAVY]
+
+
+@pytest.fixture(scope="module")
+def light_runs(scratch_repo: Path) -> dict:
+    """Every light entry point run from scratch_repo/reports in one interpreter (LIGHT_DRIVER)."""
+    arguments = [json.dumps({module: ENTRY_POINTS[module] for module in LIGHT}), str(scratch_repo)]
+    result = subprocess.run(
+        [sys.executable, "-c", LIGHT_DRIVER, *arguments, "tensorflow keras mlflow"],
+        cwd=scratch_repo / "reports",
+        env=stage_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def test_light_entry_points_import_neither_keras_nor_mlflow(light_runs: dict) -> None:
+    """Imported and run up to their first check, in one interpreter, none of them imported a heavy library."""
+    assert sorted(light_runs["runs"]) == sorted(LIGHT)
+    assert light_runs["heavy"] == []
 
 
 @pytest.mark.slow
@@ -123,17 +169,29 @@ def test_entry_points_without_a_model_do_not_import_keras() -> None:
     assert imported(without_model, ("tensorflow", "keras")) == []
 
 
-@pytest.mark.parametrize(
-    "module", [pytest.param(name, marks=[pytest.mark.slow] if name in HEAVY else []) for name in ENTRY_POINTS]
-)
-def test_entry_point_run_from_a_subdirectory_stops_before_any_work(scratch_repo: Path, module: str) -> None:
-    before = files_under(scratch_repo)
-    result = run_stage(module, *ENTRY_POINTS[module], cwd=scratch_repo / "reports", timeout=300)
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert result.stderr.strip().splitlines()[-1] == (
+def stops_at_the_root_check(scratch_repo: Path, code: int, stderr: str) -> None:
+    assert code == 1, stderr
+    assert stderr.strip().splitlines()[-1] == (
         f"error: {layout.RUN_FROM_ROOT}: {(scratch_repo / 'reports').resolve()} is inside the repository; "
         f"cd {scratch_repo.resolve()} first"
     )
+
+
+@pytest.mark.parametrize("module", LIGHT)
+def test_light_entry_point_run_from_a_subdirectory_stops_before_any_work(
+    scratch_repo: Path, light_runs: dict, module: str
+) -> None:
+    run = light_runs["runs"][module]
+    stops_at_the_root_check(scratch_repo, run["code"], run["stderr"])
+    assert run["written"] == [], "nothing written"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", list(HEAVY))
+def test_heavy_entry_point_run_from_a_subdirectory_stops_before_any_work(scratch_repo: Path, module: str) -> None:
+    before = files_under(scratch_repo)
+    result = run_stage(module, *ENTRY_POINTS[module], cwd=scratch_repo / "reports", timeout=300)
+    stops_at_the_root_check(scratch_repo, result.returncode, result.stdout + result.stderr)
     assert files_under(scratch_repo) == before, "nothing written"
 
 
