@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from overfit_first.config import PARAMS_FILE, load_params
 from overfit_first.errors import PipelineError, run_stage
 from overfit_first.layout import require_repo_root
 
@@ -71,6 +72,11 @@ def preview(set_params: Sequence[str], targets: Sequence[str] = ()) -> tuple[lis
         with Repo() as repo, lock_repo(repo), _restored(list(overrides)):
             for path, items in overrides.items():
                 apply_overrides(path, items)
+            if PARAMS_FILE.as_posix() in {Path(path).as_posix() for path in overrides}:
+                try:  # what every stage of the experiment would refuse first, before anything runs
+                    load_params()
+                except PipelineError as error:
+                    raise PipelineError(f"-S {' '.join(set_params)}: `dvc exp run` would stop at it: {error}") from None
             with _missing_inputs_never_hashed():
                 stages = repo.reproduce(list(targets) or None, dry=True)
             graph = repo.index.graph

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -210,3 +211,27 @@ def test_a_missing_params_file_says_how_to_get_it_back(tmp_path: Path, monkeypat
     (tmp_path / "dvc.yaml").write_text("stages: {}\n", encoding="utf-8")
     with pytest.raises(PipelineError, match=r"params\.yaml not found: restore it with `git checkout params\.yaml`"):
         load_params(Path("params.yaml"))
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [("model.dropout=1.5", "model.dropout = 1.5: Input should be less than 1"), ("+model.dropot=0.3", "model.dropot")],
+)
+def test_the_preview_refuses_what_the_experiment_would_refuse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str, named: str
+) -> None:
+    """`python -m overfit_first.preview -S ...` checks the params as every stage would, before DVC's dry run, and
+    leaves params.yaml as it was."""
+    from dvc.repo import Repo
+
+    from overfit_first import preview
+
+    shutil.copy2(REPO / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n", encoding="utf-8")
+    Repo.init(tmp_path, no_scm=True).close()
+    monkeypatch.chdir(tmp_path)
+    before = (tmp_path / "params.yaml").read_bytes()
+    with pytest.raises(PipelineError, match=f"-S {re.escape(setting)}: `dvc exp run` would stop at it") as error:
+        preview.preview([setting])
+    assert named in str(error.value)
+    assert (tmp_path / "params.yaml").read_bytes() == before

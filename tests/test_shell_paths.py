@@ -83,7 +83,9 @@ def test_every_make_target_is_phony_and_defined() -> None:
 @pytest.mark.parametrize("target", make_targets())
 def test_make_recipes_keep_paths_whole(tmp_path: Path, target: str) -> None:
     root, home = checkout(tmp_path), tmp_path / "home QZX"
-    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_PORT"}  # the Makefile's default port
+    # The Makefile's default port; and no make of our own: under `make test` MAKELEVEL would make this `make -n`
+    # print "Entering directory" lines among the commands.
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_PORT", "MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
     recipe = subprocess.run(
         ["make", "-n", target], cwd=root, env=env, capture_output=True, text=True, timeout=60, check=True
     )
