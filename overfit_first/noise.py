@@ -257,19 +257,31 @@ class SeedSpread(BaseModel):
                 f"judged; `{self.command}` measures it on the default profile."
             )
         rate, _ = self.false_alarm_rate()
+        family, k = self.family(), len(self.seeds)
+        changes = [100 * smallest_detectable(self.metrics[path][metric].std, k, len(family)) for path, metric in family]
+        sds = smallest_detectable(1.0, k, len(family))
+        blunt = (
+            f" With {k} seeds the check is blunt: a row is marked {100 * POWER:.0f} % of the time only when it "
+            f"moved by {sds:.1f} of its seeds' standard deviations ({min(changes):.1f} to {max(changes):.1f} points "
+            f"here), so *{WITHIN}* is no proof that nothing changed."
+            if changes
+            else ""
+        )
         return (
-            f"Noise: only the {len(self.family())} headline rows are judged (each run's "
+            f"Noise: only the {len(family)} headline rows are judged (each run's "
             f"{', '.join(FAMILY_RUN)}; each dataset's {', '.join(FAMILY_COMPARISON)}): a value is ***{BEYOND}*** "
             f"when it lies outside the spread of seeds {', '.join(map(str, self.seeds))} of the default profile by "
             f"Student's t (its prediction interval), Holm over those rows at family-wise {ALPHA:g}. A reproduction "
             f"that changes nothing marks any row {100 * rate:.1f} % of the time (`python -m overfit_first.noise`: "
-            f"the smallest change each row detects). Other rows are shown unmarked, timings as *{MACHINE}*: never "
-            f"judged. Spread: {layout.SEED_SPREAD}, measured {self.measured_at} at commit {(self.commit or '?')[:10]}."
+            f"the smallest change each row detects).{blunt} Other rows are shown unmarked, timings as *{MACHINE}*: "
+            f"never judged. Spread: {layout.SEED_SPREAD}, measured {self.measured_at} at commit "
+            f"{(self.commit or '?')[:10]}."
         )
 
     def machines(self, runner: Machine) -> str:
         """One sentence naming both CPUs with their flags, and plainly whether they differ."""
-        here = f"this runner is {runner.describe()}"
+        here = "this runner (the machine writing this comment; in CI, the one that reproduced it) is "
+        here += runner.describe()
         if self.machine is None:
             return f"Machines: {layout.SEED_SPREAD} does not record where it was measured; {here}."
         there = f"the spread was measured on {self.machine.describe()}"

@@ -282,6 +282,8 @@ def check_workspace_metrics() -> None:
         raise PipelineError(
             "the workspace's metrics cannot be compared, so no comment was written:\n"
             + "\n".join(f"  {problem}" for problem in problems)
+            + f"\n  A committed file changed or deleted by hand comes back with `git checkout -- {layout.METRICS}/`; "
+            "`dvc repro --force evaluate@<run>` recomputes one from its model (after `dvc pull`, or it retrains)."
         )
 
 
@@ -355,7 +357,7 @@ def build(base: str, images_url: str | None = None, artifact_url: str | None = N
         "## overfit-first: results of this pull request",
         "",
         *verdict_lines(worse),
-        f"### Metrics: `{base}` → this pull request (reproduced by CI)",
+        f"### Metrics: `{base}` → this pull request (the workspace's results: in CI, what the check reproduced)",
         "",
         spread.summary(),
         "",

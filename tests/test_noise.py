@@ -225,15 +225,18 @@ def test_measured_summary_states_family_rule_seeds_and_false_alarm_rate() -> Non
     assert summary.endswith("Spread: metrics/seed_spread.json, measured 2026-01-02T03:04:05Z at commit 0123456789.")
 
 
+RUNNER = "this runner (the machine writing this comment; in CI, the one that reproduced it) is "
+
+
 def test_the_comment_names_both_machines_and_says_when_they_differ() -> None:
     spread = measured().model_copy(update={"machine": XEON})
     assert spread.machines(XEON.model_copy(update={"cpu": "another Xeon"})) == (
-        "Machines: the spread was measured on Xeon (flags avx2, fma, amx_tile); this runner is another Xeon (flags "
+        "Machines: the spread was measured on Xeon (flags avx2, fma, amx_tile); " + RUNNER + "another Xeon (flags "
         "avx2, fma, amx_tile): the same instruction sets, so the same kernels."
     )
     differ = spread.machines(EPYC)
     assert differ.startswith(
-        "**Machines differ**: the spread was measured on Xeon (flags avx2, fma, amx_tile); this runner is EPYC "
+        "**Machines differ**: the spread was measured on Xeon (flags avx2, fma, amx_tile); " + RUNNER + "EPYC "
         "(flags avx2, fma): different instruction sets pick different oneDNN kernels"
     )
     assert "read the marks with care" in differ

@@ -223,7 +223,8 @@ def test_differences_marked_against_the_seed_noise(repo: Path) -> None:
     assert table_row(text, "cnn_overfit.json", "| gap_test ").endswith("|  |"), "not a headline row: unmarked"
     assert f"Beyond noise: 1 of 2 headline rows: `{METRICS}` gap." in text
     assert "seeds 0, 1, 2 of the default profile by Student's t" in text
-    assert "the spread was measured on Test CPU (flags avx2); this runner is " in text
+    assert "the spread was measured on Test CPU (flags avx2); this runner (the machine writing this comment" in text
+    assert "seeds the check is blunt" in text and "is no proof that nothing changed" in text  # its power, stated
 
     commit_results(repo, 0.80, "true overfit", 0.05, "head: beyond it")
     assert build(repo, base).returncode == 0
