@@ -156,7 +156,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The order in which the workers get the files (each file on one worker), so that the two end together: one
     file that builds the shared `tiny_pipeline` first (about three minutes), the other worker meanwhile on the
     longest slow file that needs no shared pipeline; then the other files that copy the pipeline, then the other slow
-    files, each group longest first (LONGEST); the fast files last (they fill the gaps)."""
+    files, each group longest first (LONGEST); the fast files last, those with the most tests first (they fill the
+    gaps)."""
     files: dict[str, list[pytest.Item]] = {}
     for item in items:
         files.setdefault(item.nodeid.split("::")[0], []).append(item)
@@ -174,7 +175,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(name: str) -> tuple[int, int]:
         if name in first:
             return first[name], 0
-        return (2 if name in pipeline else 3 if name in slow else 4), longest(name)
+        if name not in slow:  # the fast files: those with the most tests first, as xdist itself would order them
+            return 4, -len(files[name])
+        return (2 if name in pipeline else 3), longest(name)
 
     items[:] = [item for name in sorted(files, key=rank) for item in files[name]]
 
