@@ -26,6 +26,7 @@ family, its false-alarm rate (simulated) and its power (the smallest change of e
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from collections.abc import Sequence
@@ -132,12 +133,46 @@ def relations(pairs: Sequence[tuple[Sequence[float], Sequence[float]]]) -> list[
     """Each (base values, head values) pair by the rule (values in the metric's units, one per seed; a head of one
     value is the prediction-interval case), Holm over the pairs that have a noise estimate; in `pairs` order."""
     raw = [float(p_values(np.asarray(base, float), np.asarray(head, float))) for base, head in pairs]
+    return with_holm([float(np.mean(head) - np.mean(base)) for base, head in pairs], raw)
+
+
+def paired(differences: Sequence[Sequence[float]]) -> list[Relation]:
+    """Each list of per-seed differences (the same seed's left value minus its right value, in the metric's units)
+    against zero: the rule's paired form, Student's one-sample t with k - 1 degrees of freedom, Holm over the lists
+    with k >= 2; in order. Used for claims that compare two runs trained with the same seeds (overfit_first.claims)."""
+    raw = [one_sample_p(np.asarray(values, float)) if len(values) >= 2 else math.nan for values in differences]
+    return with_holm([float(np.mean(values)) for values in differences], raw)
+
+
+def one_sample_p(d: np.ndarray) -> float:
+    """Two-sided p of mean(d) = 0 by Student's t, k - 1 degrees of freedom (k = len(d) >= 2); a spread below EPS
+    gives 1 when the mean is 0 within EPS, else 0."""
+    from scipy import stats  # as in p_values
+
+    error = float(d.std(ddof=1)) / math.sqrt(len(d))
+    if error < EPS:
+        return 1.0 if abs(d.mean()) < EPS else 0.0
+    return float(2 * stats.t.sf(abs(d.mean()) / error, len(d) - 1))
+
+
+def with_holm(differences: list[float], raw: list[float]) -> list[Relation]:
+    """Relations of `differences` with their raw p-values Holm-adjusted over those that are not NaN (NaN: no noise
+    estimate, p None)."""
     tested = [index for index, p in enumerate(raw) if not math.isnan(p)]
     adjusted = holm(np.array([raw[index] for index in tested])) if tested else np.array([])
     holm_p = dict(zip(tested, adjusted.tolist()))
-    return [
-        Relation(float(np.mean(head) - np.mean(base)), holm_p.get(index)) for index, (base, head) in enumerate(pairs)
-    ]
+    return [Relation(difference, holm_p.get(index)) for index, difference in enumerate(differences)]
+
+
+def interval(values: Sequence[float], single: bool) -> float:
+    """The 95 % half-width (at ALPHA) around the mean of `values` (k >= 2, metric's units): of the mean itself,
+    t(1 - ALPHA/2, k - 1) * s / sqrt(k), or with `single` of one more run's value (the prediction interval),
+    t(1 - ALPHA/2, k - 1) * s * sqrt(1 + 1/k)."""
+    from scipy import stats  # as in p_values
+
+    k = len(values)
+    sd = float(np.std(np.asarray(values, float), ddof=1))
+    return float(stats.t.ppf(1 - ALPHA / 2, k - 1)) * sd * (math.sqrt(1 + 1 / k) if single else 1 / math.sqrt(k))
 
 
 def simulate(
@@ -335,19 +370,66 @@ def report(spread: SeedSpread) -> str:
         f"Power: the smallest change of one row (the others unchanged) marked beyond noise {100 * POWER:.0f} % of the "
         "time:",
         "",
-        "| metrics file | metric | seeds' sd | smallest change detected 80 % of the time | in accuracy points |",
-        "|---|---|--:|--:|--:|",
+        "| metrics file | metric | seeds' sd | smallest change detected 80 % of the time | in accuracy points | one "
+        "run's 95 % prediction interval, ± points |",
+        "|---|---|--:|--:|--:|--:|",
     ]
     for path, metric in family:
-        sd = spread.metrics[path][metric].std
-        change = smallest_detectable(sd, k, len(family))
-        lines.append(f"| {path} | {metric} | {sd:.4f} | {change:.3f} | {100 * change:.1f} |")
+        row = spread.metrics[path][metric]
+        change = smallest_detectable(row.std, k, len(family))
+        tolerance = 100 * interval(row.values, single=True)
+        lines.append(f"| {path} | {metric} | {row.std:.4f} | {change:.3f} | {100 * change:.1f} | {tolerance:.1f} |")
+    return "\n".join(lines)
+
+
+def compare_machines(spread: SeedSpread, other: SeedSpread) -> str:
+    """Markdown: what changing the machine does, measured against what changing the seed does. Each headline row
+    both spreads hold, `spread`'s seed values against `other`'s by the rule's two-sample form, Holm over the rows."""
+    rows = [(path, metric) for path, metric in spread.family() if other.spread(path, metric) is not None]
+    if not rows or not (spread.measured and other.measured):
+        return "Machines: the two spreads share no measured headline row; nothing to compare."
+    found = relations(
+        [(other.metrics[path][metric].values, spread.metrics[path][metric].values) for path, metric in rows]
+    )
+    beyond = [(row, relation) for row, relation in zip(rows, found) if relation.beyond]
+    shifts = sorted(beyond or list(zip(rows, found)), key=lambda item: -abs(item[1].difference))
+    (top_path, top_metric), top = shifts[0]
+
+    def where(seeds: SeedSpread) -> str:
+        return f"{len(seeds.seeds)} seeds on {seeds.machine.describe() if seeds.machine else 'an unrecorded machine'}"
+
+    lines = [
+        f"This spread: {where(spread)}. The other: {where(other)}.",
+        "",
+        f"{len(beyond)} of {len(rows)} headline rows differ between the two machines beyond noise (Student's "
+        f"two-sample t of the two machines' seed values, Holm over the {len(rows)} rows at family-wise {ALPHA:g}); "
+        f"the largest {'such ' if beyond else ''}shift: {100 * top.difference:+.1f} points ({top_path} "
+        f"{top_metric}).",
+        "",
+        "| metrics file | metric | other machine, mean | this machine, mean | difference, points | by the rule |",
+        "|---|---|--:|--:|--:|---|",
+    ]
+    for (path, metric), relation in zip(rows, found):
+        mine, theirs = spread.metrics[path][metric].mean, other.metrics[path][metric].mean
+        lines.append(
+            f"| {path} | {metric} | {theirs:.4f} | {mine:.4f} | {100 * relation.difference:+.1f} | {relation} |"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m overfit_first.noise", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--against",
+        type=Path,
+        metavar="SPREAD",
+        help="another seed-spread file (the same profile on another machine): compare the two machines instead",
+    )
+    args = parser.parse_args()
     layout.require_repo_root()
-    print(report(load()))
+    if args.against is not None and not args.against.is_file():
+        raise PipelineError(f"--against {args.against}: no such file (a seed-spread file such as {layout.SEED_SPREAD})")
+    print(report(load()) if args.against is None else compare_machines(load(), load(args.against)))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from overfit_first import layout, metrics, noise, pr_comment, seed_spread, verdict
+from overfit_first import claims, layout, metrics, noise, pr_comment, seed_spread, verdict
+from overfit_first.config import load_params
 from overfit_first.errors import PipelineError
 from overfit_first.machine import VECTOR_FLAGS, Machine, machine
 
@@ -76,6 +77,81 @@ def test_two_steps_with_seeds_are_the_two_sample_t_test() -> None:
     (relation,) = noise.relations([(base, head)])
     assert relation.difference == pytest.approx(np.mean(head) - np.mean(base))
     assert relation.p == pytest.approx(stats.ttest_ind(head, base).pvalue)  # pooled (equal variances)
+
+
+def test_paired_claims_are_the_one_sample_t_test_of_the_per_seed_differences() -> None:
+    shrinks, flat, once = [-0.03, -0.035, -0.028, -0.031, -0.04], [0.01, -0.012, 0.004, -0.003, 0.002], [0.5]
+    first, second, third = noise.paired([shrinks, flat, once])
+    raw = [stats.ttest_1samp(shrinks, 0).pvalue, stats.ttest_1samp(flat, 0).pvalue]
+    assert (first.p, second.p) == pytest.approx(list(noise.holm(np.array(raw))))
+    assert first.beyond and first.difference == pytest.approx(np.mean(shrinks)) and not second.beyond
+    assert third.p is None, "one seed: no noise estimate, left out of Holm's family"
+    assert noise.paired([[0.02, 0.02, 0.02]])[0].p == 0.0 and noise.paired([[0.0, 0.0]])[0].p == 1.0
+
+
+def test_intervals_of_the_mean_and_of_one_more_run() -> None:
+    values = [0.80, 0.82, 0.84, 0.81]
+    t, sd = stats.t.ppf(0.975, 3), float(np.std(values, ddof=1))
+    assert noise.interval(values, single=False) == pytest.approx(t * sd / 2)
+    assert noise.interval(values, single=True) == pytest.approx(t * sd * math.sqrt(1 + 1 / 4))
+
+
+RUNS = {role: f"metrics/fashion_mnist/{model}.json" for role, model in (
+    ("mlp", "mlp"), ("overfit", "cnn_overfit"), ("simplified", "cnn_simplified"),
+    ("augmented", "cnn_simplified_augmented"))}  # fmt: skip
+
+
+def runs_spread(**values: dict[str, list[float]]) -> noise.SeedSpread:
+    """A measured spread of the default profile's runs: role -> metric -> the values of seeds 0..k-1."""
+    per_path = {RUNS[role]: {m: spread_of(*v).model_copy(update={"values": v}) for m, v in found.items()}
+                for role, found in values.items()}  # fmt: skip
+    k = len(next(iter(next(iter(values.values())).values())))
+    return noise.SeedSpread(status=noise.MEASURED, seeds=list(range(k)), metrics=per_path)
+
+
+def test_claims_hold_fail_to_show_or_are_contradicted_and_name_what_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(REPO)
+    spread = runs_spread(
+        overfit={"gap": [0.13, 0.14, 0.135, 0.138, 0.132], "train_accuracy_inference": [0.99, 0.98, 0.97, 0.99, 1.0],
+                 "test_accuracy": [0.82, 0.83, 0.81, 0.82, 0.825]},
+        simplified={"gap": [0.10, 0.105, 0.098, 0.11, 0.1], "test_accuracy": [0.81, 0.84, 0.80, 0.85, 0.83]},
+        mlp={"test_accuracy": [0.85, 0.86, 0.855, 0.852, 0.858]},
+    )  # fmt: skip
+    table = claims.report(spread, load_params())
+    rows = {row.split(" | ")[1]: row for row in table.splitlines() if row.startswith("| fashion_mnist |")}
+    assert len(rows) == len(claims.CLAIMS), "every declared claim is listed, read or not"
+    assert (
+        "| 5 of 5 | -3.2 [" in rows["simplifying shrinks the gap"]
+        and "| holds (p" in rows["simplifying shrinks the gap"]
+    )
+    assert "| 5 of 5 |" in rows["the overfitting CNN fits its training set (train ≥ overfit_train_min)"]
+    assert "not shown: within noise" in rows["the simplified CNN is more accurate on test"], "2 of 5 seeds: noise"
+    assert "**contradicted**: beyond noise the other way" in rows["the MLP is below the overfitting CNN on test"]
+    assert (
+        "not read: gap of metrics/fashion_mnist/cnn_simplified_augmented.json not in the spread"
+        in (rows["augmentation shrinks the gap further"])
+    )
+    assert (
+        "not read: val_accuracy_inference of metrics/fashion_mnist/cnn_simplified.json not in the spread"
+        in (rows["the simplified CNN is more accurate on validation"])
+    )
+    assert f"Holm over the {sum('not read' not in row for row in rows.values())} claims" in table
+
+
+def test_two_machines_compared_by_the_two_sample_rule() -> None:
+    here = runs_spread(
+        overfit={"gap": [0.11, 0.112, 0.115, 0.109, 0.113], "test_accuracy": [0.81, 0.82, 0.80, 0.815, 0.81]}
+    )
+    there = runs_spread(overfit={"gap": [0.135, 0.14, 0.132], "test_accuracy": [0.80, 0.825, 0.81]})
+    text = noise.compare_machines(here, there)
+    assert "1 of 2 headline rows differ between the two machines beyond noise" in text
+    assert "the largest such shift: -2.4 points (metrics/fashion_mnist/cnn_overfit.json gap)" in text
+    assert (
+        "| metrics/fashion_mnist/cnn_overfit.json | test_accuracy | 0.8117 | 0.8110 | -0.1 | within noise (p =" in text
+    )
+    assert noise.compare_machines(here, noise.not_measured()).endswith("nothing to compare.")
 
 
 def test_a_metric_that_never_varied_and_a_single_seed() -> None:
@@ -163,7 +239,7 @@ def test_the_smallest_detectable_change_is_detected_80_percent_of_the_time(commi
 def figures(text: str) -> tuple[float, dict[tuple[str, str], float]]:
     """The false-alarm rate (%) and the smallest detectable change per row, as `report` prints them."""
     rate = re.search(r"False-alarm rate of a no-change reproduction \(any of the \d+ rows marked\): ([\d.]+) %", text)
-    rows = re.findall(r"^\| (metrics/\S+) \| (\w+) \| [\d.]+ \| ([\d.]+) \| [\d.]+ \|$", text, flags=re.MULTILINE)
+    rows = re.findall(r"^\| (metrics/\S+) \| (\w+) \| [\d.]+ \| ([\d.]+) \| [\d.]+ \| [\d.]+ \|$", text, flags=re.MULTILINE)
     assert rate and rows, text
     return float(rate.group(1)), {(path, metric): float(change) for path, metric, change in rows}
 
@@ -180,6 +256,8 @@ def test_the_readme_quotes_what_the_command_computes_for_the_committed_spread(co
     assert set(quoted) == set(computed) == set(committed.family())
     for row, change in computed.items():
         assert quoted[row] == pytest.approx(change, abs=0.0015), row
+    table = [line for line in noise.report(committed).splitlines() if line.startswith("| metrics/")]
+    assert [line for line in table if line not in readme] == [], "the power table, as printed (deterministic)"
     per_sd = re.search(
         r"about ([\d.]+) of them with three\s+seeds .*?about ([\d.]+) with five, about ([\d.]+) with ten",
         readme,
