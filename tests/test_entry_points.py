@@ -38,6 +38,7 @@ ENTRY_POINTS = {
     "overfit_first.profiles": ["article"],
     "overfit_first.seed_spread": ["--seeds", "0", "1"],
     "overfit_first.noise": [],
+    "overfit_first.claims": [],
     "overfit_first.sanity": ["fashion_mnist-cnn_overfit"],
     "overfit_first.ladder": ["dropout"],
     "overfit_first.data_curve": ["size"],
