@@ -5,6 +5,7 @@
         --runs fashion_mnist-cnn_overfit fashion_mnist-cnn_simplified
     python -m overfit_first.data_curve size --sizes 200 400 800
     python -m overfit_first.data_curve size --collect             # the report again, from the experiments
+    python -m overfit_first.data_curve size --rejudge             # its recorded values judged again (rejudge)
 
 The sizes are fractions of the training images the profile uses (train.subset_size, or every prepared training
 image when it is null), or counts; before anything is queued each is checked against the prepared training split
@@ -21,9 +22,10 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 from typing import Any
 
-from overfit_first import noise, tracking
+from overfit_first import noise, rejudge, tracking
 from overfit_first.config import Params
 from overfit_first.errors import PipelineError, run_stage
 from overfit_first.sweep import (
@@ -132,17 +134,25 @@ def plan(args: argparse.Namespace) -> tuple[Sweep, float]:
     sizes = resolve_sizes(args, params, train_images(runs[0].dataset))
     steps = [Step(str(size), size, float(size)) for size in sizes]
     check_steps(raw, KEY, steps)
-    return Sweep(args.name, KEY, steps, check_seeds(args.seeds), runs, "data curve"), args.tolerance
+    tolerance = TOLERANCE if args.tolerance is None else args.tolerance
+    return Sweep(args.name, KEY, steps, check_seeds(args.seeds), runs, "data curve"), tolerance
 
 
 def readme(
-    sweep: Sweep, results: dict[str, StepResults], failed: dict[str, str], tolerance: float
+    sweep: Sweep,
+    results: dict[str, StepResults],
+    failed: dict[str, str],
+    tolerance: float,
+    measured_by: str | None,
+    rejudged_by: str | None = None,
 ) -> tuple[str, dict[str, str]]:
+    """The report's README.md and the reading per run; `measured_by`, `rejudged_by`: the commands that measured the
+    values (None: not recorded) and judged them again (rejudge.provenance)."""
     seeds = f"seeds {', '.join(map(str, sweep.seeds))}" if sweep.seeds else "params.yaml's train.seed (one seed)"
     lines = [
         f"# Data-size curve `{sweep.name}`: {KEY}",
         "",
-        f"`{shlex.join(['python', '-m', 'overfit_first.data_curve', *sys.argv[1:]])}`",
+        rejudge.provenance(measured_by, rejudged_by, sweep.name),
         "",
         f"Training images per run: {', '.join(step.label for step in sweep.steps)} (the first of every class, in "
         f"proportion), over {seeds}; each (size, seed) is the DVC experiment "
@@ -162,6 +172,48 @@ def readme(
     return "\n".join(lines).rstrip() + "\n", readings
 
 
+def command() -> str:
+    return shlex.join(["python", "-m", "overfit_first.data_curve", *sys.argv[1:]])
+
+
+def report(
+    sweep: Sweep,
+    results: dict[str, StepResults],
+    failed: dict[str, str],
+    tolerance: float,
+    measured_by: str | None,
+    rejudged_by: str | None = None,
+) -> tuple[Path, dict[str, str]]:
+    """Write reports/data_curves/<name>/ whole (README.md, data_curve.json, data_curve.png) from `results`, read by
+    `reading`; the directory and the reading per run. The json records `measured_by` as "command", and
+    `rejudged_by` when given."""
+    text, readings = readme(sweep, results, failed, tolerance, measured_by, rejudged_by)
+    data: dict[str, Any] = {
+        "sweep": sweep.name,
+        "key": KEY,
+        "sizes": [step.value for step in sweep.steps],
+        "seeds": sweep.seeds,
+        "tolerance": tolerance,
+        "command": measured_by,
+        **({"rejudged_by": rejudged_by} if rejudged_by else {}),
+        "readings": readings,
+        "runs": results_json(results),
+        "failed_experiments": failed,
+    }
+    directory = report_dir("data_curves", sweep.name)
+    title = f"data-size curve {sweep.name}"
+    write_report(
+        directory,
+        {"README.md": text, "data_curve.json": data},
+        "data_curve.png",
+        lambda path: chart(results, "training images", path, title),
+    )
+    return directory, readings
+
+
+MEASURING = ("collect", "fractions", "sizes", "runs", "seeds", "jobs")  # options --rejudge refuses
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m overfit_first.data_curve", description=__doc__.split("\n")[0])
     parser.add_argument("name", help="the sweep's name: prefixes its DVC experiments and names its report")
@@ -169,41 +221,39 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", help="training-image counts instead of fractions")
     parser.add_argument("--runs", nargs="+", help="runs to retrain (default: the first overfitting and simplified)")
     parser.add_argument("--seeds", type=int, nargs="+", help="repeat each size with these train.seed values")
-    parser.add_argument("--jobs", type=int, default=1, help="experiments at once (`dvc queue start -j`)")
-    parser.add_argument("--tolerance", type=float, default=TOLERANCE, help=f"gap tolerance (default {TOLERANCE})")
+    parser.add_argument("--jobs", type=int, help="experiments at once (`dvc queue start -j`, default 1)")
+    parser.add_argument(
+        "--tolerance", type=float, help=f"gap tolerance (default {TOLERANCE}; with --rejudge the report's)"
+    )
     parser.add_argument("--collect", action="store_true", help="queue nothing: report the experiments already run")
+    parser.add_argument(
+        "--rejudge",
+        action="store_true",
+        help="measure nothing: judge the values data_curve.json recorded again under the current rule, rewrite the "
+        "report",
+    )
     args = parser.parse_args()
-    if args.jobs < 1:
-        raise PipelineError(f"--jobs {args.jobs}: at least 1")
-    sweep, tolerance = plan(args)
-    # From the creation of its MLflow runs to their end (finish_sweep): a stop signal or an error on the way ends
-    # them KILLED or FAILED, none stays RUNNING.
-    with tracking.SweepGuard() as guard:
-        results, failed, mlflow_runs = run_sweep(sweep, args.jobs, args.collect, guard)
-        text, readings = readme(sweep, results, failed, tolerance)
-        data: dict[str, Any] = {
-            "sweep": sweep.name,
-            "key": KEY,
-            "sizes": [step.value for step in sweep.steps],
-            "seeds": sweep.seeds,
-            "tolerance": tolerance,
-            "readings": readings,
-            "runs": results_json(results),
-            "failed_experiments": failed,
-        }
-        directory = report_dir("data_curves", sweep.name)
-        title = f"data-size curve {sweep.name}"
-        write_report(
-            directory,
-            {"README.md": text, "data_curve.json": data},
-            "data_curve.png",
-            lambda path: chart(results, "training images", path, title),
+    if args.rejudge:
+        path = report_dir("data_curves", args.name) / "data_curve.json"
+        found = rejudge.recorded(args, path, "data curve", MEASURING)
+        directory, readings = report(
+            found.sweep, found.results, found.failed, found.tolerance, found.command, command()
         )
-        tracking.finish_sweep(mlflow_runs, results, failed, directory, {})
+    else:
+        if args.jobs is not None and args.jobs < 1:
+            raise PipelineError(f"--jobs {args.jobs}: at least 1")
+        sweep, tolerance = plan(args)
+        # From the creation of its MLflow runs to their end (finish_sweep): a stop signal or an error on the way ends
+        # them KILLED or FAILED, none stays RUNNING.
+        with tracking.SweepGuard() as guard:
+            results, failed, mlflow_runs = run_sweep(sweep, args.jobs or 1, args.collect, guard)
+            directory, readings = report(sweep, results, failed, tolerance, command())
+            tracking.finish_sweep(mlflow_runs, results, failed, directory, {})
     for run, line in readings.items():
         print(f"{run}: {line}", flush=True)
     print(f"wrote {directory}/README.md, data_curve.json, data_curve.png", flush=True)
-    stop_if_failed(failed, directory)
+    if not args.rejudge:
+        stop_if_failed(failed, directory)
 
 
 if __name__ == "__main__":

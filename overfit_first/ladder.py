@@ -6,6 +6,7 @@
     python -m overfit_first.ladder lr --param models.cnn_simplified.fit.learning_rate --values 3e-4 1e-3 3e-3
     python -m overfit_first.ladder aug --augmentation --runs fashion_mnist-cnn_simplified_augmented   # off / on
     python -m overfit_first.ladder dropout --collect                         # the report again, from the experiments
+    python -m overfit_first.ladder dropout --rejudge          # its recorded values judged again (overfit_first.rejudge)
 
 Each (step, seed) is a DVC experiment `<name>-<step>[-s<seed>]` (overfit_first.sweep): queued, run by
 `dvc queue start -j N`, waited for. The report, reports/ladders/<name>/ (README.md, ladder.json, ladder.png), has
@@ -21,9 +22,10 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 from typing import Any
 
-from overfit_first import noise, tracking
+from overfit_first import noise, rejudge, tracking
 from overfit_first.errors import PipelineError, run_stage
 from overfit_first.sweep import (
     SEED,
@@ -113,8 +115,9 @@ def plan(args: argparse.Namespace) -> tuple[Sweep, float]:
     """The sweep the arguments ask for, every input checked first (PipelineError naming the argument and the fix)."""
     check_name(args.name)
     params, raw = load()
-    if args.tolerance < 0 or args.tolerance >= 1:
-        raise PipelineError(f"--tolerance {args.tolerance}: an accuracy difference, 0 <= tolerance < 1")
+    tolerance = TOLERANCE if args.tolerance is None else args.tolerance
+    if tolerance < 0 or tolerance >= 1:
+        raise PipelineError(f"--tolerance {tolerance}: an accuracy difference, 0 <= tolerance < 1")
     if args.augmentation:
         if args.param or args.values:
             raise PipelineError("--augmentation sweeps models.<model>.augmentation off/on: drop --param and --values")
@@ -151,16 +154,25 @@ def plan(args: argparse.Namespace) -> tuple[Sweep, float]:
     runs = select_runs(params, key, args.runs)
     if key == SUBSET_SIZE:  # checked against the prepared training images, as the data-size curve's sizes are
         check_subset_sizes("--values", [int(step.value) for step in steps], train_images(runs[0].dataset))
-    return Sweep(args.name, key, steps, check_seeds(args.seeds), runs, "ladder"), args.tolerance
+    return Sweep(args.name, key, steps, check_seeds(args.seeds), runs, "ladder"), tolerance
 
 
-def readme(sweep: Sweep, results: dict[str, StepResults], failed: dict[str, str], tolerance: float) -> tuple[str, dict]:
-    """The report's README.md and the recommendation per run ({run: step label or None})."""
+def readme(
+    sweep: Sweep,
+    results: dict[str, StepResults],
+    failed: dict[str, str],
+    tolerance: float,
+    measured_by: str | None,
+    rejudged_by: str | None = None,
+) -> tuple[str, dict]:
+    """The report's README.md and the recommendation per run ({run: {"step": label or None, "why": sentence}});
+    `measured_by`, `rejudged_by`: the commands that measured the values (None: not recorded) and judged them again
+    (rejudge.provenance)."""
     seeds = f"seeds {', '.join(map(str, sweep.seeds))}" if sweep.seeds else "params.yaml's train.seed (one seed)"
     lines = [
         f"# Ladder `{sweep.name}`: {sweep.key}",
         "",
-        f"`{command()}`",
+        rejudge.provenance(measured_by, rejudged_by, sweep.name),
         "",
         f"Steps {', '.join(step.label for step in sweep.steps)} over {seeds}; each (step, seed) is the DVC experiment "
         f"`{sweep.name}-<step>{'-s<seed>' if sweep.seeds else ''}` (`dvc exp show`). Accuracies are the evaluate "
@@ -188,6 +200,44 @@ def command() -> str:
     return shlex.join(["python", "-m", "overfit_first.ladder", *sys.argv[1:]])
 
 
+def report(
+    sweep: Sweep,
+    results: dict[str, StepResults],
+    failed: dict[str, str],
+    tolerance: float,
+    measured_by: str | None,
+    rejudged_by: str | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Write reports/ladders/<name>/ whole (README.md, ladder.json, ladder.png) from `results`, judged by
+    `recommend`; the directory and the recommendation per run (readme). The json records `measured_by` as
+    "command", and `rejudged_by` when given."""
+    text, recommended = readme(sweep, results, failed, tolerance, measured_by, rejudged_by)
+    data = {
+        "sweep": sweep.name,
+        "key": sweep.key,
+        "steps": [step.label for step in sweep.steps],
+        "seeds": sweep.seeds,
+        "tolerance": tolerance,
+        "command": measured_by,
+        **({"rejudged_by": rejudged_by} if rejudged_by else {}),
+        "recommended": recommended,
+        "runs": results_json(results),
+        "failed_experiments": failed,
+    }
+    directory = report_dir("ladders", sweep.name)
+    title = f"ladder {sweep.name}: {sweep.key}"
+    write_report(
+        directory,
+        {"README.md": text, "ladder.json": data},
+        "ladder.png",
+        lambda p: chart(results, sweep.key, p, title),
+    )
+    return directory, recommended
+
+
+MEASURING = ("collect", "values", "seeds", "runs", "jobs", "augmentation", "param")  # options --rejudge refuses
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m overfit_first.ladder", description=__doc__.split("\n")[0])
     parser.add_argument("name", help="the sweep's name: prefixes its DVC experiments and names its report")
@@ -200,48 +250,40 @@ def main() -> None:
     )
     parser.add_argument("--runs", nargs="+", help="runs to retrain and report (default: every run the key affects)")
     parser.add_argument("--seeds", type=int, nargs="+", help="repeat each step with these train.seed values")
-    parser.add_argument("--jobs", type=int, default=1, help="experiments at once (`dvc queue start -j`)")
+    parser.add_argument("--jobs", type=int, help="experiments at once (`dvc queue start -j`, default 1)")
     parser.add_argument(
-        "--tolerance", type=float, default=TOLERANCE, help=f"validation tolerance (default {TOLERANCE})"
+        "--tolerance", type=float, help=f"validation tolerance (default {TOLERANCE}; with --rejudge the report's)"
     )
     parser.add_argument(
         "--collect", action="store_true", help="queue nothing: report the experiments an earlier run queued"
     )
+    parser.add_argument(
+        "--rejudge",
+        action="store_true",
+        help="measure nothing: judge the values ladder.json recorded again under the current rule, rewrite the report",
+    )
     args = parser.parse_args()
-    if args.jobs < 1:
-        raise PipelineError(f"--jobs {args.jobs}: at least 1")
-    sweep, tolerance = plan(args)
-    # From the creation of its MLflow runs to their end (finish_sweep): a stop signal or an error on the way ends
-    # them KILLED or FAILED, none stays RUNNING.
-    with tracking.SweepGuard() as guard:
-        results, failed, mlflow_runs = run_sweep(sweep, args.jobs, args.collect, guard)
-        text, recommended = readme(sweep, results, failed, tolerance)
-        data = {
-            "sweep": sweep.name,
-            "key": sweep.key,
-            "steps": [step.label for step in sweep.steps],
-            "seeds": sweep.seeds,
-            "tolerance": tolerance,
-            "command": command(),
-            "recommended": recommended,
-            "runs": results_json(results),
-            "failed_experiments": failed,
-        }
-        directory = report_dir("ladders", sweep.name)
-        title = f"ladder {sweep.name}: {sweep.key}"
-        write_report(
-            directory,
-            {"README.md": text, "ladder.json": data},
-            "ladder.png",
-            lambda p: chart(results, sweep.key, p, title),
-        )
-        tracking.finish_sweep(
-            mlflow_runs, results, failed, directory, {run: str(rec["step"]) for run, rec in recommended.items()}
-        )
+    if args.rejudge:
+        found = rejudge.recorded(args, report_dir("ladders", args.name) / "ladder.json", "ladder", MEASURING)
+        sweep = found.sweep
+        directory, recommended = report(sweep, found.results, found.failed, found.tolerance, found.command, command())
+    else:
+        if args.jobs is not None and args.jobs < 1:
+            raise PipelineError(f"--jobs {args.jobs}: at least 1")
+        sweep, tolerance = plan(args)
+        # From the creation of its MLflow runs to their end (finish_sweep): a stop signal or an error on the way ends
+        # them KILLED or FAILED, none stays RUNNING.
+        with tracking.SweepGuard() as guard:
+            results, failed, mlflow_runs = run_sweep(sweep, args.jobs or 1, args.collect, guard)
+            directory, recommended = report(sweep, results, failed, tolerance, command())
+            tracking.finish_sweep(
+                mlflow_runs, results, failed, directory, {run: str(rec["step"]) for run, rec in recommended.items()}
+            )
     for run, rec in recommended.items():
         print(f"{run}: recommended {sweep.key} = {rec['step']}: {rec['why']}", flush=True)
     print(f"wrote {directory}/README.md, ladder.json, ladder.png", flush=True)
-    stop_if_failed(failed, directory)
+    if not args.rejudge:
+        stop_if_failed(failed, directory)
 
 
 if __name__ == "__main__":

@@ -620,6 +620,74 @@ def results_json(results: dict[str, StepResults]) -> dict[str, Any]:
     }
 
 
+def results_from_json(runs: Any, source: str = "the report's json") -> dict[str, StepResults]:
+    """The inverse of results_json: {run: [StepResult per step]} from a report json's "runs". A Step gets the
+    recorded label and value, and x = float(value) when every value of its run is a number, else None (categorical:
+    augmentation off/on); as_is, how a step was queued, is not recorded (False). PipelineError naming `source` and
+    the key when one is missing or odd (not a list, a string, a finite number where one is due)."""
+    long_names = {short: metric for metric, short in SHORT.items()}
+    kinds = {str: "string", list: "list", dict: "mapping"}
+
+    def odd(where: str, what: str) -> PipelineError:
+        return PipelineError(
+            f"{source}: {where} {what}; restore the file (`git checkout -- {source}`) or write the report again "
+            "(run the sweep, or --collect)"
+        )
+
+    def get(node: Any, key: str, kind: type, where: str) -> Any:
+        if not isinstance(node, dict) or key not in node:
+            raise odd(where, f"has no key {key!r}")
+        if not isinstance(node[key], kind):
+            raise odd(f"{where}.{key}", f"is {node[key]!r}, not a {kinds[kind]}")
+        return node[key]
+
+    def strings(node: Any, key: str, where: str) -> list[str]:
+        for index, text in enumerate(texts := get(node, key, list, where)):
+            if not isinstance(text, str):
+                raise odd(f"{where}.{key}[{index}]", f"is {text!r}, not a string")
+        return list(texts)
+
+    def number(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+    if not isinstance(runs, dict) or not runs:
+        raise odd("runs", f"is {runs!r}, not a mapping of run names to their steps")
+    results: dict[str, StepResults] = {}
+    for run, steps in runs.items():
+        if not isinstance(steps, list) or not steps:
+            raise odd(f"runs.{run}", f"is {steps!r}, not a list of steps")
+        numeric = all(isinstance(step, dict) and number(step.get("value")) for step in steps)
+        rows: StepResults = []
+        for index, step in enumerate(steps):
+            where = f"runs.{run}[{index}]"
+            if not isinstance(step, dict) or "value" not in step:
+                raise odd(where, "has no key 'value'")
+            value = step["value"]
+            row = StepResult(Step(get(step, "step", str, where), value, float(value) if numeric else None))
+            for short, stat in get(step, "metrics", dict, where).items():
+                if short not in long_names:
+                    raise odd(f"{where}.metrics", f"has {short!r}, not one of {', '.join(long_names)}")
+                values = get(stat, "values", list, f"{where}.metrics.{short}")
+                for position, figure in enumerate(values):
+                    if not number(figure):
+                        raise odd(f"{where}.metrics.{short}.values[{position}]", f"is {figure!r}, not a number")
+                if not values:
+                    raise odd(f"{where}.metrics.{short}.values", "is empty")
+                row.stats[long_names[short]] = Stat([float(figure) for figure in values])
+            status = get(step, "status", str, where)
+            if status != ("ok" if row.ok else "failed") or 0 < len(row.stats) < len(METRICS):
+                raise odd(
+                    f"{where}.metrics",
+                    f"holds {', '.join(step['metrics']) or 'nothing'} with status {status!r}: an ok step holds "
+                    f"{', '.join(long_names)}, a failed one nothing",
+                )
+            row.verdicts = strings(step, "verdicts", where)
+            row.failed = strings(step, "failed_experiments", where)
+            rows.append(row)
+        results[run] = rows
+    return results
+
+
 def chart(results: dict[str, StepResults], key: str, path: Path, title: str) -> None:
     """Two panels: validation accuracy and gap against the key's value, one line per run, mean with the range
     over seeds as error bars; categorical steps (augmentation off/on) are evenly spaced."""

@@ -1,6 +1,6 @@
 """The ladder's and the data-size curve's logic on synthetic tables (no training, no dvc): the recommendation and the
-data-size reading read against the noise rule (overfit_first.noise), and bad input refused before anything is
-queued."""
+data-size reading read against the noise rule (overfit_first.noise), bad input refused before anything is queued,
+and --rejudge: a written report's recorded values judged again (overfit_first.rejudge)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -404,3 +405,199 @@ def test_queue_start_returns_while_its_workers_still_run(tmp_path: Path, monkeyp
     stand_in.write_text("#!/bin/sh\necho 'ERROR: no queue here' >&2\nexit 255\n", encoding="utf-8")
     with pytest.raises(PipelineError, match=r"`dvc queue start -j 2` failed \(exit 255\):\nERROR: no queue here"):
         sweep_module.start_queue(2, env)
+
+
+# --rejudge (overfit_first.rejudge): a written report's recorded per-seed values judged again, nothing measured.
+RUN = "fashion_mnist-cnn_simplified"
+MEASURED = f"python -m overfit_first.ladder dropout --values 0 0.2 0.4 --seeds 0 1 2 --runs {RUN}"
+DROPOUT = [
+    row("0.0", [0.878, 0.878, 0.875], [0.122, 0.122, 0.125]),
+    row("0.2", [0.882, 0.868, 0.881], [0.116, 0.108, 0.115]),
+    row("0.4", [0.876, 0.856, 0.875], [0.098, 0.112, 0.102]),
+]
+SIZES = [row("250", [0.775, 0.783, 0.776], [0.161, 0.095, 0.125]), row("1000", [0.876, 0.856, 0.875], [0.1, 0.11, 0.1])]
+
+
+def ladder_json() -> dict:
+    """ladder.json as the old rule wrote it (its recommendation is stale)."""
+    return {
+        "sweep": "dropout",
+        "key": "model.dropout",
+        "steps": ["0.0", "0.2", "0.4"],
+        "seeds": [0, 1, 2],
+        "tolerance": 0.01,
+        "command": MEASURED,
+        "recommended": {RUN: {"step": "0.0", "why": "the old rule's"}},
+        "runs": json.loads(json.dumps(sweep_module.results_json({RUN: DROPOUT}))),  # a copy: not DROPOUT's lists
+        "failed_experiments": {},
+    }
+
+
+def curve_json() -> dict:
+    """data_curve.json as written before it recorded its command."""
+    sizes = [
+        replace(result, step=Step(result.step.label, int(result.step.value), result.step.value)) for result in SIZES
+    ]
+    return {
+        "sweep": "size",
+        "key": "train.subset_size",
+        "sizes": [250, 1000],
+        "seeds": [0, 1, 2],
+        "tolerance": 0.01,
+        "readings": {RUN: "the old rule's"},
+        "runs": sweep_module.results_json({RUN: sizes}),
+        "failed_experiments": {},
+    }
+
+
+def write_json(path: Path, data: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(data if isinstance(data, str) else json.dumps(data, indent=2), encoding="utf-8")
+    return path
+
+
+def run_main(monkeypatch: pytest.MonkeyPatch, module: object, *args: str) -> None:
+    """`python -m <module> <args>` in this process, with `dvc` and MLflow runs made to fail the test."""
+
+    def refused(*_: object, **__: object) -> None:
+        raise AssertionError("--rejudge ran dvc or started an MLflow run")
+
+    monkeypatch.setattr(sweep_module, "dvc", refused)
+    monkeypatch.setattr(sweep_module.tracking, "SweepGuard", refused)
+    monkeypatch.setattr(sys, "argv", [module.__name__, *args])  # type: ignore[attr-defined]
+    module.main()  # type: ignore[attr-defined]
+
+
+def test_results_from_json_is_the_inverse_of_results_json() -> None:
+    results = {RUN: [*DROPOUT, row("0.6", [], [], failed=True)], "other": DROPOUT[:2]}
+    assert sweep_module.results_from_json(json.loads(json.dumps(sweep_module.results_json(results)))) == results
+    sizes = json.loads(json.dumps(curve_json()["runs"]))
+    assert [result.step for result in sweep_module.results_from_json(sizes)[RUN]] == [
+        Step("250", 250, 250.0),
+        Step("1000", 1000, 1000.0),
+    ]
+    # categorical steps (augmentation off/on): x is None; as_is, how a step is queued, is not recorded
+    steps = [Step("off", None, None), Step("on", {"rotation": 0.1}, None, as_is=True)]
+    switched = {RUN: [replace(result, step=step) for result, step in zip(DROPOUT, steps)]}
+    back = sweep_module.results_from_json(json.loads(json.dumps(sweep_module.results_json(switched))))[RUN]
+    assert [(result.step.label, result.step.value, result.step.x) for result in back] == [
+        ("off", None, None),
+        ("on", {"rotation": 0.1}, None),
+    ]
+    assert [result.stats for result in back] == [result.stats for result in switched[RUN]]
+
+
+def test_ladder_rejudge_rewrites_the_report_under_the_rule_and_keeps_the_measuring_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = write_json(tmp_path / "reports/ladders/dropout/ladder.json", ladder_json())
+    run_main(monkeypatch, ladder, "dropout", "--rejudge")
+    label, _, why = ladder.recommend(DROPOUT, 0.01)
+    readme = (path.parent / "README.md").read_text(encoding="utf-8")
+    assert f"**Recommended: model.dropout = {label}**: {why}." in readme
+    rejudged = "python -m overfit_first.ladder dropout --rejudge"
+    assert (
+        f"The values were measured by `{MEASURED}` and judged again, without retraining, by `{rejudged}` under the "
+        "current rule (overfit_first/noise.py)."
+    ) in readme
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["command"] == MEASURED and data["rejudged_by"] == rejudged
+    assert data["recommended"] == {RUN: {"step": label, "why": why}} and data["runs"] == ladder_json()["runs"]
+    assert (path.parent / "ladder.png").read_bytes().startswith(b"\x89PNG")
+    # again, with another tolerance: the command that measured the values stays
+    run_main(monkeypatch, ladder, "dropout", "--rejudge", "--tolerance", "0.05")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["command"] == MEASURED and data["rejudged_by"] == f"{rejudged} --tolerance 0.05"
+    assert data["tolerance"] == 0.05 and data["recommended"][RUN]["step"] == ladder.recommend(DROPOUT, 0.05)[0]
+
+
+def test_data_curve_rejudge_takes_the_command_an_older_readme_names_else_says_it_was_not_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = write_json(tmp_path / "reports/data_curves/size/data_curve.json", curve_json())
+    run_main(monkeypatch, data_curve, "size", "--rejudge")
+    rows = sweep_module.results_from_json(curve_json()["runs"])[RUN]
+    readme = (path.parent / "README.md").read_text(encoding="utf-8")
+    assert f"**Reading:** {data_curve.reading(rows, 0.01)}." in readme
+    assert (
+        "The values were measured by the experiments of sweep `size` (command not recorded) and judged again, "
+        "without retraining, by `python -m overfit_first.data_curve size --rejudge` under the current rule"
+    ) in readme
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["command"] is None and data["rejudged_by"] == "python -m overfit_first.data_curve size --rejudge"
+    assert data["readings"] == {RUN: data_curve.reading(rows, 0.01)} and data["sizes"] == [250, 1000]
+    assert (path.parent / "data_curve.png").read_bytes().startswith(b"\x89PNG")
+    # an older README names the command on its third line, as the report of the command once did: it is kept
+    measured = "python -m overfit_first.data_curve size --fractions 0.25 1 --seeds 0 1 2"
+    (path.parent / "README.md").write_text(f"# Data-size curve `size`\n\n`{measured}`\n\n...\n", encoding="utf-8")
+    write_json(path, curve_json())
+    run_main(monkeypatch, data_curve, "size", "--rejudge")
+    assert json.loads(path.read_text(encoding="utf-8"))["command"] == measured
+    assert f"The values were measured by `{measured}` and judged again" in (path.parent / "README.md").read_text()
+
+
+def spoiled(change: str) -> object:
+    """ladder.json spoiled one way."""
+    data = ladder_json()
+    if change == "not JSON":
+        return '{"sweep": "dropout",'
+    if change == "no tolerance":
+        del data["tolerance"]
+    elif change == "a text value":
+        data["runs"][RUN][1]["metrics"]["validation"]["values"][2] = "0.881"
+    elif change == "no verdicts":
+        del data["runs"][RUN][0]["verdicts"]
+    elif change == "another sweep":
+        data["sweep"] = "other"
+    return data
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (None, "reports/ladders/dropout/ladder.json is missing: --rejudge judges the values of a written report"),
+        ("not JSON", "reports/ladders/dropout/ladder.json is not JSON (Expecting"),
+        ("no tolerance", "reports/ladders/dropout/ladder.json has no key 'tolerance'"),
+        (
+            "a text value",
+            f"reports/ladders/dropout/ladder.json: runs.{RUN}[1].metrics.validation.values[2] is '0.881', not a number",
+        ),
+        ("no verdicts", f"reports/ladders/dropout/ladder.json: runs.{RUN}[0] has no key 'verdicts'"),
+        ("another sweep", "reports/ladders/dropout/ladder.json: sweep is 'other', not 'dropout'"),
+    ],
+)
+def test_rejudge_of_a_missing_or_odd_json_names_the_file_and_the_key_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str | None, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "reports/ladders/dropout/ladder.json"
+    if change is not None:
+        write_json(path, spoiled(change))
+    before = {file: file.read_bytes() for file in tmp_path.rglob("*") if file.is_file()}
+    with pytest.raises(PipelineError) as error:
+        run_main(monkeypatch, ladder, "dropout", "--rejudge")
+    assert message in str(error.value)
+    if change is None:
+        assert "run the ladder first" in str(error.value) and "--collect" in str(error.value)
+    assert {file: file.read_bytes() for file in tmp_path.rglob("*") if file.is_file()} == before
+
+
+@pytest.mark.parametrize(
+    ("module", "given", "flag"),
+    [
+        (ladder, ["--seeds", "0", "1"], "--seeds"),
+        (ladder, ["--jobs", "2"], "--jobs"),
+        (ladder, ["--collect"], "--collect"),
+        (ladder, ["--augmentation"], "--augmentation"),
+        (data_curve, ["--sizes", "250", "1000"], "--sizes"),
+        (data_curve, ["--fractions", "0.5", "1"], "--fractions"),
+    ],
+)
+def test_rejudge_refuses_the_options_that_measure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: object, given: list[str], flag: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PipelineError, match=f"--rejudge cannot be combined with {flag}: it measures nothing"):
+        run_main(monkeypatch, module, "x", "--rejudge", *given)
