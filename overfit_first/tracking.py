@@ -186,6 +186,8 @@ def best_effort(action: Callable[[], None], consequence: str | None, warned: thr
     logging.getLogger("urllib3").setLevel(logging.ERROR)  # our one warning replaces its retry messages
     # MLflow's notes on system metrics (GPU or not, started, stopped, a failed sample) are not the user's concern.
     logging.getLogger("mlflow.system_metrics").setLevel(logging.ERROR)
+    # Nor is its note that it found uv.lock while inferring the logged model's requirements.
+    logging.getLogger("mlflow.utils.uv_utils").setLevel(logging.WARNING)
     try:
         action()
     except Exception as error:  # noqa: BLE001 - tracking is best-effort: it never fails a stage

@@ -141,6 +141,7 @@ def tiny_pipeline(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     first = dvc(repo, env, "repro")
     trained = {f"train@{run}" for run in params["runs"]}
     assert trained | {f"evaluate@{OVERFIT_RUN}", "plot@pets", "report"} <= ran(first), first
+    assert "oneDNN" not in first and "absl::InitializeLog" not in first, "TensorFlow's native lines (native_logs)"
     commit(repo, "baseline")
     return repo, env
 

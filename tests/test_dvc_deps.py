@@ -25,6 +25,8 @@ OBSERVERS = {
     "overfit_first/tracking.py": "MLflow logging: a Keras callback that reads each epoch's logs, then what the "
     "stages wrote; the model registry",
     "overfit_first/progress.py": "progress display on a terminal or in a log",
+    "stages/__init__.py": "run first by every stage: hides TensorFlow's native start-up lines (native_logs)",
+    "overfit_first/native_logs.py": "which of TensorFlow's native log lines reach stderr",
     "overfit_first/sanity.py": "checks before training, in a child process with its own random state: a failed "
     "check stops the train stage before it writes anything, a passed one leaves training untouched (identical "
     "weights: tests/test_sanity.py)",
@@ -66,9 +68,11 @@ def imported(path: Path) -> set[Path]:
 
 
 def closure(entry: Path) -> set[str]:
-    """Every repository module `entry` runs, observers not followed; paths relative to the repository."""
+    """Every repository module `entry` runs, observers not followed; paths relative to the repository. Python runs
+    the package __init__ files above `entry` first (`python -m stages.train` runs stages/__init__.py)."""
     seen: set[Path] = set()
-    todo = [entry]
+    packages = [folder for folder in entry.parents if folder != REPO and folder.is_relative_to(REPO)]
+    todo = [entry, *(folder / "__init__.py" for folder in packages if (folder / "__init__.py").is_file())]
     while todo:
         path = todo.pop()
         if path in seen:
@@ -125,5 +129,7 @@ def test_closure_follows_imports_and_stops_at_observers() -> None:
         "overfit_first/config.py",
         "overfit_first/__init__.py",
         "overfit_first/tracking.py",
+        "stages/__init__.py",
     } <= train
+    assert "overfit_first/native_logs.py" not in train  # imported only by stages/__init__.py, an observer
     assert "overfit_first/evaluation.py" not in train  # imported only by tracking, an observer

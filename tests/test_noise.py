@@ -239,7 +239,9 @@ def test_the_smallest_detectable_change_is_detected_80_percent_of_the_time(commi
 def figures(text: str) -> tuple[float, dict[tuple[str, str], float]]:
     """The false-alarm rate (%) and the smallest detectable change per row, as `report` prints them."""
     rate = re.search(r"False-alarm rate of a no-change reproduction \(any of the \d+ rows marked\): ([\d.]+) %", text)
-    rows = re.findall(r"^\| (metrics/\S+) \| (\w+) \| [\d.]+ \| ([\d.]+) \| [\d.]+ \| [\d.]+ \|$", text, flags=re.MULTILINE)
+    rows = re.findall(
+        r"^\| (metrics/\S+) \| (\w+) \| [\d.]+ \| ([\d.]+) \| [\d.]+ \| [\d.]+ \|$", text, flags=re.MULTILINE
+    )
     assert rate and rows, text
     return float(rate.group(1)), {(path, metric): float(change) for path, metric, change in rows}
 
