@@ -9,14 +9,14 @@ each other's files through these paths (relative to the repository root, where D
     metrics/<dataset>.comparison.json                  plot: overfitting vs simplified (and augmented)
     reports/<dataset>/*.png, validation_curves.csv     plot
     reports/README.md                                  report
-    metrics/seed_spread.json                           python -m overfit_first.seed_spread (not a stage)
+    metrics/seed_spread.json                           python -m overfit_first.procedure.seed_spread (not a stage)
 
 The comparison sits beside metrics/<dataset>/, not inside it: the plot stage depends on that whole
 directory, and DVC rejects a stage whose output lies inside one of its own dependencies (a cycle).
 The seed spread is in .dvcignore: the report stage depends on the whole metrics/ directory, and refreshing
 the measurement of noise must not make the pipeline look changed.
 
-Every entry point (`python -m stages.*`, `overfit_first.pr_comment`, ...) starts with require_repo_root(): run
+Every entry point (`python -m stages.*`, `overfit_first.tools.pr_comment`, ...) starts with require_repo_root(): run
 from a subdirectory, these relative paths would name files that do not exist, or the wrong ones.
 Paths a user writes in params.yaml (an image folder, a mirror directory) are read with `user_path`: relative
 to the repository root, also when DVC runs the stage in a temporary copy of the repository (`repo_root`).
@@ -103,7 +103,7 @@ def repo_root() -> Path:
     for index in range(len(parts) - 2):
         if parts[index : index + 3] == (".dvc", "tmp", "exps"):
             return Path(*parts[:index])
-    # A pipeline folder (overfit_first.pipelines) lies inside the repository: its root holds .dvc/.
+    # A pipeline folder (overfit_first.tools.pipelines) lies inside the repository: its root holds .dvc/.
     return next((directory for directory in (cwd, *cwd.parents) if (directory / ".dvc").is_dir()), cwd)
 
 

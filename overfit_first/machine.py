@@ -1,8 +1,8 @@
 """The machine a result was computed on: its CPU and the instruction-set flags that decide TensorFlow's kernels.
 
-One implementation for both sides of the pull-request check: overfit_first.seed_spread records the machine that
-measured the seed spread (metrics/seed_spread.json), and overfit_first.pr_comment names it beside the machine that
-reproduced the pull request. oneDNN picks its kernels, and so its rounding, by these flags: two machines with
+One implementation for both sides of the pull-request check: overfit_first.procedure.seed_spread records the machine
+that measured the seed spread (metrics/seed_spread.json), and overfit_first.tools.pr_comment names it beside the machine
+that reproduced the pull request. oneDNN picks its kernels, and so its rounding, by these flags: two machines with
 different flags train to different numbers from the same params and seed.
 """
 

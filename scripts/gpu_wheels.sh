@@ -4,7 +4,7 @@
 #
 #   bash scripts/gpu_wheels.sh [DIR]
 #
-# On the GPU machine (see overfit_first/article_gpu.py for the whole command):
+# On the GPU machine (see overfit_first/tools/article_gpu.py for the whole command):
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 #   export PYTHONPATH=/tmp/site:$PWD
 set -euo pipefail

@@ -76,6 +76,6 @@ UV_PYTHON_DOWNLOADS=never UV_NATIVE_TLS=1 UV_PROJECT_ENVIRONMENT=.venv \
   .venv/bin/uv sync --locked --quiet "${extras[@]/#/--extra=}"
 echo "${extras[*]}" > "$installed"
 if $dev; then
-  npm ci --prefix js --no-audit --no-fund --loglevel=error   # vega libraries for overfit_first.plots_html
+  npm ci --prefix js --no-audit --no-fund --loglevel=error   # vega libraries for overfit_first.tools.plots_html
 fi
 echo "setup: ready (.venv with extras [${extras[*]}], as uv.lock pins them); activate it with: . .venv/bin/activate"

@@ -1,4 +1,4 @@
-"""The article's one-GPU script (overfit_first.article_gpu) end to end on this CPU, with tiny settings.
+"""The article's one-GPU script (overfit_first.tools.article_gpu) end to end on this CPU, with tiny settings.
 
 It runs as on the GPU machine: KERAS_BACKEND=jax, with TensorFlow, DVC and MLflow made unimportable in every
 process it starts (a sitecustomize.py on PYTHONPATH installs an import hook that refuses them and records each
@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from overfit_first import layout, metrics
-from overfit_first.article_gpu import BudgetStop, article_params, orchestrate, parser, work_folder
 from overfit_first.errors import Interrupted, PipelineError
+from overfit_first.tools.article_gpu import BudgetStop, article_params, orchestrate, parser, work_folder
 
 from conftest import REPO, stage_env
 from data_fixtures import image_folder, tar_gz
@@ -90,7 +90,7 @@ def test_tiny_article_on_jax_without_tensorflow(tmp_path: Path) -> None:
     out = tmp_path / "out"
     env = stage_env(KERAS_BACKEND="jax", IMPORT_ATTEMPTS=str(attempts))
     env["PYTHONPATH"] = f"{hook}:{env['PYTHONPATH']}"
-    command = [sys.executable, "-m", "overfit_first.article_gpu", "--archives", str(archives(tmp_path))]
+    command = [sys.executable, "-m", "overfit_first.tools.article_gpu", "--archives", str(archives(tmp_path))]
     command += ["--out", str(out), "--work", str(tmp_path / "work"), "--minutes", "30", "--parallel", "2"]
     command += ["--train-images", "60", "--valid-images", "20", "--epochs", "2", "--runs", *TINY_RUNS]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=2100)

@@ -1,6 +1,6 @@
 """The ladder's and the data-size curve's logic on synthetic tables (no training, no dvc): the recommendation and the
-data-size reading read against the noise rule (overfit_first.noise), bad input refused before anything is queued,
-and --rejudge: a written report's recorded values judged again (overfit_first.rejudge)."""
+data-size reading read against the noise rule (overfit_first.procedure.noise), bad input refused before anything is
+queued, and --rejudge: a written report's recorded values judged again (overfit_first.procedure.rejudge)."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 import yaml
 
-from overfit_first import data_curve, ladder
-from overfit_first import sweep as sweep_module
 from overfit_first.errors import PipelineError
-from overfit_first.sweep import Stat, Step, StepResult, Sweep, affects, table
+from overfit_first.procedure import data_curve, ladder
+from overfit_first.procedure import sweep as sweep_module
+from overfit_first.procedure.sweep import Stat, Step, StepResult, Sweep, affects, table
 
 from conftest import REPO, default_stop_signals, run_stage, stage_env, write_params
 
@@ -290,7 +290,7 @@ def test_a_ladder_over_train_subset_size_is_checked_as_the_data_curve_is(prepare
 
 @pytest.mark.slow  # a process that imports MLflow (overfit_first.tracking)
 def test_the_data_curve_command_exits_1_before_queueing_anything(prepared: Path) -> None:
-    result = run_stage("overfit_first.data_curve", "x", "--sizes", "5", "100000", cwd=prepared, timeout=300)
+    result = run_stage("overfit_first.procedure.data_curve", "x", "--sizes", "5", "100000", cwd=prepared, timeout=300)
     assert result.returncode == 1, result.stderr
     assert "error: --sizes 5: fewer than the 10 classes" in result.stderr
     assert "queue" not in result.stdout  # no `queue <experiment>` line: nothing was queued
@@ -311,7 +311,7 @@ def test_a_key_affects_the_runs_whose_stages_depend_on_it(in_repo: Path) -> None
 # Stands in for `dvc` (a stub, so no queue starts): `dvc queue start` returns at once and `dvc queue status` shows
 # one experiment of three done; the second status says "ready" (the states are seen), then it waits to be stopped.
 WAITING = textwrap.dedent("""
-    from overfit_first import sweep
+    from overfit_first.procedure import sweep
     from overfit_first.errors import run_stage
 
     polls = []
@@ -330,7 +330,7 @@ WAITING = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow  # a process that imports MLflow (overfit_first.sweep imports overfit_first.tracking)
+@pytest.mark.slow  # a process that imports MLflow (overfit_first.procedure.sweep imports overfit_first.tracking)
 def test_ctrl_c_while_waiting_says_the_queue_keeps_running_and_how_to_stop_it_or_collect(tmp_path: Path) -> None:
     process = subprocess.Popen(
         [sys.executable, "-c", WAITING, "size", "--sizes", "250", "500", "1000", "--jobs", "2"],
@@ -354,7 +354,7 @@ def test_ctrl_c_while_waiting_says_the_queue_keeps_running_and_how_to_stop_it_or
         "when last seen: size-500, size-1000; `dvc queue status` shows them):"
     ) in stderr
     assert "to stop them: `dvc queue stop --kill`" in stderr and "one at a time: `dvc queue kill size-500`" in stderr
-    collect = "python -m overfit_first.data_curve size --sizes 250 500 1000 --jobs 2 --collect"
+    collect = "python -m overfit_first.procedure.data_curve size --sizes 250 500 1000 --jobs 2 --collect"
     assert f"to write the report once they are done: `{collect}`" in stderr
     # then the way out every command takes, unchanged
     assert stderr.rstrip().endswith("interrupted by SIGINT: no output was written"), stderr
@@ -407,9 +407,10 @@ def test_queue_start_returns_while_its_workers_still_run(tmp_path: Path, monkeyp
         sweep_module.start_queue(2, env)
 
 
-# --rejudge (overfit_first.rejudge): a written report's recorded per-seed values judged again, nothing measured.
+# --rejudge (overfit_first.procedure.rejudge): a written report's recorded per-seed values judged again, nothing
+# measured.
 RUN = "fashion_mnist-cnn_simplified"
-MEASURED = f"python -m overfit_first.ladder dropout --values 0 0.2 0.4 --seeds 0 1 2 --runs {RUN}"
+MEASURED = f"python -m overfit_first.procedure.ladder dropout --values 0 0.2 0.4 --seeds 0 1 2 --runs {RUN}"
 DROPOUT = [
     row("0.0", [0.878, 0.878, 0.875], [0.122, 0.122, 0.125]),
     row("0.2", [0.882, 0.868, 0.881], [0.116, 0.108, 0.115]),
@@ -496,10 +497,10 @@ def test_ladder_rejudge_rewrites_the_report_under_the_rule_and_keeps_the_measuri
     label, _, why = ladder.recommend(DROPOUT, 0.01)
     readme = (path.parent / "README.md").read_text(encoding="utf-8")
     assert f"**Recommended: model.dropout = {label}**: {why}." in readme
-    rejudged = "python -m overfit_first.ladder dropout --rejudge"
+    rejudged = "python -m overfit_first.procedure.ladder dropout --rejudge"
     assert (
         f"The values were measured by `{MEASURED}` and judged again, without retraining, by `{rejudged}` under the "
-        "current rule (overfit_first/noise.py)."
+        "current rule (overfit_first/procedure/noise.py)."
     ) in readme
     data = json.loads(path.read_text(encoding="utf-8"))
     assert data["command"] == MEASURED and data["rejudged_by"] == rejudged
@@ -523,13 +524,16 @@ def test_data_curve_rejudge_takes_the_command_an_older_readme_names_else_says_it
     assert f"**Reading:** {data_curve.reading(rows, 0.01)}." in readme
     assert (
         "The values were measured by the experiments of sweep `size` (command not recorded) and judged again, "
-        "without retraining, by `python -m overfit_first.data_curve size --rejudge` under the current rule"
+        "without retraining, by `python -m overfit_first.procedure.data_curve size --rejudge` under the current rule"
     ) in readme
     data = json.loads(path.read_text(encoding="utf-8"))
-    assert data["command"] is None and data["rejudged_by"] == "python -m overfit_first.data_curve size --rejudge"
+    assert (
+        data["command"] is None and data["rejudged_by"] == "python -m overfit_first.procedure.data_curve size --rejudge"
+    )
     assert data["readings"] == {RUN: data_curve.reading(rows, 0.01)} and data["sizes"] == [250, 1000]
     assert (path.parent / "data_curve.png").read_bytes().startswith(b"\x89PNG")
-    # an older README names the command on its third line, as the report of the command once did: it is kept
+    # an older README names the command on its third line, as the report of the command once did: it is kept (that
+    # README names the command by its module's path before issue 23, overfit_first.data_curve)
     measured = "python -m overfit_first.data_curve size --fractions 0.25 1 --seeds 0 1 2"
     (path.parent / "README.md").write_text(f"# Data-size curve `size`\n\n`{measured}`\n\n...\n", encoding="utf-8")
     write_json(path, curve_json())

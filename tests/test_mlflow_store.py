@@ -29,7 +29,7 @@ from overfit_first.config import Run, validate
 from overfit_first.data.splits import file_sha256
 from overfit_first.errors import Interrupted
 from overfit_first.metrics import EvalMetrics, TrainMetrics
-from overfit_first.sweep import Step, Sweep
+from overfit_first.procedure.sweep import Step, Sweep
 
 from conftest import default_stop_signals, stage_env
 from data_fixtures import isolated_env
@@ -327,7 +327,7 @@ def test_sigterm_while_a_ladder_queues_ends_its_runs_killed(tmp_path: Path, empt
     store = store_in(repo, empty_store)
 
     ladder = subprocess.Popen(
-        [sys.executable, "-m", "overfit_first.ladder", "drop", "--values", "0.0", "0.2"],
+        [sys.executable, "-m", "overfit_first.procedure.ladder", "drop", "--values", "0.0", "0.2"],
         cwd=repo,
         env=env,
         stdout=subprocess.PIPE,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from overfit_first import profiles
 from overfit_first.config import load_params, read_yaml, validate
 from overfit_first.errors import PipelineError
+from overfit_first.tools import profiles
 
 from conftest import REPO, run_stage, write_params
 
@@ -220,11 +220,11 @@ def test_a_missing_params_file_says_how_to_get_it_back(tmp_path: Path, monkeypat
 def test_the_preview_refuses_what_the_experiment_would_refuse(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str, named: str
 ) -> None:
-    """`python -m overfit_first.preview -S ...` checks the params as every stage would, before DVC's dry run, and
+    """`python -m overfit_first.tools.preview -S ...` checks the params as every stage would, before DVC's dry run, and
     leaves params.yaml as it was."""
     from dvc.repo import Repo
 
-    from overfit_first import preview
+    from overfit_first.tools import preview
 
     shutil.copy2(REPO / "params.yaml", tmp_path / "params.yaml")
     (tmp_path / "dvc.yaml").write_text("stages: {}\n", encoding="utf-8")

@@ -1,4 +1,4 @@
-"""Pipeline folders (overfit_first.pipelines): the committed cifar/ is what the generator writes, its code
+"""Pipeline folders (overfit_first.tools.pipelines): the committed cifar/ is what the generator writes, its code
 dependencies exist, and under a real `dvc` a folder's pipeline runs beside the root's with its own outputs."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from overfit_first import pipelines
 from overfit_first.config import load_params
 from overfit_first.errors import PipelineError
+from overfit_first.tools import pipelines
 
 from conftest import REPO
 from scratch_repo import commit, copy_repo, dvc, ran
@@ -30,7 +30,7 @@ def test_the_committed_cifar_folder_is_what_the_generator_writes(tmp_path: Path)
     for name in ("params.yaml", "dvc.yaml"):
         committed = (REPO / "cifar" / name).read_text(encoding="utf-8")
         assert committed == (folder / name).read_text(encoding="utf-8"), (
-            f"cifar/{name} is stale: run `python -m overfit_first.pipelines cifar` and commit it"
+            f"cifar/{name} is stale: run `python -m overfit_first.tools.pipelines cifar` and commit it"
         )
 
 
@@ -64,7 +64,11 @@ def test_a_folder_pipeline_runs_beside_the_root_one(tiny_pipeline: tuple[Path, d
     }
     (repo / "profiles" / "small.yaml").write_text(yaml.safe_dump(profile), encoding="utf-8")
     made = subprocess.run(
-        [sys.executable, "-m", "overfit_first.pipelines", "small"], cwd=repo, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "overfit_first.tools.pipelines", "small"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert made.returncode == 0, made.stderr
     assert "next: dvc repro small/dvc.yaml" in made.stdout

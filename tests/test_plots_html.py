@@ -1,6 +1,6 @@
 """The `dvc plots` page in a real headless Chromium (Debian's `chromium`, driven by Playwright): every chart
 renders with the network cut off, and no console error. DVC's own page, which loads its libraries from a
-CDN, stays blank in the same browser: the reason for overfit_first.plots_html."""
+CDN, stays blank in the same browser: the reason for overfit_first.tools.plots_html."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def test_offline_page_renders_every_chart(
     project = tiny_reproduced(tmp_path_factory)
     out = tmp_path / "page"
     result = run_stage(
-        "overfit_first.plots_html",
+        "overfit_first.tools.plots_html",
         "show",
         "-o",
         str(out),

@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from overfit_first import noise, plots, pr_comment
-from overfit_first.pr_comment import MARKER
+from overfit_first import plots
+from overfit_first.procedure import noise
+from overfit_first.tools import pr_comment
+from overfit_first.tools.pr_comment import MARKER
 
 from conftest import stage_env, write_params
 
@@ -110,7 +112,7 @@ def metric_spread(*values: float) -> noise.MetricSpread:
 def measured_spread(
     test_accuracy_std: float, gaps: tuple[float, ...] = (0.3, 0.3, 0.3), verdicts: list[str] | None = None
 ) -> str:
-    """A seed-spread file as overfit_first.seed_spread writes it, for metrics/tiny/cnn_overfit.json (without
+    """A seed-spread file as overfit_first.procedure.seed_spread writes it, for metrics/tiny/cnn_overfit.json (without
     `verdicts`: as written before they were kept per seed)."""
     spread = noise.SeedSpread(
         status=noise.MEASURED,
@@ -138,7 +140,7 @@ def build(repo: Path, base: str) -> subprocess.CompletedProcess[str]:
         [
             sys.executable,
             "-m",
-            "overfit_first.pr_comment",
+            "overfit_first.tools.pr_comment",
             "--base",
             base,
             "--out",

@@ -1,10 +1,10 @@
 """`--rejudge` of the ladder and the data-size curve: a written sweep report judged again under the current rule.
 
 A report's json (ladder.json, data_curve.json) records every per-seed value of every metric (sweep.results_json).
-`recorded` reads them back (sweep.results_from_json) with the sweep's name, key, seeds, tolerance, failed
-experiments and the command that measured them, so that the command writes its report again whole, README, json
-and chart, with the current `recommend` or `reading` (overfit_first.noise): nothing is queued or trained, no MLflow
-run starts, `dvc` is not called.
+`recorded` reads them back (sweep.results_from_json) with the sweep's name, key, seeds, tolerance, failed experiments
+and the command that measured them, so that the command writes its report again whole, README, json and chart, with the
+current `recommend` or `reading` (overfit_first.procedure.noise): nothing is queued or trained, no MLflow run starts,
+`dvc` is not called.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from overfit_first import layout
 from overfit_first.errors import PipelineError
-from overfit_first.sweep import MODULES, StepResults, Sweep, check_name, results_from_json
+from overfit_first.procedure.sweep import MODULES, StepResults, Sweep, check_name, results_from_json
 
 
 @dataclass(frozen=True)
@@ -100,13 +100,15 @@ def recorded(args: argparse.Namespace, path: Path, kind: str, measuring: Sequenc
 
 def readme_command(directory: Path, kind: str) -> str | None:
     """The command a report's README.md names alone on its third line, in backticks, as reports did before their
-    json recorded it (data-curve reports); None when it names none (or the README is missing)."""
+    json recorded it (data-curve reports, which named it `python -m overfit_first.data_curve ...`: the module's path
+    before issue 23); None when it names none (or the README is missing)."""
     try:
         lines = (directory / "README.md").read_text(encoding="utf-8").splitlines()
     except (OSError, ValueError):
         return None
     line = lines[2] if len(lines) > 2 else ""
-    if line.startswith(f"`python -m {MODULES[kind]} ") and line.endswith("`") and line.count("`") == 2:
+    starts = (f"`python -m {MODULES[kind]} ", f"`python -m overfit_first.{MODULES[kind].rsplit('.', 1)[1]} ")
+    if line.startswith(starts) and line.endswith("`") and line.count("`") == 2:
         return line[1:-1]
     return None
 
@@ -119,5 +121,5 @@ def provenance(command: str | None, rejudged_by: str | None, name: str) -> str:
         return measured
     return (
         f"The values were measured by {measured} and judged again, without retraining, by `{rejudged_by}` under the "
-        "current rule (overfit_first/noise.py)."
+        "current rule (overfit_first/procedure/noise.py)."
     )

@@ -1,20 +1,20 @@
 """More data or more regularization? The ladder's machinery over the training-set size, train.subset_size.
 
-    python -m overfit_first.data_curve size                       # 1/4, 1/2, all of the profile's images
-    python -m overfit_first.data_curve size --fractions 0.25 0.5 1 --seeds 0 1 2 --jobs 2 \\
+    python -m overfit_first.procedure.data_curve size                       # 1/4, 1/2, all of the profile's images
+    python -m overfit_first.procedure.data_curve size --fractions 0.25 0.5 1 --seeds 0 1 2 --jobs 2 \\
         --runs fashion_mnist-cnn_overfit fashion_mnist-cnn_simplified
-    python -m overfit_first.data_curve size --sizes 200 400 800
-    python -m overfit_first.data_curve size --collect             # the report again, from the experiments
-    python -m overfit_first.data_curve size --rejudge             # its recorded values judged again (rejudge)
+    python -m overfit_first.procedure.data_curve size --sizes 200 400 800
+    python -m overfit_first.procedure.data_curve size --collect             # the report again, from the experiments
+    python -m overfit_first.procedure.data_curve size --rejudge             # its recorded values judged again (rejudge)
 
-The sizes are fractions of the training images the profile uses (train.subset_size, or every prepared training
-image when it is null), or counts; before anything is queued each is checked against the prepared training split
-(data/prepared/<dataset>/summary.json): at least one image per class, at most every image, each size once.
-Default runs: the dataset's first overfitting and first simplified run (roles in params.yaml); each (size, seed)
-is a DVC experiment `<name>-<size>[-s<seed>]` that retrains only them. The report,
-reports/data_curves/<name>/ (README.md, data_curve.json, data_curve.png), charts validation accuracy and gap
-against the size and gives one reading per run (`reading`): a gap that shrinks with data beyond noise (the
-project's one rule, overfit_first.noise) says get more data; a flat one says regularize or change the architecture.
+The sizes are fractions of the training images the profile uses (train.subset_size, or every prepared training image
+when it is null), or counts; before anything is queued each is checked against the prepared training split
+(data/prepared/<dataset>/summary.json): at least one image per class, at most every image, each size once. Default runs:
+the dataset's first overfitting and first simplified run (roles in params.yaml); each (size, seed) is a DVC experiment
+`<name>-<size>[-s<seed>]` that retrains only them. The report, reports/data_curves/<name>/ (README.md, data_curve.json,
+data_curve.png), charts validation accuracy and gap against the size and gives one reading per run (`reading`): a gap
+that shrinks with data beyond noise (the project's one rule, overfit_first.procedure.noise) says get more data; a flat
+one says regularize or change the architecture.
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from overfit_first import noise, rejudge, tracking
+from overfit_first import tracking
 from overfit_first.config import Params
 from overfit_first.errors import PipelineError, run_stage
-from overfit_first.sweep import (
+from overfit_first.procedure import noise, rejudge
+from overfit_first.procedure.sweep import (
     Step,
     StepResults,
     Sweep,
@@ -159,7 +160,7 @@ def readme(
         f"`{sweep.name}-<size>{'-s<seed>' if sweep.seeds else ''}`. Validation is the same set at every size. "
         "With several seeds: mean (min-max). A change counts when beyond noise (the two sizes' seed values by "
         f"Student's two-sample t at family-wise {noise.ALPHA:g}, Holm over the run's two comparisons, p as adjusted; "
-        f"overfit_first/noise.py) and larger than {tolerance:g}; with one seed there is no noise estimate.",
+        f"overfit_first/procedure/noise.py) and larger than {tolerance:g}; with one seed there is no noise estimate.",
         "",
         "![validation accuracy and gap against training-set size](data_curve.png)",
         "",
@@ -173,7 +174,7 @@ def readme(
 
 
 def command() -> str:
-    return shlex.join(["python", "-m", "overfit_first.data_curve", *sys.argv[1:]])
+    return shlex.join(["python", "-m", "overfit_first.procedure.data_curve", *sys.argv[1:]])
 
 
 def report(
@@ -215,7 +216,9 @@ MEASURING = ("collect", "fractions", "sizes", "runs", "seeds", "jobs")  # option
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m overfit_first.data_curve", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m overfit_first.procedure.data_curve", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("name", help="the sweep's name: prefixes its DVC experiments and names its report")
     parser.add_argument("--fractions", type=float, nargs="+", help="of the profile's training images (0.25 0.5 1)")
     parser.add_argument("--sizes", type=int, nargs="+", help="training-image counts instead of fractions")

@@ -1,20 +1,21 @@
 """The regularization ladder: one command sweeps a params key over DVC experiments and recommends a step.
 
-    python -m overfit_first.ladder dropout                                   # model.dropout 0.0 0.2 0.4 0.6
-    python -m overfit_first.ladder dropout --values 0 0.2 0.4 0.6 --seeds 0 1 2 --jobs 2 \\
+    python -m overfit_first.procedure.ladder dropout                         # model.dropout 0.0 0.2 0.4 0.6
+    python -m overfit_first.procedure.ladder dropout --values 0 0.2 0.4 0.6 --seeds 0 1 2 --jobs 2 \\
         --runs fashion_mnist-cnn_simplified                                  # only that run retrains
-    python -m overfit_first.ladder lr --param models.cnn_simplified.fit.learning_rate --values 3e-4 1e-3 3e-3
-    python -m overfit_first.ladder aug --augmentation --runs fashion_mnist-cnn_simplified_augmented   # off / on
-    python -m overfit_first.ladder dropout --collect                         # the report again, from the experiments
-    python -m overfit_first.ladder dropout --rejudge          # its recorded values judged again (overfit_first.rejudge)
+    python -m overfit_first.procedure.ladder lr --param models.cnn_simplified.fit.learning_rate --values 3e-4 1e-3 3e-3
+    python -m overfit_first.procedure.ladder aug --augmentation \\
+        --runs fashion_mnist-cnn_simplified_augmented                        # off / on
+    python -m overfit_first.procedure.ladder dropout --collect               # the report again, from the experiments
+    python -m overfit_first.procedure.ladder dropout --rejudge               # its values judged again (rejudge)
 
-Each (step, seed) is a DVC experiment `<name>-<step>[-s<seed>]` (overfit_first.sweep): queued, run by
+Each (step, seed) is a DVC experiment `<name>-<step>[-s<seed>]` (overfit_first.procedure.sweep): queued, run by
 `dvc queue start -j N`, waited for. The report, reports/ladders/<name>/ (README.md, ladder.json, ladder.png), has
 per run and step the train, validation and test accuracy and the gap (mean and range over seeds, measured by the
 evaluate stage in inference mode), the verdicts, and the recommended step (`recommend`): the smallest gap among
 the steps whose validation accuracy is not below the best's both beyond noise and by more than the tolerance; a
-smaller gap wins only beyond noise. "Beyond noise" is the project's one rule (overfit_first.noise): the two steps'
-seed values by Student's two-sample t, Holm over the run's comparisons. The test accuracy never chooses.
+smaller gap wins only beyond noise. "Beyond noise" is the project's one rule (overfit_first.procedure.noise): the
+two steps' seed values by Student's two-sample t, Holm over the run's comparisons. The test accuracy never chooses.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from overfit_first import noise, rejudge, tracking
+from overfit_first import tracking
 from overfit_first.errors import PipelineError, run_stage
-from overfit_first.sweep import (
+from overfit_first.procedure import noise, rejudge
+from overfit_first.procedure.sweep import (
     SEED,
     Step,
     StepResults,
@@ -180,7 +182,8 @@ def readme(
         "mean (min-max). Recommended: the smallest gap among the steps whose validation accuracy is not below the "
         f"best's both beyond noise and by more than {tolerance:g}; a smaller gap wins only beyond noise. Beyond "
         "noise: the two steps' seed values differ by Student's two-sample t test at "
-        f"family-wise {noise.ALPHA:g}, Holm over the run's comparisons (p as adjusted; overfit_first/noise.py); "
+        f"family-wise {noise.ALPHA:g}, Holm over the run's comparisons (p as adjusted; "
+        "overfit_first/procedure/noise.py); "
         "with one seed there is no noise estimate. The test accuracy never chooses.",
         "",
         "![gap and validation accuracy](ladder.png)",
@@ -197,7 +200,7 @@ def readme(
 
 
 def command() -> str:
-    return shlex.join(["python", "-m", "overfit_first.ladder", *sys.argv[1:]])
+    return shlex.join(["python", "-m", "overfit_first.procedure.ladder", *sys.argv[1:]])
 
 
 def report(
@@ -239,7 +242,9 @@ MEASURING = ("collect", "values", "seeds", "runs", "jobs", "augmentation", "para
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m overfit_first.ladder", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m overfit_first.procedure.ladder", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("name", help="the sweep's name: prefixes its DVC experiments and names its report")
     parser.add_argument("--param", help=f"a numeric params.yaml key (default {DEFAULT_KEY})")
     parser.add_argument(

@@ -1,15 +1,15 @@
 """The article's claims, read across the seeds of metrics/seed_spread.json by the project's one rule.
 
-    python -m overfit_first.claims
+    python -m overfit_first.procedure.claims
 
-A claim relates two runs of one dataset, named by their role (params.yaml `models.<model>.role`), or a run and a
-verdict threshold (params.yaml `evaluate`): "the simplified CNN's gap is below the overfitting CNN's". It is read on
-each seed's own pair of values, d_i = left_i - right_i (the same seed trained both runs), in the metric's units
-(accuracies and gaps: fractions 0..1). It holds when the mean of d lies beyond zero in the claimed direction by the
-rule's paired form (overfit_first.noise.paired: Student's one-sample t, Holm over every claim judged, family-wise
-ALPHA); the table also gives the seeds in which it held and the 95 % confidence interval of the mean difference. A
-claim the spread cannot read (a role without a run, a metric not measured) is listed as such. The README quotes
-this command's output; tests/test_noise.py checks that the quote is what it prints.
+A claim relates two runs of one dataset, named by their role (params.yaml `models.<model>.role`), or a run and a verdict
+threshold (params.yaml `evaluate`): "the simplified CNN's gap is below the overfitting CNN's". It is read on each seed's
+own pair of values, d_i = left_i - right_i (the same seed trained both runs), in the metric's units (accuracies and
+gaps: fractions 0..1). It holds when the mean of d lies beyond zero in the claimed direction by the rule's paired form
+(overfit_first.procedure.noise.paired: Student's one-sample t, Holm over every claim judged, family-wise ALPHA); the
+table also gives the seeds in which it held and the 95 % confidence interval of the mean difference. A claim the spread
+cannot read (a role without a run, a metric not measured) is listed as such. The README quotes this command's output;
+tests/test_noise.py checks that the quote is what it prints.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from overfit_first import layout, noise
+from overfit_first import layout
 from overfit_first.config import Params, load_params
 from overfit_first.errors import run_stage
+from overfit_first.procedure import noise
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def verdict(reading: Reading, relation: noise.Relation | None) -> str:
 
 
 def report(spread: noise.SeedSpread, params: Params) -> str:
-    """What `python -m overfit_first.claims` prints (Markdown)."""
+    """What `python -m overfit_first.procedure.claims` prints (Markdown)."""
     if not spread.measured:
         return spread.summary()
     readings = read(spread, params)

@@ -1,8 +1,8 @@
 """Switch params.yaml between run profiles (the quick default, the article at full scale, ...).
 
-`python -m overfit_first.profiles article` merges profiles/article.yaml into params.yaml, keeping its
+`python -m overfit_first.tools.profiles article` merges profiles/article.yaml into params.yaml, keeping its
 comments, so the switch is one reviewable diff; `dvc repro` then runs what changed. `git checkout
-params.yaml` switches back, and so does `python -m overfit_first.profiles default`: whatever profile was applied
+params.yaml` switches back, and so does `python -m overfit_first.tools.profiles default`: whatever profile was applied
 before, a switch leaves params.yaml as applying the target profile alone would (its comments, none of another's).
 """
 
@@ -93,7 +93,7 @@ def replace(target: dict[str, Any], key: str, value: Any, source: dict[str, Any]
     """
     old = target.get(key)
     target[key] = value
-    if not isinstance(target, CommentedMap):  # plain dicts (overfit_first.article_gpu): no comments to place
+    if not isinstance(target, CommentedMap):  # plain dicts (overfit_first.tools.article_gpu): no comments to place
         return
     leading = source.ca.items.get(key, [None] * 4)[3] if isinstance(source, CommentedMap) else None
     slots = target.ca.items.setdefault(key, [None] * 4)
@@ -150,7 +150,7 @@ def _set_after(node: Any, lines: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m overfit_first.profiles",
+        prog="python -m overfit_first.tools.profiles",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -8,7 +8,7 @@ of state, then reads each experiment's metrics (`dvc exp show --json`); a failed
 last lines of `dvc queue logs` and the others are still used.
 
 Statistics over seeds: mean, min, max and sample standard deviation. Whether two steps differ beyond noise is
-the project's one rule (overfit_first.noise.relations): the two-sample case of Student's t over the two steps'
+the project's one rule (overfit_first.procedure.noise.relations): the two-sample case of Student's t over the two steps'
 seed values, Holm over the comparisons a report makes for one run; with one seed a step has no noise estimate.
 
 MLflow (overfit_first.tracking, best effort): the sweep is one parent run with one child run per step; each
@@ -46,7 +46,8 @@ LOG_LINES = 30  # of a failed experiment's `dvc queue logs`
 METRICS = ("train_accuracy_inference", "val_accuracy_inference", "test_accuracy", "gap")
 SHORT = {"train_accuracy_inference": "train", "val_accuracy_inference": "validation", "test_accuracy": "test"}
 SHORT["gap"] = "gap"
-MODULES = {"ladder": "overfit_first.ladder", "data curve": "overfit_first.data_curve"}  # Sweep.kind -> command
+# Sweep.kind -> its command
+MODULES = {"ladder": "overfit_first.procedure.ladder", "data curve": "overfit_first.procedure.data_curve"}
 
 SEED = "train.seed"  # what --seeds sets in every experiment
 

@@ -1,6 +1,6 @@
 """The pull-request comment: what a change does to the results, from the base revision to the reproduced workspace.
 
-    python -m overfit_first.pr_comment --base origin/main --out comment.md \\
+    python -m overfit_first.tools.pr_comment --base origin/main --out comment.md \\
         --images-url https://github.com/OWNER/REPO/raw/HEAD_SHA --artifact-url URL
 
 It first reads every run's workspace metrics (params.yaml `runs`: metrics/<dataset>/<model>.json) through the
@@ -10,8 +10,9 @@ unknown verdict, stops it with exit 1 naming the file and the command that rebui
 The comment holds `dvc metrics diff <base>` (every changed metric: the base's committed value against the
 workspace's, i.e. what CI just reproduced), each dataset's overfit-vs-simplified gains, and the charts. Only the
 declared headline metrics (noise.FAMILY) are judged, each workspace value against the base's seed values in
-metrics/seed_spread.json by overfit_first.noise's rule, Holm over all of them; other numbers are shown unmarked,
-timings as depending on the machine, and the comment names the spread's CPU and this runner's with their flags.
+metrics/seed_spread.json by overfit_first.procedure.noise's rule, Holm over all of them; other numbers are shown
+unmarked, timings as depending on the machine, and the comment names the spread's CPU and this runner's with their
+flags.
 It is also the check: a run's verdict that got worse (VERDICT_ORDER) fails it only on evidence (`gate`): worse
 than the verdicts of every seed of the spread, and a metric that decides it (DECIDED_BY) moved beyond noise.
 Then the comment leads with it and the command exits 1 naming the run and both verdicts, after writing the
@@ -34,10 +35,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from overfit_first import atomic, comparison, layout, metrics, noise, plots
+from overfit_first import atomic, comparison, layout, metrics, plots
 from overfit_first.config import PARAMS_FILE, load_params, read_yaml
 from overfit_first.errors import PipelineError, run_stage
 from overfit_first.machine import machine
+from overfit_first.procedure import noise
 from overfit_first.report import comparison_table
 
 MARKER = "<!-- overfit-first-pr-check -->"  # the workflow finds its earlier comment by this line
@@ -379,7 +381,7 @@ def build(base: str, images_url: str | None = None, artifact_url: str | None = N
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m overfit_first.pr_comment",
+        prog="python -m overfit_first.tools.pr_comment",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
