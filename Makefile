@@ -36,6 +36,6 @@ coverage:
 # MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false: no GenAI job runners (seven huey processes, each importing MLflow),
 # which nothing here uses.
 mlflow-ui:
-	$(VENV) { python -m overfit_first.tracking links --store "sqlite:///$$PWD/mlflow.db" \
+	$(VENV) { python -m overfit_first tracking links --store "sqlite:///$$PWD/mlflow.db" \
 		--url "http://127.0.0.1:$(MLFLOW_PORT)" || true; } && \
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri "sqlite:///$$PWD/mlflow.db" --host 127.0.0.1 --port $(MLFLOW_PORT)

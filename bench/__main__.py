@@ -431,7 +431,7 @@ def render(
 GPU_SECTION = [
     "## Not measured here: GPUs and the article's full-scale table",
     "",
-    "The article's eight runs at full scale on one GPU are one script, `python -m overfit_first.tools.article_gpu`",
+    "The article's eight runs at full scale on one GPU are one script, `python -m overfit_first article_gpu`",
     "(Keras 3 on JAX, no TensorFlow or DVC: the pipeline's own data readers, models, metrics files and verdicts;",
     "mixed_bfloat16 with XLA; the eight runs as concurrent processes within a wall-clock budget; wheels to carry",
     "in `scripts/gpu-wheels.txt`, fetched by `scripts/gpu_wheels.sh`; `scripts/article_gpu_device.sh` is the",
@@ -445,7 +445,7 @@ GPU_SECTION = [
     "",
     "```bash",
     "OVERFIT_FIRST_TF=gpu bash scripts/setup.sh && . .venv/bin/activate   # tensorflow[and-cuda]",
-    "python -m overfit_first.tools.profiles article && dvc repro                  # the article's eight runs",
+    "python -m overfit_first profiles article && dvc repro                  # the article's eight runs",
     "python -m bench                                                        # these benchmarks, on that machine",
     "```",
     "",

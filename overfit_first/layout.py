@@ -9,7 +9,7 @@ each other's files through these paths (relative to the repository root, where D
     metrics/<dataset>.comparison.json                  plot: overfitting vs simplified (and augmented)
     reports/<dataset>/*.png, validation_curves.csv     plot
     reports/README.md                                  report
-    metrics/seed_spread.json                           python -m overfit_first.procedure.seed_spread (not a stage)
+    metrics/seed_spread.json                           python -m overfit_first seed_spread (not a stage)
 
 The comparison sits beside metrics/<dataset>/, not inside it: the plot stage depends on that whole
 directory, and DVC rejects a stage whose output lies inside one of its own dependencies (a cycle).

@@ -1,8 +1,8 @@
 """Sanity checks before a long run, in seconds on a CPU: catch broken labels, broken scaling, a wrong learning
 rate or an architecture that cannot fit before hours of training are spent on them.
 
-    python -m overfit_first.sanity                                  # every run of params.yaml `runs`
-    python -m overfit_first.sanity fashion_mnist-cnn_overfit        # one or more runs
+    python -m overfit_first sanity                                  # every run of params.yaml `runs`
+    python -m overfit_first sanity fashion_mnist-cnn_overfit        # one or more runs
 
 Three checks per run (settings: params.yaml `sanity`, config.SanityConfig):
 
@@ -306,7 +306,7 @@ def before_training(run_name: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m overfit_first.sanity", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m overfit_first sanity", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("runs", nargs="*", metavar="RUN", help="runs of params.yaml `runs` (default: all)")
     args = parser.parse_args()

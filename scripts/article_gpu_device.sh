@@ -15,7 +15,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD KERAS_BACKEND=jax
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 status=0
-python3 -m overfit_first.tools.article_gpu --archives "$archives" --out "$out" --work /tmp/article-work \
+python3 -m overfit_first article_gpu --archives "$archives" --out "$out" --work /tmp/article-work \
     --minutes "$minutes" --grace-seconds 30 > "$out.stdout.log" 2>&1 || status=$?
 tail -n 40 "$out.stdout.log"
 cat "$out/summary.md" 2>/dev/null || true

@@ -160,10 +160,15 @@ def queue_copy(pipeline: tuple[Path, dict[str, str]], target: Path) -> Iterator[
         )
 
 
-def sweep_command(repo: Path, env: dict[str, str], module: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """`python -m <module> <args>` (a ladder or a data-size curve) in `repo`, its output captured."""
+def sweep_command(repo: Path, env: dict[str, str], command: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m overfit_first <command> <args>` (a ladder or a data-size curve) in `repo`, its output captured."""
     return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=repo, env=env, capture_output=True, text=True, timeout=1500
+        [sys.executable, "-m", "overfit_first", command, *args],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
     )
 
 

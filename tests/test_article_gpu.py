@@ -90,7 +90,7 @@ def test_tiny_article_on_jax_without_tensorflow(tmp_path: Path) -> None:
     out = tmp_path / "out"
     env = stage_env(KERAS_BACKEND="jax", IMPORT_ATTEMPTS=str(attempts))
     env["PYTHONPATH"] = f"{hook}:{env['PYTHONPATH']}"
-    command = [sys.executable, "-m", "overfit_first.tools.article_gpu", "--archives", str(archives(tmp_path))]
+    command = [sys.executable, "-m", "overfit_first", "article_gpu", "--archives", str(archives(tmp_path))]
     command += ["--out", str(out), "--work", str(tmp_path / "work"), "--minutes", "30", "--parallel", "2"]
     command += ["--train-images", "60", "--valid-images", "20", "--epochs", "2", "--runs", *TINY_RUNS]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=2100)

@@ -42,7 +42,7 @@ def test_data_curve_retrains_the_overfitting_and_simplified_runs_in_parallel_and
     assert yaml.safe_load((path / "params.yaml").read_text(encoding="utf-8"))["data"]["image_folders"] == {
         "pets": "../shared/pets.tar.gz"
     }
-    result = sweep_command(path, env, "overfit_first.procedure.data_curve", "size", "--sizes", *SIZES, "--jobs", "2")
+    result = sweep_command(path, env, "data_curve", "size", "--sizes", *SIZES, "--jobs", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     report = path / "reports" / "data_curves" / "size"
     data = json.loads((report / "data_curve.json").read_text(encoding="utf-8"))

@@ -114,9 +114,9 @@ def ci_restore(repo: Path, env: dict[str, str], **extra: str) -> subprocess.Comp
 
 
 def preview(repo: Path, env: dict[str, str], *args: str) -> tuple[list[str], list[str]]:
-    """`python -m overfit_first.tools.preview <args>` in `repo`: the stages it says would run, and those after them."""
+    """`python -m overfit_first preview <args>` in `repo`: the stages it says would run, and those after them."""
     result = subprocess.run(
-        [sys.executable, "-m", "overfit_first.tools.preview", *args], cwd=repo, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "overfit_first", "preview", *args], cwd=repo, env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
     summary = re.search(r"would run (.+?)(?:; then [^:]+: (.+?))?\. Nothing was run", result.stdout)

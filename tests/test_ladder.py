@@ -290,7 +290,7 @@ def test_a_ladder_over_train_subset_size_is_checked_as_the_data_curve_is(prepare
 
 @pytest.mark.slow  # a process that imports MLflow (overfit_first.tracking)
 def test_the_data_curve_command_exits_1_before_queueing_anything(prepared: Path) -> None:
-    result = run_stage("overfit_first.procedure.data_curve", "x", "--sizes", "5", "100000", cwd=prepared, timeout=300)
+    result = run_stage("overfit_first", "data_curve", "x", "--sizes", "5", "100000", cwd=prepared, timeout=300)
     assert result.returncode == 1, result.stderr
     assert "error: --sizes 5: fewer than the 10 classes" in result.stderr
     assert "queue" not in result.stdout  # no `queue <experiment>` line: nothing was queued
@@ -354,7 +354,7 @@ def test_ctrl_c_while_waiting_says_the_queue_keeps_running_and_how_to_stop_it_or
         "when last seen: size-500, size-1000; `dvc queue status` shows them):"
     ) in stderr
     assert "to stop them: `dvc queue stop --kill`" in stderr and "one at a time: `dvc queue kill size-500`" in stderr
-    collect = "python -m overfit_first.procedure.data_curve size --sizes 250 500 1000 --jobs 2 --collect"
+    collect = "python -m overfit_first data_curve size --sizes 250 500 1000 --jobs 2 --collect"
     assert f"to write the report once they are done: `{collect}`" in stderr
     # then the way out every command takes, unchanged
     assert stderr.rstrip().endswith("interrupted by SIGINT: no output was written"), stderr
@@ -410,7 +410,7 @@ def test_queue_start_returns_while_its_workers_still_run(tmp_path: Path, monkeyp
 # --rejudge (overfit_first.procedure.rejudge): a written report's recorded per-seed values judged again, nothing
 # measured.
 RUN = "fashion_mnist-cnn_simplified"
-MEASURED = f"python -m overfit_first.procedure.ladder dropout --values 0 0.2 0.4 --seeds 0 1 2 --runs {RUN}"
+MEASURED = f"python -m overfit_first ladder dropout --values 0 0.2 0.4 --seeds 0 1 2 --runs {RUN}"
 DROPOUT = [
     row("0.0", [0.878, 0.878, 0.875], [0.122, 0.122, 0.125]),
     row("0.2", [0.882, 0.868, 0.881], [0.116, 0.108, 0.115]),
@@ -497,7 +497,7 @@ def test_ladder_rejudge_rewrites_the_report_under_the_rule_and_keeps_the_measuri
     label, _, why = ladder.recommend(DROPOUT, 0.01)
     readme = (path.parent / "README.md").read_text(encoding="utf-8")
     assert f"**Recommended: model.dropout = {label}**: {why}." in readme
-    rejudged = "python -m overfit_first.procedure.ladder dropout --rejudge"
+    rejudged = "python -m overfit_first ladder dropout --rejudge"
     assert (
         f"The values were measured by `{MEASURED}` and judged again, without retraining, by `{rejudged}` under the "
         "current rule (overfit_first/procedure/noise.py)."
@@ -524,12 +524,10 @@ def test_data_curve_rejudge_takes_the_command_an_older_readme_names_else_says_it
     assert f"**Reading:** {data_curve.reading(rows, 0.01)}." in readme
     assert (
         "The values were measured by the experiments of sweep `size` (command not recorded) and judged again, "
-        "without retraining, by `python -m overfit_first.procedure.data_curve size --rejudge` under the current rule"
+        "without retraining, by `python -m overfit_first data_curve size --rejudge` under the current rule"
     ) in readme
     data = json.loads(path.read_text(encoding="utf-8"))
-    assert (
-        data["command"] is None and data["rejudged_by"] == "python -m overfit_first.procedure.data_curve size --rejudge"
-    )
+    assert data["command"] is None and data["rejudged_by"] == "python -m overfit_first data_curve size --rejudge"
     assert data["readings"] == {RUN: data_curve.reading(rows, 0.01)} and data["sizes"] == [250, 1000]
     assert (path.parent / "data_curve.png").read_bytes().startswith(b"\x89PNG")
     # an older README names the command on its third line, as the report of the command once did: it is kept (that

@@ -32,7 +32,7 @@ def test_ladder_reports_a_failed_step_with_its_log_and_the_others_with_mean_and_
 ) -> None:
     path, env = repo
     args = ("pool", "--param", POOL, "--values", "2", "16", "--seeds", "0", "1", "--jobs", "2")
-    result = sweep_command(path, env, "overfit_first.procedure.ladder", *args)
+    result = sweep_command(path, env, "ladder", *args)
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     assert "2 experiment(s) failed: pool-16-s0, pool-16-s1" in result.stderr, output
@@ -76,7 +76,5 @@ def test_ladder_reports_a_failed_step_with_its_log_and_the_others_with_mean_and_
     assert len(trained) == 1 and trained[0].data.tags["run"] == SIMPLIFIED, [run.data.tags for run in trained]
     assert trained[0].data.tags["mlflow.parentRunId"] == children["2"].info.run_id  # nested under its step
 
-    again = sweep_command(
-        path, env, "overfit_first.procedure.ladder", *args
-    )  # the names are taken: refused, nothing queued
+    again = sweep_command(path, env, "ladder", *args)  # the names are taken: refused, nothing queued
     assert again.returncode == 1 and "exist already" in again.stderr and "--collect" in again.stderr, again.stderr

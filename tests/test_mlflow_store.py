@@ -327,7 +327,7 @@ def test_sigterm_while_a_ladder_queues_ends_its_runs_killed(tmp_path: Path, empt
     store = store_in(repo, empty_store)
 
     ladder = subprocess.Popen(
-        [sys.executable, "-m", "overfit_first.procedure.ladder", "drop", "--values", "0.0", "0.2"],
+        [sys.executable, "-m", "overfit_first", "ladder", "drop", "--values", "0.0", "0.2"],
         cwd=repo,
         env=env,
         stdout=subprocess.PIPE,

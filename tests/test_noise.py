@@ -250,8 +250,7 @@ def figures(text: str) -> tuple[float, dict[tuple[str, str], float]]:
 
 def test_the_readme_quotes_what_the_command_computes_for_the_committed_spread(committed: noise.SeedSpread) -> None:
     """The README's figures for the committed spread, within the Monte-Carlo error and the printed rounding: a
-    refreshed spread without refreshed figures fails here (paste `python -m overfit_first.procedure.noise` into the
-    README)."""
+    refreshed spread without refreshed figures fails here (paste `python -m overfit_first noise` into the README)."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     quoted_rate, quoted = figures(readme)
     rate, error = committed.false_alarm_rate()
@@ -279,7 +278,7 @@ def test_an_unmeasured_file_says_so() -> None:
     assert not unmeasured.measured and not unmeasured.metrics and not unmeasured.family(), "no invented numbers"
     assert "not measured yet" in unmeasured.summary() and noise.REFRESH in unmeasured.summary()
     assert noise.report(unmeasured) == unmeasured.summary()
-    assert noise.REFRESH == "python -m overfit_first.procedure.seed_spread --seeds 0 1 2 3 4"
+    assert noise.REFRESH == "python -m overfit_first seed_spread --seeds 0 1 2 3 4"
 
 
 def test_missing_and_malformed_files(tmp_path: Path) -> None:
@@ -397,10 +396,7 @@ def test_a_worse_verdict_fails_only_with_a_deciding_metric_beyond_noise() -> Non
 
 def test_a_spread_without_verdicts_per_seed_says_so_and_compares_with_the_base() -> None:
     fails, reason = gate("good fit", "true overfit", None, gap=0.112)
-    assert (
-        not fails
-        and "keeps no verdict per seed: `python -m overfit_first.procedure.seed_spread --seeds 0 1 2 3 4`" in reason
-    )
+    assert not fails and "keeps no verdict per seed: `python -m overfit_first seed_spread --seeds 0 1 2 3 4`" in reason
     assert reason.startswith("worse than the base's committed verdict")
     assert gate("good fit", "true overfit", None, gap=0.4)[0], "beyond noise: fails"
     fails, reason = pr_comment.gate(

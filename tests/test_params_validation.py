@@ -220,7 +220,7 @@ def test_a_missing_params_file_says_how_to_get_it_back(tmp_path: Path, monkeypat
 def test_the_preview_refuses_what_the_experiment_would_refuse(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str, named: str
 ) -> None:
-    """`python -m overfit_first.tools.preview -S ...` checks the params as every stage would, before DVC's dry run, and
+    """`python -m overfit_first preview -S ...` checks the params as every stage would, before DVC's dry run, and
     leaves params.yaml as it was."""
     from dvc.repo import Repo
 

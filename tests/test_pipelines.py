@@ -30,7 +30,7 @@ def test_the_committed_cifar_folder_is_what_the_generator_writes(tmp_path: Path)
     for name in ("params.yaml", "dvc.yaml"):
         committed = (REPO / "cifar" / name).read_text(encoding="utf-8")
         assert committed == (folder / name).read_text(encoding="utf-8"), (
-            f"cifar/{name} is stale: run `python -m overfit_first.tools.pipelines cifar` and commit it"
+            f"cifar/{name} is stale: run `python -m overfit_first pipelines cifar` and commit it"
         )
 
 
@@ -64,11 +64,7 @@ def test_a_folder_pipeline_runs_beside_the_root_one(tiny_pipeline: tuple[Path, d
     }
     (repo / "profiles" / "small.yaml").write_text(yaml.safe_dump(profile), encoding="utf-8")
     made = subprocess.run(
-        [sys.executable, "-m", "overfit_first.tools.pipelines", "small"],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
+        [sys.executable, "-m", "overfit_first", "pipelines", "small"], cwd=repo, env=env, capture_output=True, text=True
     )
     assert made.returncode == 0, made.stderr
     assert "next: dvc repro small/dvc.yaml" in made.stdout

@@ -59,7 +59,8 @@ def test_offline_page_renders_every_chart(
     project = tiny_reproduced(tmp_path_factory)
     out = tmp_path / "page"
     result = run_stage(
-        "overfit_first.tools.plots_html",
+        "overfit_first",
+        "plots_html",
         "show",
         "-o",
         str(out),

@@ -140,7 +140,8 @@ def build(repo: Path, base: str) -> subprocess.CompletedProcess[str]:
         [
             sys.executable,
             "-m",
-            "overfit_first.tools.pr_comment",
+            "overfit_first",
+            "pr_comment",
             "--base",
             base,
             "--out",

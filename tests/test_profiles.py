@@ -1,5 +1,5 @@
-"""Profile switches (`python -m overfit_first.tools.profiles <name>`) on copies of params.yaml: whatever profile was
-applied before, the file holds the comments that applying the target alone gives it, none of the other profile's; the
+"""Profile switches (`python -m overfit_first profiles <name>`) on copies of params.yaml: whatever profile was applied
+before, the file holds the comments that applying the target alone gives it, none of the other profile's; the
 switch back to `default` gives the very file `default` alone gives."""
 
 from __future__ import annotations

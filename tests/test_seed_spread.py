@@ -1,6 +1,6 @@
-"""`python -m overfit_first.procedure.seed_spread` for real on the tiny pipeline (conftest) with two seeds: one
-`dvc exp run --temp` per seed, the metrics read back from `dvc exp show`, metrics/seed_spread.json written in the format
-the pull-request comment reads, and the pipeline left as it was."""
+"""`python -m overfit_first seed_spread` for real on the tiny pipeline (conftest) with two seeds: one `dvc exp run
+--temp` per seed, the metrics read back from `dvc exp show`, metrics/seed_spread.json written in the format the
+pull-request comment reads, and the pipeline left as it was."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def test_two_seeds_measured_and_written(tiny_pipeline: tuple[Path, dict[str, str
     committed_seed = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))["train"]["seed"]
     seeds = [committed_seed, committed_seed + 1]
     result = subprocess.run(
-        [sys.executable, "-m", "overfit_first.procedure.seed_spread", "--seeds", *map(str, seeds)],
+        [sys.executable, "-m", "overfit_first", "seed_spread", "--seeds", *map(str, seeds)],
         cwd=repo,
         env=env,
         capture_output=True,
@@ -35,7 +35,7 @@ def test_two_seeds_measured_and_written(tiny_pipeline: tuple[Path, dict[str, str
 
     spread = noise.load(repo / "metrics" / "seed_spread.json")
     assert spread.measured and spread.seeds == seeds
-    assert spread.command == f"python -m overfit_first.procedure.seed_spread --seeds {seeds[0]} {seeds[1]}"
+    assert spread.command == f"python -m overfit_first seed_spread --seeds {seeds[0]} {seeds[1]}"
     assert spread.measured_at and spread.commit and len(spread.experiments) == 2
     assert spread.machine is not None and spread.machine.cpu and "keras" in spread.machine.packages
     accuracy = spread.spread("metrics/pets/tiny_simplified.json", "test_accuracy")
@@ -67,7 +67,8 @@ def test_two_seeds_measured_and_written(tiny_pipeline: tuple[Path, dict[str, str
         [
             sys.executable,
             "-m",
-            "overfit_first.procedure.seed_spread",
+            "overfit_first",
+            "seed_spread",
             "--seeds",
             *map(str, seeds),
             "--out",
@@ -89,7 +90,7 @@ def test_two_seeds_measured_and_written(tiny_pipeline: tuple[Path, dict[str, str
 
 def test_needs_two_seeds(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "overfit_first.procedure.seed_spread", "--seeds", "3", "3"],
+        [sys.executable, "-m", "overfit_first", "seed_spread", "--seeds", "3", "3"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -97,7 +97,8 @@ def test_make_recipes_keep_paths_whole(tmp_path: Path, target: str) -> None:
             [
                 "python",
                 "-m",
-                "overfit_first.tracking",
+                "overfit_first",
+                "tracking",
                 "links",
                 "--store",
                 f"sqlite:///{root}/mlflow.db",

@@ -60,7 +60,7 @@ def test_pull_request_check_contract() -> None:
     checkout = next(step for step in steps if step.get("uses", "").startswith("actions/checkout@"))
     assert checkout["with"]["fetch-depth"] == 0, "dvc metrics diff needs the base branch's history"
     scripts = "\n".join(step.get("run", "") for step in steps)
-    for command in ("bash scripts/setup.sh", "dvc repro", "python -m overfit_first.tools.pr_comment", "gh api"):
+    for command in ("bash scripts/setup.sh", "dvc repro", "python -m overfit_first pr_comment", "gh api"):
         assert command in scripts
     assert f"marker='{MARKER}'" in scripts, "the post step must look for the marker the comment starts with"
 
@@ -120,9 +120,7 @@ def test_comment_goes_to_the_job_summary_even_when_the_check_fails(
     """The step's script, run as GitHub runs it (bash -e), with pr_comment replaced by a shell function: a failed
     check (exit 1 after writing the comment) still writes the job summary, which is all a fork's pull request gets,
     and the step fails with pr_comment's status. Before, `bash -e` stopped at the exit 1 and skipped the summary."""
-    (step,) = [
-        step for step in steps_of("pr-check.yml") if "python -m overfit_first.tools.pr_comment" in step.get("run", "")
-    ]
+    (step,) = [step for step in steps_of("pr-check.yml") if "python -m overfit_first pr_comment" in step.get("run", "")]
     (tmp_path / ".venv" / "bin").mkdir(parents=True)
     comment = 'printf "the comment\\n" > comment.md; ' if writes else ""
     (tmp_path / ".venv" / "bin" / "activate").write_text(f"python() {{ {comment}return {status}; }}\n")

@@ -4,5 +4,5 @@ the article's claims read by it (claims) and a written sweep report judged again
 
 Each runs the pipeline (`dvc exp run`, queued experiments) or reads what it wrote; none is a stage. Nothing here
 can change a stage's output: no stage, and no module a stage runs, imports this package (tests/test_dvc_deps.py),
-so dvc.yaml lists none of it and editing it retrains nothing.
+so dvc.yaml lists none of it and editing it retrains nothing. `python -m overfit_first` lists the commands.
 """

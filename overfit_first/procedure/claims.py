@@ -1,6 +1,6 @@
 """The article's claims, read across the seeds of metrics/seed_spread.json by the project's one rule.
 
-    python -m overfit_first.procedure.claims
+    python -m overfit_first claims
 
 A claim relates two runs of one dataset, named by their role (params.yaml `models.<model>.role`), or a run and a verdict
 threshold (params.yaml `evaluate`): "the simplified CNN's gap is below the overfitting CNN's". It is read on each seed's
@@ -14,6 +14,7 @@ tests/test_noise.py checks that the quote is what it prints.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,7 +107,7 @@ def verdict(reading: Reading, relation: noise.Relation | None) -> str:
 
 
 def report(spread: noise.SeedSpread, params: Params) -> str:
-    """What `python -m overfit_first.procedure.claims` prints (Markdown)."""
+    """What `python -m overfit_first claims` prints (Markdown)."""
     if not spread.measured:
         return spread.summary()
     readings = read(spread, params)
@@ -136,6 +137,7 @@ def report(spread: noise.SeedSpread, params: Params) -> str:
 
 
 def main() -> None:
+    argparse.ArgumentParser(prog="python -m overfit_first claims", description=__doc__.split("\n")[0]).parse_args()
     params = load_params()
     print(report(noise.load(), params))
 

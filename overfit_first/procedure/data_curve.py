@@ -1,11 +1,11 @@
 """More data or more regularization? The ladder's machinery over the training-set size, train.subset_size.
 
-    python -m overfit_first.procedure.data_curve size                       # 1/4, 1/2, all of the profile's images
-    python -m overfit_first.procedure.data_curve size --fractions 0.25 0.5 1 --seeds 0 1 2 --jobs 2 \\
+    python -m overfit_first data_curve size                       # 1/4, 1/2, all of the profile's images
+    python -m overfit_first data_curve size --fractions 0.25 0.5 1 --seeds 0 1 2 --jobs 2 \\
         --runs fashion_mnist-cnn_overfit fashion_mnist-cnn_simplified
-    python -m overfit_first.procedure.data_curve size --sizes 200 400 800
-    python -m overfit_first.procedure.data_curve size --collect             # the report again, from the experiments
-    python -m overfit_first.procedure.data_curve size --rejudge             # its recorded values judged again (rejudge)
+    python -m overfit_first data_curve size --sizes 200 400 800
+    python -m overfit_first data_curve size --collect             # the report again, from the experiments
+    python -m overfit_first data_curve size --rejudge             # its recorded values judged again (rejudge)
 
 The sizes are fractions of the training images the profile uses (train.subset_size, or every prepared training image
 when it is null), or counts; before anything is queued each is checked against the prepared training split
@@ -174,7 +174,7 @@ def readme(
 
 
 def command() -> str:
-    return shlex.join(["python", "-m", "overfit_first.procedure.data_curve", *sys.argv[1:]])
+    return shlex.join(["python", "-m", "overfit_first", "data_curve", *sys.argv[1:]])
 
 
 def report(
@@ -216,9 +216,7 @@ MEASURING = ("collect", "fractions", "sizes", "runs", "seeds", "jobs")  # option
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m overfit_first.procedure.data_curve", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m overfit_first data_curve", description=__doc__.split("\n")[0])
     parser.add_argument("name", help="the sweep's name: prefixes its DVC experiments and names its report")
     parser.add_argument("--fractions", type=float, nargs="+", help="of the profile's training images (0.25 0.5 1)")
     parser.add_argument("--sizes", type=int, nargs="+", help="training-image counts instead of fractions")

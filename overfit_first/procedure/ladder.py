@@ -1,13 +1,12 @@
 """The regularization ladder: one command sweeps a params key over DVC experiments and recommends a step.
 
-    python -m overfit_first.procedure.ladder dropout                         # model.dropout 0.0 0.2 0.4 0.6
-    python -m overfit_first.procedure.ladder dropout --values 0 0.2 0.4 0.6 --seeds 0 1 2 --jobs 2 \\
+    python -m overfit_first ladder dropout                                   # model.dropout 0.0 0.2 0.4 0.6
+    python -m overfit_first ladder dropout --values 0 0.2 0.4 0.6 --seeds 0 1 2 --jobs 2 \\
         --runs fashion_mnist-cnn_simplified                                  # only that run retrains
-    python -m overfit_first.procedure.ladder lr --param models.cnn_simplified.fit.learning_rate --values 3e-4 1e-3 3e-3
-    python -m overfit_first.procedure.ladder aug --augmentation \\
-        --runs fashion_mnist-cnn_simplified_augmented                        # off / on
-    python -m overfit_first.procedure.ladder dropout --collect               # the report again, from the experiments
-    python -m overfit_first.procedure.ladder dropout --rejudge               # its values judged again (rejudge)
+    python -m overfit_first ladder lr --param models.cnn_simplified.fit.learning_rate --values 3e-4 1e-3 3e-3
+    python -m overfit_first ladder aug --augmentation --runs fashion_mnist-cnn_simplified_augmented   # off / on
+    python -m overfit_first ladder dropout --collect                         # the report again, from the experiments
+    python -m overfit_first ladder dropout --rejudge          # its recorded values judged again (procedure/rejudge.py)
 
 Each (step, seed) is a DVC experiment `<name>-<step>[-s<seed>]` (overfit_first.procedure.sweep): queued, run by
 `dvc queue start -j N`, waited for. The report, reports/ladders/<name>/ (README.md, ladder.json, ladder.png), has
@@ -200,7 +199,7 @@ def readme(
 
 
 def command() -> str:
-    return shlex.join(["python", "-m", "overfit_first.procedure.ladder", *sys.argv[1:]])
+    return shlex.join(["python", "-m", "overfit_first", "ladder", *sys.argv[1:]])
 
 
 def report(
@@ -242,9 +241,7 @@ MEASURING = ("collect", "values", "seeds", "runs", "jobs", "augmentation", "para
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m overfit_first.procedure.ladder", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m overfit_first ladder", description=__doc__.split("\n")[0])
     parser.add_argument("name", help="the sweep's name: prefixes its DVC experiments and names its report")
     parser.add_argument("--param", help=f"a numeric params.yaml key (default {DEFAULT_KEY})")
     parser.add_argument(

@@ -2,14 +2,14 @@
 (overfit_first.tools.pr_comment), the ladder and the data-size curve (overfit_first.procedure.sweep's users) all use
 `relations`.
 
-The noise: metrics/seed_spread.json (layout.SEED_SPREAD), written by `python -m overfit_first.procedure.seed_spread`
-(REFRESH, five seeds) and committed. Per metrics file and metric (the paths and names `dvc metrics diff` prints) it
-holds the values over k seeds of the default profile with their mean, sample standard deviation (n - 1), minimum and
-maximum, in the metric's own units (accuracies and gaps: fractions 0..1); each seed's verdict per run (`verdicts`); the
-seeds, date, commit and machine (overfit_first.machine). The seed varies the weights' initialization, the shuffling, the
+The noise: metrics/seed_spread.json (layout.SEED_SPREAD), written by `python -m overfit_first seed_spread` (REFRESH,
+five seeds) and committed. Per metrics file and metric (the paths and names `dvc metrics diff` prints) it holds the
+values over k seeds of the default profile with their mean, sample standard deviation (n - 1), minimum and maximum,
+in the metric's own units (accuracies and gaps: fractions 0..1); each seed's verdict per run (`verdicts`); the seeds,
+date, commit and machine (overfit_first.machine). The seed varies the weights' initialization, the shuffling, the
 dropout masks and the augmentation only; the data is fixed (the training subset is each class's first images,
-seed-free), because a pull request's reproduction retrains on the same data: data sampling is not part of the noise its
-check must absorb. Until it is measured the file says "not measured" and nothing is judged.
+seed-free), because a pull request's reproduction retrains on the same data: data sampling is not part of the
+noise its check must absorb. Until it is measured the file says "not measured" and nothing is judged.
 
 The rule (`compare`): base values x_1..x_k (mean m), head values y_1..y_n, n + k >= 3; s_p the pooled sample
 standard deviation over n + k - 2 degrees of freedom; t = (mean(y) - m) / (s_p * sqrt(1/n + 1/k)) and its
@@ -18,11 +18,11 @@ freedom) and the rule is the prediction interval: y is beyond noise at level alp
 m ± t(1 - alpha/2, k - 1) * s * sqrt(1 + 1/k). Two sweep steps, each over seeds, are its two-sample case. With
 normal noise a value that did not change is marked with probability alpha, whatever m, s and k.
 
-The family: a reproduction moves every number at once, so the pull-request check judges only FAMILY (declared below) and
-controls the family-wise error with Holm-Bonferroni at ALPHA (valid under any dependence between rows); the sweeps apply
-Holm over each run's comparisons. Every other number is shown unmarked, and machine-dependent ones (MACHINE_DEPENDENT)
-are never judged. `python -m overfit_first.procedure.noise` prints, for the committed spread, the family, its
-false-alarm rate (simulated) and its power (the smallest change of each row detected 80 % of the time).
+The family: a reproduction moves every number at once, so the pull-request check judges only FAMILY (declared
+below) and controls the family-wise error with Holm-Bonferroni at ALPHA (valid under any dependence between rows);
+the sweeps apply Holm over each run's comparisons. Every other number is shown unmarked, and machine-dependent
+ones (MACHINE_DEPENDENT) are never judged. `python -m overfit_first noise` prints, for the committed spread, the
+family, its false-alarm rate (simulated) and its power (the smallest change of each row detected 80 % of the time).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ CROSS_MACHINE = (
 EPS = 1e-9  # below any real difference of the (rounded) metrics: float rounding, not a change
 MEASURED, NOT_MEASURED = "measured", "not measured"
 WITHIN, BEYOND, MACHINE = "within noise", "beyond noise", "depends on the machine"
-REFRESH = "python -m overfit_first.procedure.seed_spread --seeds 0 1 2 3 4"
+REFRESH = "python -m overfit_first seed_spread --seeds 0 1 2 3 4"
 
 
 def in_family(path: str, metric: str) -> bool:
@@ -309,8 +309,7 @@ class SeedSpread(BaseModel):
             f"{', '.join(FAMILY_RUN)}; each dataset's {', '.join(FAMILY_COMPARISON)}): a value is ***{BEYOND}*** "
             f"when it lies outside the spread of seeds {', '.join(map(str, self.seeds))} of the default profile by "
             f"Student's t (its prediction interval), Holm over those rows at family-wise {ALPHA:g}. A reproduction "
-            f"that changes nothing marks any row {100 * rate:.1f} % of the time "
-            "(`python -m overfit_first.procedure.noise`: "
+            f"that changes nothing marks any row {100 * rate:.1f} % of the time (`python -m overfit_first noise`: "
             f"the smallest change each row detects).{blunt} Other rows are shown unmarked, timings as *{MACHINE}*: "
             f"never judged. Spread: {layout.SEED_SPREAD}, measured {self.measured_at} at commit "
             f"{(self.commit or '?')[:10]}."
@@ -349,8 +348,7 @@ def load(path: Path = layout.SEED_SPREAD) -> SeedSpread:
 
 
 def report(spread: SeedSpread) -> str:
-    """What `python -m overfit_first.procedure.noise` prints (Markdown): the family, its false-alarm rate and its
-    power."""
+    """What `python -m overfit_first noise` prints (Markdown): the family, its false-alarm rate and its power."""
     if not spread.measured:
         return spread.summary()
     family, k = spread.family(), len(spread.seeds)
@@ -422,7 +420,7 @@ def compare_machines(spread: SeedSpread, other: SeedSpread) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m overfit_first.procedure.noise", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m overfit_first noise", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--against",
         type=Path,

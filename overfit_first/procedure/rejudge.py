@@ -19,7 +19,7 @@ from typing import Any
 
 from overfit_first import layout
 from overfit_first.errors import PipelineError
-from overfit_first.procedure.sweep import MODULES, StepResults, Sweep, check_name, results_from_json
+from overfit_first.procedure.sweep import COMMANDS, StepResults, Sweep, check_name, results_from_json
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def recorded(args: argparse.Namespace, path: Path, kind: str, measuring: Sequenc
         )
     check_name(args.name)
     layout.require_repo_root()
-    measure = f"`python -m {MODULES[kind]} {args.name} ...`"
+    measure = f"`python -m overfit_first {COMMANDS[kind]} {args.name} ...`"
     fix = f"restore it (`git checkout -- {path}`) or write the report again ({measure}, or with --collect)"
     if not path.is_file():
         raise PipelineError(
@@ -107,7 +107,7 @@ def readme_command(directory: Path, kind: str) -> str | None:
     except (OSError, ValueError):
         return None
     line = lines[2] if len(lines) > 2 else ""
-    starts = (f"`python -m {MODULES[kind]} ", f"`python -m overfit_first.{MODULES[kind].rsplit('.', 1)[1]} ")
+    starts = (f"`python -m overfit_first.{COMMANDS[kind]} ", f"`python -m overfit_first {COMMANDS[kind]} ")
     if line.startswith(starts) and line.endswith("`") and line.count("`") == 2:
         return line[1:-1]
     return None

@@ -1,7 +1,7 @@
 """Measure the seed spread of every metric (overfit_first.procedure.noise) and write metrics/seed_spread.json.
 
-    python -m overfit_first.procedure.seed_spread --seeds 0 1 2 3 4
-    python -m overfit_first.procedure.seed_spread --seeds 0 1 2 --experiments workspace seed1-x seed2-x   # already run
+    python -m overfit_first seed_spread --seeds 0 1 2 3 4
+    python -m overfit_first seed_spread --seeds 0 1 2 --experiments workspace seed1-x seed2-x   # already run
 
 Each seed is one `dvc exp run --temp -S train.seed=<seed>` of the pipeline as it stands (the committed default
 profile: about 11 minutes a seed on 2 cores), run one after another in a temporary copy, so the workspace is
@@ -13,7 +13,7 @@ kept per seed (the pull-request check's verdict gate reads them); commit the fil
 What the seed varies: the weights' initialization, the shuffling, the dropout masks and the augmentation. The
 data is fixed (the training subset is each class's first images, seed-free): a pull request's reproduction
 retrains on the same data, so data sampling is not part of the noise its check must absorb. Five seeds
-(noise.REFRESH) give the rule four degrees of freedom; `python -m overfit_first.procedure.noise` prints what that buys.
+(noise.REFRESH) give the rule four degrees of freedom; `python -m overfit_first noise` prints what that buys.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def measure(seeds: list[int], out: Path, existing: list[str] | None = None) -> S
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or None
     result = SeedSpread(
         status=MEASURED,
-        command=f"python -m overfit_first.procedure.seed_spread --seeds {' '.join(map(str, seeds))}",
+        command=f"python -m overfit_first seed_spread --seeds {' '.join(map(str, seeds))}",
         seeds=seeds,
         measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         commit=commit,
@@ -141,7 +141,7 @@ def measure(seeds: list[int], out: Path, existing: list[str] | None = None) -> S
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m overfit_first.procedure.seed_spread",
+        prog="python -m overfit_first seed_spread",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -46,8 +46,8 @@ LOG_LINES = 30  # of a failed experiment's `dvc queue logs`
 METRICS = ("train_accuracy_inference", "val_accuracy_inference", "test_accuracy", "gap")
 SHORT = {"train_accuracy_inference": "train", "val_accuracy_inference": "validation", "test_accuracy": "test"}
 SHORT["gap"] = "gap"
-# Sweep.kind -> its command
-MODULES = {"ladder": "overfit_first.procedure.ladder", "data curve": "overfit_first.procedure.data_curve"}
+# Sweep.kind -> its command's name: `python -m overfit_first <name>` (the index of commands, overfit_first/__main__.py)
+COMMANDS = {"ladder": "ladder", "data curve": "data_curve"}
 
 SEED = "train.seed"  # what --seeds sets in every experiment
 
@@ -89,7 +89,7 @@ class Sweep:
     def collect_command(self) -> str:
         """The command that writes this sweep's report from its experiments: this one's, with --collect."""
         arguments = [*sys.argv[1:], *([] if "--collect" in sys.argv[1:] else ["--collect"])]
-        return shlex.join(["python", "-m", MODULES[self.kind], *arguments])
+        return shlex.join(["python", "-m", "overfit_first", COMMANDS[self.kind], *arguments])
 
     def points(self) -> list[Point]:
         seeds: list[int | None] = list(self.seeds) if self.seeds else [None]

@@ -1,6 +1,6 @@
 """The article's eight runs at full scale on one GPU, in one command: Keras 3 on JAX, no TensorFlow, no DVC.
 
-    python -m overfit_first.tools.article_gpu --archives DIR --out OUT [--minutes 7]
+    python -m overfit_first article_gpu --archives DIR --out OUT [--minutes 7]
 
 1. Prepares CIFAR-10 and CIFAR-100 from local archives in DIR, exactly as the pipeline's download and prepare
    stages do (validation = the first 5,000 training images): the official python archives
@@ -32,7 +32,7 @@ dependencies, the wheels of scripts/gpu-wheels.txt (downloaded by scripts/gpu_wh
 
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \\
         .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD && \\
-        python3 -m overfit_first.tools.article_gpu --archives DIR --out $OUT/article --minutes 7
+        python3 -m overfit_first article_gpu --archives DIR --out $OUT/article --minutes 7
 
 (scripts/article_gpu_device.sh DIR [MINUTES] does just that, then prints the log's tail and summary.md.)
 
@@ -103,7 +103,7 @@ def article_params(
     valid_images: int | None = None,
     epochs: int | None = None,
 ) -> dict[str, Any]:
-    """params.yaml with `profile` merged in (as `python -m overfit_first.tools.profiles` merges it), validated.
+    """params.yaml with `profile` merged in (as `python -m overfit_first profiles` merges it), validated.
 
     `runs` keeps only those runs (and their datasets); `train_images` sets train.subset_size, `valid_images`
     prepare.valid_size, and `epochs` caps every run's epochs (runs.<run>.epochs). Returns the raw mapping
@@ -599,7 +599,7 @@ def summarize(
         if status and eval_path.is_file():
             row["status"] = "ok"
             row["metrics"] = metrics.read(
-                eval_path, metrics.EvalMetrics, "python -m overfit_first.tools.article_gpu"
+                eval_path, metrics.EvalMetrics, "python -m overfit_first article_gpu"
             ).model_dump()
         else:
             row["status"] = outcomes.get(name, "not run")
@@ -631,7 +631,7 @@ def _number(value: Any, digits: int = 3) -> str:
 def _markdown(document: dict[str, Any]) -> str:
     env = document["environment"]
     lines = [
-        "# The article's runs on one GPU (python -m overfit_first.tools.article_gpu)",
+        "# The article's runs on one GPU (python -m overfit_first article_gpu)",
         "",
         f"{env.get('device', 'device unknown')}; jax {env.get('jax', '?')}, keras {env.get('keras', '?')}, policy "
         f"{env.get('policy', '?')}, XLA. Wall clock {document['seconds']:.0f} s in all.",
@@ -672,7 +672,7 @@ def _markdown(document: dict[str, Any]) -> str:
 
 def parser() -> argparse.ArgumentParser:
     result = argparse.ArgumentParser(
-        prog="python -m overfit_first.tools.article_gpu",
+        prog="python -m overfit_first article_gpu",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -5,8 +5,8 @@ opened later from a CI artifact, its charts stay blank. This runs the same DVC c
 `--html-template`: a page that carries the three libraries inline, taken from the npm packages pinned in
 js/package.json (install them once with `npm ci --prefix js`; `scripts/setup.sh --dev` does).
 
-    python -m overfit_first.tools.plots_html show                      # = dvc plots show, into dvc_plots/
-    python -m overfit_first.tools.plots_html diff origin/main -o out   # = dvc plots diff origin/main -o out
+    python -m overfit_first plots_html show                      # = dvc plots show, into dvc_plots/
+    python -m overfit_first plots_html diff origin/main -o out   # = dvc plots diff origin/main -o out
 
 Any other arguments go to DVC unchanged. Image plots are copied beside the page, as DVC always does.
 """
@@ -56,7 +56,7 @@ def html_template(node_modules: Path = NODE_MODULES) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m overfit_first.tools.plots_html",
+        prog="python -m overfit_first plots_html",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

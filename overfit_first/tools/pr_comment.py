@@ -1,6 +1,6 @@
 """The pull-request comment: what a change does to the results, from the base revision to the reproduced workspace.
 
-    python -m overfit_first.tools.pr_comment --base origin/main --out comment.md \\
+    python -m overfit_first pr_comment --base origin/main --out comment.md \\
         --images-url https://github.com/OWNER/REPO/raw/HEAD_SHA --artifact-url URL
 
 It first reads every run's workspace metrics (params.yaml `runs`: metrics/<dataset>/<model>.json) through the
@@ -381,7 +381,7 @@ def build(base: str, images_url: str | None = None, artifact_url: str | None = N
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m overfit_first.tools.pr_comment",
+        prog="python -m overfit_first pr_comment",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

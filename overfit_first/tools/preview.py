@@ -1,4 +1,4 @@
-"""`python -m overfit_first.tools.preview -S model.dropout=0.3`: what `dvc exp run -S model.dropout=0.3` would run,
+"""`python -m overfit_first preview -S model.dropout=0.3`: what `dvc exp run -S model.dropout=0.3` would run,
 running nothing. DVC's own dry run (`dvc repro --dry`) of the workspace with the params set, the params files
 restored byte for byte afterwards; then the stages that read what those stages write, which a dry run cannot
 see change.
@@ -30,7 +30,7 @@ from overfit_first.layout import require_repo_root
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m overfit_first.tools.preview",
+        prog="python -m overfit_first preview",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -1,8 +1,8 @@
 """Switch params.yaml between run profiles (the quick default, the article at full scale, ...).
 
-`python -m overfit_first.tools.profiles article` merges profiles/article.yaml into params.yaml, keeping its
+`python -m overfit_first profiles article` merges profiles/article.yaml into params.yaml, keeping its
 comments, so the switch is one reviewable diff; `dvc repro` then runs what changed. `git checkout
-params.yaml` switches back, and so does `python -m overfit_first.tools.profiles default`: whatever profile was applied
+params.yaml` switches back, and so does `python -m overfit_first profiles default`: whatever profile was applied
 before, a switch leaves params.yaml as applying the target profile alone would (its comments, none of another's).
 """
 
@@ -150,7 +150,7 @@ def _set_after(node: Any, lines: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m overfit_first.tools.profiles",
+        prog="python -m overfit_first profiles",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
