@@ -140,3 +140,59 @@ def test_closure_follows_imports_and_stops_at_observers() -> None:
     } <= train
     assert "overfit_first/native_logs.py" not in train  # imported only by stages/__init__.py, an observer
     assert "overfit_first/evaluation.py" not in train  # imported only by tracking, an observer
+
+
+# The folders whose code can never change a stage's output (issue 23): the procedure's commands and the repository's
+# tools. Nothing a stage runs may import them, observers included: an observer is no dep, but it runs in the stage's
+# process, so an import there would make their code part of every run of the stage, unseen by dvc.yaml.
+ABOVE_THE_STAGES = ("overfit_first/procedure/", "overfit_first/tools/")
+
+
+def runs(entry: Path) -> dict[str, str | None]:
+    """Every repository module `entry` runs, observers followed too, each with the module that first imports it (None
+    for `entry` and the package __init__ files Python runs before it); paths relative to the repository."""
+    packages = [folder for folder in entry.parents if folder != REPO and folder.is_relative_to(REPO)]
+    todo: list[tuple[Path, Path | None]] = [
+        (entry, None),
+        *((folder / "__init__.py", None) for folder in packages if (folder / "__init__.py").is_file()),
+    ]
+    by: dict[Path, Path | None] = {}
+    while todo:
+        path, importer = todo.pop()
+        if path in by:
+            continue
+        by[path] = importer
+        todo.extend((module, path) for module in imported(path))
+    relative = {path: path.relative_to(REPO).as_posix() for path in by}
+    return {relative[path]: None if importer is None else relative[importer] for path, importer in by.items()}
+
+
+def chain(modules: dict[str, str | None], path: str) -> str:
+    """`stages/x.py -> ... -> path`: how the stage's module comes to run `path`."""
+    links = [path]
+    while (importer := modules[links[-1]]) is not None:
+        links.append(importer)
+    return " -> ".join(reversed(links))
+
+
+def every_stage() -> dict[str, dict]:
+    """dvc.yaml's stages, those marked always_changed included."""
+    return yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+
+
+@pytest.mark.parametrize("name", list(every_stage()))
+def test_no_stage_runs_the_procedure_or_the_tools(name: str) -> None:
+    modules = runs(stage_module(every_stage()[name]))
+    above = sorted(path for path in modules if path.startswith(ABOVE_THE_STAGES))
+    assert not above, (
+        f"dvc.yaml stage {name} runs {above}: overfit_first/procedure/ and overfit_first/tools/ may only import what "
+        "the stages run, never the other way; " + "; ".join(chain(modules, path) for path in above)
+    )
+
+
+def test_runs_follows_observers_where_closure_stops() -> None:
+    """The train stage runs tracking (an observer) and, through it, modules that closure does not follow."""
+    modules = runs(REPO / "stages" / "train.py")
+    assert "overfit_first/native_logs.py" in modules  # through stages/__init__.py, an observer
+    assert "overfit_first/native_logs.py" not in closure(REPO / "stages" / "train.py")
+    assert chain(modules, "stages/train.py") == "stages/train.py"
