@@ -189,7 +189,7 @@ def test_training_completes_when_the_server_is_down_and_relog_recovers(tmp_path:
     assert trained_at is not None and time.monotonic() - trained_at < 5, "a store that is down costs seconds"
     assert all(path.is_file() for path in output_paths(project))
     assert output.count("warning: MLflow logging failed") == 1, output
-    assert f"python -m overfit_first.tracking relog {RUN}" in output
+    assert f"python -m overfit_first tracking relog {RUN}" in output
     assert "Traceback" not in output
 
     # The documented recovery: log the finished run from its files once a server is back.

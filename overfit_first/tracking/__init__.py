@@ -18,7 +18,7 @@ that is down fails that thread's first call (HTTP_DEFAULTS bound it) and the res
 training the stage waits for the thread at most OVERFIT_FIRST_MLFLOW_WAIT seconds (default 30). Whatever was
 not logged is logged later from the saved files with
 
-    python -m overfit_first.tracking relog <run-name>
+    python -m overfit_first tracking relog <run-name>
 
 once: a model file that a FINISHED run holds already (tags run and model_sha256) is not logged twice.
 
@@ -59,11 +59,11 @@ from __future__ import annotations
 #   evaluation_log  the evaluate stage's test metrics and charts, into the run that trained the model
 #   registry        each dataset's recommended model, registered with the alias `champion`
 #   sweeps          a sweep's parent and child runs (sweep_types: what they read of a sweep)
-#   __main__        `python -m overfit_first.tracking relog|links`
+#   __main__        `python -m overfit_first tracking relog|links`
 #
 # keras (with TensorFlow, about 10 s of CPU to import) is imported only where a model is at hand: the train stage's
 # live run and `relog`; so are overfit_first.training, .accelerate and .evaluation, which import it themselves.
-# The plot stage, the sweeps and this CLI's `links` import this module without it (tests/test_imports.py).
+# The plot stage, the sweeps and this CLI's `links` import this module without it (tests/test_entry_points.py).
 from overfit_first.layout import repo_root
 from overfit_first.tracking.datasets import data_origin, split_dataset
 from overfit_first.tracking.evaluation_log import log_evaluation

@@ -1,4 +1,4 @@
-"""`python -m overfit_first.tracking relog <run>` and `... links`: its --help is the package's docstring."""
+"""`python -m overfit_first tracking relog <run>` and `... links`: its --help is the package's docstring."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from overfit_first.tracking.ui import UI_URL, links
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m overfit_first.tracking",
+        prog="python -m overfit_first tracking",
         description=tracking.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -88,6 +88,6 @@ def log_evaluation(run: Run, evaluation: Evaluation) -> bool:
     return best_effort(
         log,
         f"the evaluation of {run.name} is in {run.eval_metrics_path} only. Once the training "
-        f"run is logged (`python -m overfit_first.tracking relog {run.name}`), rerun "
+        f"run is logged (`python -m overfit_first tracking relog {run.name}`), rerun "
         f"`python -m stages.evaluate {run.name}`",
     )

@@ -61,7 +61,7 @@ class LiveRun:
         self.consequence = (
             f"run {run.name} is missing or incomplete in {self.uri} (training is not affected). Once the tracking "
             f"store is back and the stage has written {run.model_path}, {run.train_metrics_path} and "
-            f"{run.history_path}, log them with `python -m overfit_first.tracking relog {run.name}`"
+            f"{run.history_path}, log them with `python -m overfit_first tracking relog {run.name}`"
         )
 
     def start(self) -> None:

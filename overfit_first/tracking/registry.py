@@ -71,7 +71,7 @@ def register_recommended(dataset: str, runs: list[Run], results: dict[str, metri
     return best_effort(
         register,
         f"the recommended model of {dataset} is not registered in {uri}. Once its training "
-        "run is logged (`python -m overfit_first.tracking relog <run>`), rerun "
+        "run is logged (`python -m overfit_first tracking relog <run>`), rerun "
         f"`python -m stages.plot {dataset}`",
     )
 

@@ -74,7 +74,7 @@ def log_run(run: Run, summary: dict[str, Any], model: keras.Model | None = None)
     consequence = (
         f"run {run.name} is missing or incomplete in {uri}. Its model, metrics and history are saved in "
         f"{run.model_path}, {run.train_metrics_path} and {run.history_path}; log them once the tracking "
-        f"store is back with `python -m overfit_first.tracking relog {run.name}`"
+        f"store is back with `python -m overfit_first tracking relog {run.name}`"
     )
     if not best_effort(relog_files, consequence):
         return False

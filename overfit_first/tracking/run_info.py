@@ -12,7 +12,7 @@ from typing import Any
 
 from overfit_first.config import KNOBS, Run
 
-# A sweep (overfit_first.sweep): {DVC experiment name: MLflow run id of its step} for the queue's workers.
+# A sweep (overfit_first.procedure.sweep): {DVC experiment name: MLflow run id of its step} for the queue's workers.
 SWEEP_PARENTS = "OVERFIT_FIRST_MLFLOW_PARENTS"
 # summary.json entries that are descriptions rather than settings: too long to be useful as params.
 SUMMARY_SKIP = {"class_names", "superclass_names", "class_counts"}
@@ -42,7 +42,8 @@ def run_tags(run: Run) -> dict[str, str]:
 
 def sweep_parent(experiment: str) -> str | None:
     """The step's child run a training of DVC experiment `experiment` nests under: SWEEP_PARENTS, a JSON object
-    {experiment name: run id} that overfit_first.sweep hands to `dvc queue start`'s workers; None outside a sweep."""
+    {experiment name: run id} that overfit_first.procedure.sweep hands to `dvc queue start`'s workers; None outside
+    a sweep."""
     try:
         parent = json.loads(os.environ.get(SWEEP_PARENTS) or "{}").get(experiment)
     except (ValueError, AttributeError):

@@ -46,7 +46,7 @@ class SweepRuns:
 class SweepGuard:
     """Around everything a sweep command does from creating its MLflow runs to finishing them (finish_sweep): if a
     stop signal or Ctrl-C leaves the block, the runs still RUNNING end KILLED, if an error does, FAILED; so none
-    stays RUNNING. `runs` is set as soon as they exist (overfit_first.sweep.run_sweep)."""
+    stays RUNNING. `runs` is set as soon as they exist (overfit_first.procedure.sweep.run_sweep)."""
 
     def __init__(self) -> None:
         self.runs: SweepRuns | None = None
@@ -117,7 +117,7 @@ def end_abandoned_sweep(sweep: Sweep) -> None:
 
 
 def start_sweep(sweep: Sweep, points: Sequence[SweepPoint]) -> SweepRuns | None:
-    """Create the parent run of an overfit_first.sweep.Sweep and a child per step, RUNNING until finish_sweep;
+    """Create the parent run of an overfit_first.procedure.sweep.Sweep and a child per step, RUNNING until finish_sweep;
     None (and one warning) when the store cannot be written: the sweep runs anyway, untracked. Each is tagged with
     this process (host, pid), so that a later --collect can tell runs of a stopped sweep from a live one's."""
     created: list[SweepRuns] = []

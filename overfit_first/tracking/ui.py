@@ -1,5 +1,5 @@
 """Links into the MLflow UI's model-training view: a run's or an experiment's address (`ui_link`), and `links`, which
-prints one per overfit-first experiment of a store (`python -m overfit_first.tracking links`, `make mlflow-ui`)."""
+prints one per overfit-first experiment of a store (`python -m overfit_first tracking links`, `make mlflow-ui`)."""
 
 from __future__ import annotations
 
