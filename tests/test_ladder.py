@@ -20,9 +20,9 @@ import pytest
 import yaml
 
 from overfit_first.errors import PipelineError
-from overfit_first.procedure import data_curve, ladder
-from overfit_first.procedure import sweep as sweep_module
-from overfit_first.procedure.sweep import Stat, Step, StepResult, Sweep, affects, table
+from overfit_first.procedure import data_curve, dvc_client, ladder, sweep_report, sweep_run
+from overfit_first.procedure.sweep import Stat, Step, StepResult, Sweep, affects
+from overfit_first.procedure.sweep_report import table
 
 from conftest import REPO, default_stop_signals, run_stage, stage_env, write_params
 
@@ -311,7 +311,7 @@ def test_a_key_affects_the_runs_whose_stages_depend_on_it(in_repo: Path) -> None
 # Stands in for `dvc` (a stub, so no queue starts): `dvc queue start` returns at once and `dvc queue status` shows
 # one experiment of three done; the second status says "ready" (the states are seen), then it waits to be stopped.
 WAITING = textwrap.dedent("""
-    from overfit_first.procedure import sweep
+    from overfit_first.procedure import dvc_client, sweep, sweep_run
     from overfit_first.errors import run_stage
 
     polls = []
@@ -322,15 +322,15 @@ WAITING = textwrap.dedent("""
             print("ready", flush=True)
         return {"size-250": "Success", "size-500": "Running", "size-1000": "Queued"}
 
-    sweep.dvc = lambda *args, check=True, env=None: print("dvc", *args, flush=True) or ""
-    sweep.start_queue = lambda jobs, env: print("dvc queue start -j", jobs, flush=True)
-    sweep.queue_status = status
+    dvc_client.run = lambda *args, **options: print("dvc", *args, flush=True) or dvc_client.Output("", "", 0)
+    sweep_run.start_queue = lambda jobs, env: print("dvc queue start -j", jobs, flush=True)
+    sweep_run.queue_status = status
     job = sweep.Sweep("size", "train.subset_size", [], None, [], "data curve")
-    run_stage(lambda: sweep.start_and_wait(job, ["size-250", "size-500", "size-1000"], 2, {}, poll_s=0.1))
+    run_stage(lambda: sweep_run.start_and_wait(job, ["size-250", "size-500", "size-1000"], 2, {}, poll_s=0.1))
 """)
 
 
-@pytest.mark.slow  # a process that imports MLflow (overfit_first.procedure.sweep imports overfit_first.tracking)
+@pytest.mark.slow  # a process that imports MLflow (overfit_first.procedure.sweep_run imports overfit_first.tracking)
 def test_ctrl_c_while_waiting_says_the_queue_keeps_running_and_how_to_stop_it_or_collect(tmp_path: Path) -> None:
     process = subprocess.Popen(
         [sys.executable, "-c", WAITING, "size", "--sizes", "250", "500", "1000", "--jobs", "2"],
@@ -363,16 +363,16 @@ def test_ctrl_c_while_waiting_says_the_queue_keeps_running_and_how_to_stop_it_or
 def test_ctrl_c_while_queueing_names_the_experiments_left_queued(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def dvc(*args: str, check: bool = True, env: dict[str, str] | None = None) -> str:
+    def dvc(*args: str, **options: object) -> dvc_client.Output:
         if "size-500" in args:
             raise KeyboardInterrupt
-        return ""
+        return dvc_client.Output("", "", 0)
 
-    monkeypatch.setattr(sweep_module, "dvc", dvc)
+    monkeypatch.setattr(dvc_client, "run", dvc)
     steps = [Step(str(size), size, float(size)) for size in (250, 500, 1000)]
     job = Sweep("size", "train.subset_size", steps, None, [], "data curve")
     with pytest.raises(KeyboardInterrupt):
-        sweep_module.queue(job, job.points())
+        sweep_run.queue(job, job.points())
     assert (
         "size-250 stay queued in DVC's queue, not started; remove them with `dvc queue remove size-250`"
     ) in capsys.readouterr().err
@@ -394,7 +394,7 @@ def test_queue_start_returns_while_its_workers_still_run(tmp_path: Path, monkeyp
     release = tmp_path / "release"
     env = {**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}", "RELEASE": str(release)}
     returned = threading.Event()
-    caller = threading.Thread(target=lambda: (sweep_module.start_queue(2, env), returned.set()), daemon=True)
+    caller = threading.Thread(target=lambda: (sweep_run.start_queue(2, env), returned.set()), daemon=True)
     caller.start()
     try:
         # Reading the command's output through a pipe would wait for the worker, which waits for `release`.
@@ -404,7 +404,7 @@ def test_queue_start_returns_while_its_workers_still_run(tmp_path: Path, monkeyp
     caller.join(timeout=60)
     stand_in.write_text("#!/bin/sh\necho 'ERROR: no queue here' >&2\nexit 255\n", encoding="utf-8")
     with pytest.raises(PipelineError, match=r"`dvc queue start -j 2` failed \(exit 255\):\nERROR: no queue here"):
-        sweep_module.start_queue(2, env)
+        sweep_run.start_queue(2, env)
 
 
 # --rejudge (overfit_first.procedure.rejudge): a written report's recorded per-seed values judged again, nothing
@@ -429,7 +429,7 @@ def ladder_json() -> dict:
         "tolerance": 0.01,
         "command": MEASURED,
         "recommended": {RUN: {"step": "0.0", "why": "the old rule's"}},
-        "runs": json.loads(json.dumps(sweep_module.results_json({RUN: DROPOUT}))),  # a copy: not DROPOUT's lists
+        "runs": json.loads(json.dumps(sweep_report.results_json({RUN: DROPOUT}))),  # a copy: not DROPOUT's lists
         "failed_experiments": {},
     }
 
@@ -446,7 +446,7 @@ def curve_json() -> dict:
         "seeds": [0, 1, 2],
         "tolerance": 0.01,
         "readings": {RUN: "the old rule's"},
-        "runs": sweep_module.results_json({RUN: sizes}),
+        "runs": sweep_report.results_json({RUN: sizes}),
         "failed_experiments": {},
     }
 
@@ -463,24 +463,24 @@ def run_main(monkeypatch: pytest.MonkeyPatch, module: object, *args: str) -> Non
     def refused(*_: object, **__: object) -> None:
         raise AssertionError("--rejudge ran dvc or started an MLflow run")
 
-    monkeypatch.setattr(sweep_module, "dvc", refused)
-    monkeypatch.setattr(sweep_module.tracking, "SweepGuard", refused)
+    monkeypatch.setattr(dvc_client, "run", refused)
+    monkeypatch.setattr(sweep_run.tracking, "SweepGuard", refused)
     monkeypatch.setattr(sys, "argv", [module.__name__, *args])  # type: ignore[attr-defined]
     module.main()  # type: ignore[attr-defined]
 
 
 def test_results_from_json_is_the_inverse_of_results_json() -> None:
     results = {RUN: [*DROPOUT, row("0.6", [], [], failed=True)], "other": DROPOUT[:2]}
-    assert sweep_module.results_from_json(json.loads(json.dumps(sweep_module.results_json(results)))) == results
+    assert sweep_report.results_from_json(json.loads(json.dumps(sweep_report.results_json(results)))) == results
     sizes = json.loads(json.dumps(curve_json()["runs"]))
-    assert [result.step for result in sweep_module.results_from_json(sizes)[RUN]] == [
+    assert [result.step for result in sweep_report.results_from_json(sizes)[RUN]] == [
         Step("250", 250, 250.0),
         Step("1000", 1000, 1000.0),
     ]
     # categorical steps (augmentation off/on): x is None; as_is, how a step is queued, is not recorded
     steps = [Step("off", None, None), Step("on", {"rotation": 0.1}, None, as_is=True)]
     switched = {RUN: [replace(result, step=step) for result, step in zip(DROPOUT, steps)]}
-    back = sweep_module.results_from_json(json.loads(json.dumps(sweep_module.results_json(switched))))[RUN]
+    back = sweep_report.results_from_json(json.loads(json.dumps(sweep_report.results_json(switched))))[RUN]
     assert [(result.step.label, result.step.value, result.step.x) for result in back] == [
         ("off", None, None),
         ("on", {"rotation": 0.1}, None),
@@ -519,7 +519,7 @@ def test_data_curve_rejudge_takes_the_command_an_older_readme_names_else_says_it
     monkeypatch.chdir(tmp_path)
     path = write_json(tmp_path / "reports/data_curves/size/data_curve.json", curve_json())
     run_main(monkeypatch, data_curve, "size", "--rejudge")
-    rows = sweep_module.results_from_json(curve_json()["runs"])[RUN]
+    rows = sweep_report.results_from_json(curve_json()["runs"])[RUN]
     readme = (path.parent / "README.md").read_text(encoding="utf-8")
     assert f"**Reading:** {data_curve.reading(rows, 0.01)}." in readme
     assert (

@@ -34,22 +34,16 @@ from overfit_first.procedure.sweep import (
     StepResults,
     Sweep,
     TrainImages,
-    chart,
     check_name,
     check_seeds,
     check_steps,
     check_subset_sizes,
-    failures_markdown,
     load,
-    report_dir,
-    results_json,
-    run_sweep,
     select_runs,
-    stop_if_failed,
-    table,
     train_images,
-    write_report,
 )
+from overfit_first.procedure.sweep_report import chart, failures_markdown, report_dir, results_json, table, write_report
+from overfit_first.procedure.sweep_run import run_sweep, stop_if_failed
 
 KEY = "train.subset_size"
 FRACTIONS = (0.25, 0.5, 1.0)

@@ -33,25 +33,19 @@ from overfit_first.procedure.sweep import (
     Step,
     StepResults,
     Sweep,
-    chart,
     check_name,
     check_seeds,
     check_steps,
     check_subset_sizes,
-    failures_markdown,
     get_key,
     load,
     number_label,
     parse_numbers,
-    report_dir,
-    results_json,
-    run_sweep,
     select_runs,
-    stop_if_failed,
-    table,
     train_images,
-    write_report,
 )
+from overfit_first.procedure.sweep_report import chart, failures_markdown, report_dir, results_json, table, write_report
+from overfit_first.procedure.sweep_run import run_sweep, stop_if_failed
 
 DEFAULT_KEY = "model.dropout"
 SUBSET_SIZE = "train.subset_size"

@@ -1,10 +1,10 @@
 """`--rejudge` of the ladder and the data-size curve: a written sweep report judged again under the current rule.
 
-A report's json (ladder.json, data_curve.json) records every per-seed value of every metric (sweep.results_json).
-`recorded` reads them back (sweep.results_from_json) with the sweep's name, key, seeds, tolerance, failed experiments
-and the command that measured them, so that the command writes its report again whole, README, json and chart, with the
-current `recommend` or `reading` (overfit_first.procedure.noise): nothing is queued or trained, no MLflow run starts,
-`dvc` is not called.
+A report's json (ladder.json, data_curve.json) records every per-seed value of every metric
+(sweep_report.results_json). `recorded` reads them back (sweep_report.results_from_json) with the sweep's name, key,
+seeds, tolerance, failed experiments and the command that measured them, so that the command writes its report again
+whole, README, json and chart, with the current `recommend` or `reading` (overfit_first.procedure.noise): nothing is
+queued or trained, no MLflow run starts, `dvc` is not called.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Any
 
 from overfit_first import layout
 from overfit_first.errors import PipelineError
-from overfit_first.procedure.sweep import COMMANDS, StepResults, Sweep, check_name, results_from_json
+from overfit_first.procedure.sweep import COMMANDS, StepResults, Sweep, check_name
+from overfit_first.procedure.sweep_report import results_from_json
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ retrains on the same data, so data sampling is not part of the noise its check m
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import time
@@ -29,57 +28,27 @@ from typing import Any
 from overfit_first import atomic, layout
 from overfit_first.errors import PipelineError, run_stage
 from overfit_first.machine import machine
+from overfit_first.procedure import dvc_client
 from overfit_first.procedure.noise import MEASURED, MetricSpread, SeedSpread
 
 VERDICT = "verdict"  # the evaluate stage's verdict of a run (metrics/<dataset>/<model>.json)
 WORKSPACE = "workspace"
 
 
-def dvc(*args: str, capture: bool = False) -> str:
-    """`dvc <args>`; its stdout when `capture`, else its output goes to the terminal (a training's progress)."""
-    command = ["dvc", *args]
-    try:
-        result = subprocess.run(command, stdout=subprocess.PIPE if capture else None, text=True)
-    except OSError as error:
-        raise PipelineError(f"`{' '.join(command)}` could not run ({error}): is the virtualenv active?") from error
-    if result.returncode != 0:
-        raise PipelineError(f"`{' '.join(command)}` failed (exit {result.returncode}); its output is above")
-    return result.stdout or ""
-
-
 def run_seed(seed: int, name: str) -> None:
     print(f"seed {seed}: dvc exp run --temp --name {name} --set-param train.seed={seed}", flush=True)
-    dvc("exp", "run", "--temp", "--name", name, "--set-param", f"train.seed={seed}")
+    dvc_client.run("exp", "run", "--temp", "--name", name, "--set-param", f"train.seed={seed}", capture=False)
 
 
 def experiment_metrics(names: list[str]) -> dict[str, dict[str, Any]]:
-    """Each named experiment's metrics, {name: {metrics file: {metric: value}}}, from `dvc exp show --json`.
-
-    Experiments of the current commit first; those run on an earlier commit are looked up in every commit
-    (`--all-commits`, slower) only when some name is not found there.
-    """
-    found: dict[str, dict[str, Any]] = {}
-    for scope in ((), ("--all-commits",)):
-        table = json.loads(dvc("exp", "show", "--json", *scope, capture=True))
-        for baseline in table:
-            for experiment in baseline.get("experiments") or []:
-                for rev in experiment.get("revs") or []:
-                    if rev.get("name") in names:
-                        metrics = (rev.get("data") or {}).get("metrics") or {}
-                        found[rev["name"]] = {
-                            path: (result or {}).get("data") or {} for path, result in metrics.items()
-                        }
-        if all(name in found for name in names):
-            return found
+    """Each named experiment's metrics, {name: {metrics file: {metric: value}}}, from `dvc exp show --json`: the
+    current commit's experiments, then (`--all-commits`, slower) those run on an earlier commit, when some name is
+    not found there; PipelineError naming those not found at all."""
+    found = dvc_client.experiment_metrics(names, all_commits=True)
     missing = [name for name in names if name not in found]
-    raise PipelineError(f"`dvc exp show` lists no experiment {', '.join(missing)}: did `dvc exp run` fail?")
-
-
-def workspace_metrics() -> dict[str, Any]:
-    """The workspace's metrics, {metrics file: {metric: value}}, from `dvc metrics show --json`."""
-    shown = json.loads(dvc("metrics", "show", "--json", capture=True))
-    files = next(iter(shown.values()), {}).get("data") or {}
-    return {path: (result or {}).get("data") or {} for path, result in files.items()}
+    if missing:
+        raise PipelineError(f"`dvc exp show` lists no experiment {', '.join(missing)}: did `dvc exp run` fail?")
+    return found
 
 
 def spread(per_seed: list[dict[str, Any]]) -> dict[str, dict[str, MetricSpread]]:
@@ -122,7 +91,7 @@ def measure(seeds: list[int], out: Path, existing: list[str] | None = None) -> S
             run_seed(seed, name)
     found = experiment_metrics([name for name in names if name != WORKSPACE])
     if WORKSPACE in names:
-        found[WORKSPACE] = workspace_metrics()
+        found[WORKSPACE] = dvc_client.workspace_metrics()
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or None
     result = SeedSpread(
         status=MEASURED,

@@ -1,11 +1,13 @@
-"""The machinery the ladder and the data-size curve share: a sweep of DVC experiments over one params key.
+"""A sweep of DVC experiments over one params key, the machinery the ladder and the data-size curve share: what a
+sweep is, and the checks of its plan against params.yaml and the prepared data before anything is queued.
 
 A sweep named NAME has steps (values of the key) and, optionally, seeds; each (step, seed) is one DVC experiment
 `NAME-<step>[-s<seed>]`, queued with `dvc exp run --queue -n <that> -S key=value [-S train.seed=seed]
 evaluate@<run> ...` (only the swept runs' stages and what they need run: DVC skips what did not change), run by
 `dvc queue start -j N`. `dvc exp show` lists them under the sweep's name. The sweep waits with a line per change
 of state, then reads each experiment's metrics (`dvc exp show --json`); a failed experiment is reported with the
-last lines of `dvc queue logs` and the others are still used.
+last lines of `dvc queue logs` and the others are still used. Running it: overfit_first.procedure.sweep_run (through
+overfit_first.procedure.dvc_client); its report (table, chart, results json): overfit_first.procedure.sweep_report.
 
 Statistics over seeds: mean, min, max and sample standard deviation. Whether two steps differ beyond noise is
 the project's one rule (overfit_first.procedure.noise.relations): the two-sample case of Student's t over the two steps'
@@ -20,29 +22,20 @@ and `--collect` completes them, or ends KILLED those a stopped process left RUNN
 from __future__ import annotations
 
 import copy
-import json
 import math
-import os
 import re
 import shlex
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from overfit_first import atomic, layout, tracking
 from overfit_first.config import PARAMS_FILE, Params, Run, load_params, read_yaml, validate
 from overfit_first.data.splits import dataset_dir, load_summary
 from overfit_first.errors import PipelineError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,40}$")
-POLL_S = 5.0
-LOG_LINES = 30  # of a failed experiment's `dvc queue logs`
 METRICS = ("train_accuracy_inference", "val_accuracy_inference", "test_accuracy", "gap")
 SHORT = {"train_accuracy_inference": "train", "val_accuracy_inference": "validation", "test_accuracy": "test"}
 SHORT["gap"] = "gap"
@@ -152,6 +145,9 @@ class StepResult:
     @property
     def ok(self) -> bool:
         return bool(self.stats)
+
+
+StepResults = list[StepResult]
 
 
 def yaml_value(value: Any) -> str:
@@ -342,392 +338,3 @@ def load() -> tuple[Params, dict[str, Any]]:
     """params.yaml validated, and as parsed (to validate each step's changed copy)."""
     params = load_params()
     return params, read_yaml(PARAMS_FILE)
-
-
-# ------------------------------------------------------------------------------------------------ dvc
-
-
-def dvc(*args: str, check: bool = True, env: dict[str, str] | None = None) -> str:
-    """`dvc <args>` in the current directory; its stdout. PipelineError with its output when it fails."""
-    command = ["dvc", *args]
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, env=env)
-    except OSError as error:
-        raise PipelineError(f"`{' '.join(command)}` could not run ({error}): is the virtualenv active?") from error
-    if check and result.returncode != 0:
-        raise PipelineError(f"`{' '.join(command)}` failed (exit {result.returncode}):\n{result.stdout}{result.stderr}")
-    return result.stdout
-
-
-def existing_names(names: Sequence[str]) -> list[str]:
-    """Those of `names` that `dvc exp list` (this commit's experiments) or `dvc queue status` already hold."""
-    listed = set(dvc("exp", "list", "--name-only").split())
-    listed |= set(queue_status())
-    return [name for name in names if name in listed]
-
-
-def queue_status() -> dict[str, str]:
-    """`dvc queue status` as {experiment name: Queued | Running | Success | Failed}."""
-    states: dict[str, str] = {}
-    for line in dvc("queue", "status").splitlines()[1:]:
-        words = line.split()
-        if len(words) >= 3 and words[-1] in ("Queued", "Running", "Success", "Failed"):
-            states[words[1]] = words[-1]
-    return states
-
-
-def queue(sweep: Sweep, points: Sequence[Point]) -> None:
-    """`dvc exp run --queue` each point, targets: the swept runs' evaluate stages (and what they depend on).
-
-    Interrupted (Ctrl-C, SIGTERM), it says which experiments it queued (not started) and how to remove them."""
-    targets = [f"evaluate@{run.name}" for run in sweep.runs]
-    queued: list[str] = []
-    try:
-        for point in points:
-            sets = [arg for value in sweep.sets(point) for arg in ("-S", value)]
-            print(f"queue {point.name}: {' '.join(sweep.sets(point)) or 'params.yaml as it is'}", flush=True)
-            dvc("exp", "run", "--queue", "-n", point.name, *sets, *targets)
-            queued.append(point.name)
-    except KeyboardInterrupt:
-        if queued:
-            print(
-                f"the {sweep.kind} {sweep.name} was stopped while queueing: {', '.join(queued)} stay queued in DVC's "
-                f"queue, not started; remove them with `dvc queue remove {' '.join(queued)}` before running the "
-                "sweep again (`dvc queue status` lists the queue)",
-                file=sys.stderr,
-                flush=True,
-            )
-        raise
-
-
-def start_and_wait(
-    sweep: Sweep, names: Sequence[str], jobs: int, env: dict[str, str], poll_s: float = POLL_S
-) -> dict[str, str]:
-    """`dvc queue start -j <jobs>`, then `wait`: the experiments' final states.
-
-    The queue's workers run apart from this process: stopping it (Ctrl-C, SIGTERM, SIGHUP) stops only the waiting.
-    Then, before the way out every command takes (errors.run_stage), it says so: which experiments were still
-    queued or running, how to stop them, and the command that writes the report once they are done."""
-    states: dict[str, str] = {}
-    try:
-        print(f"dvc queue start -j {jobs}", flush=True)
-        start_queue(jobs, env)
-        return wait(names, poll_s, states)
-    except KeyboardInterrupt:
-        print(still_queued_message(sweep, names, states), file=sys.stderr, flush=True)
-        raise
-
-
-def start_queue(jobs: int, env: dict[str, str]) -> None:
-    """`dvc queue start -j <jobs>`; PipelineError with its output when it fails.
-
-    Its output goes to a file, not a pipe: the workers it starts in the background inherit its stdout and stderr
-    and live until the queue is empty, and reading a pipe to its end would wait for them (a whole sweep without a
-    line of progress)."""
-    command = ["dvc", "queue", "start", "-j", str(jobs)]
-    with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as output:
-        try:
-            result = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, env=env)
-        except OSError as error:
-            raise PipelineError(f"`{' '.join(command)}` could not run ({error}): is the virtualenv active?") from error
-        if result.returncode != 0:
-            output.seek(0)
-            raise PipelineError(f"`{' '.join(command)}` failed (exit {result.returncode}):\n{output.read()}")
-
-
-def still_queued_message(sweep: Sweep, names: Sequence[str], states: dict[str, str]) -> str:
-    """What an interrupted wait leaves behind, and what to do: `states` holds the last states seen (maybe none)."""
-    pending = [name for name in names if states.get(name) not in ("Success", "Failed")]
-    example = pending[0] if pending else names[0]
-    return "\n".join(
-        [
-            f"the {sweep.kind} {sweep.name} stopped waiting, but its queued experiments keep running in DVC's queue "
-            f"(not finished when last seen: {', '.join(pending) or 'none'}; `dvc queue status` shows them):",
-            "  to stop them: `dvc queue stop --kill` (every running experiment of the queue, then its workers; "
-            f"`dvc queue remove --queued` drops those not started), or one at a time: `dvc queue kill {example}`",
-            f"  to write the report once they are done: `{sweep.collect_command()}`",
-        ]
-    )
-
-
-def wait(names: Sequence[str], poll_s: float = POLL_S, shown: dict[str, str] | None = None) -> dict[str, str]:
-    """Wait until none of `names` is queued or running, printing each change of state; their final states.
-
-    `shown`, when given, is kept up to date with the last state seen of each (what an interruption reports)."""
-    shown = {} if shown is None else shown
-    started = time.monotonic()
-    while True:
-        states = queue_status()
-        mine = {name: states.get(name, "Missing") for name in names}
-        changed = {name: state for name, state in mine.items() if shown.get(name) != state}
-        if changed:
-            done = sum(state in ("Success", "Failed") for state in mine.values())
-            minutes = (time.monotonic() - started) / 60
-            for name, state in changed.items():
-                print(f"[{minutes:5.1f} min] {name}: {state} ({done}/{len(names)} done)", flush=True)
-            shown.update(changed)
-        if not any(state in ("Queued", "Running") for state in mine.values()):
-            return mine
-        time.sleep(poll_s)
-
-
-def log_tail(name: str, lines: int = LOG_LINES) -> str:
-    """The last lines of a (failed) experiment's output, `dvc queue logs <name>`."""
-    text = dvc("queue", "logs", name, check=False)
-    return "\n".join(text.rstrip().splitlines()[-lines:]) or "(no log)"
-
-
-def experiment_metrics(names: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """{name: {metrics file: {metric: value}}} of the named experiments `dvc exp show --json` lists (this commit's)
-    that succeeded: a failed or queued one is left out (DVC would show the metrics it started from)."""
-    found: dict[str, dict[str, Any]] = {}
-    for baseline in json.loads(dvc("exp", "show", "--json", "--hide-failed", "--hide-queued") or "[]"):
-        for experiment in baseline.get("experiments") or []:
-            if (experiment.get("executor") or {}).get("state", "success") != "success":
-                continue
-            for rev in experiment.get("revs") or []:
-                if rev.get("name") in names:
-                    metrics = (rev.get("data") or {}).get("metrics") or {}
-                    found[rev["name"]] = {
-                        Path(path).as_posix(): (result or {}).get("data") or {} for path, result in metrics.items()
-                    }
-    return found
-
-
-def run_sweep(
-    sweep: Sweep, jobs: int, collect_only: bool, guard: tracking.SweepGuard | None = None
-) -> tuple[dict[str, StepResults], dict[str, str], tracking.SweepRuns | None]:
-    """Queue and run the sweep (unless `collect_only`: its experiments ran already), wait, collect.
-
-    Returns ({run name: [StepResult per step]}, {failed experiment: its log's last lines}, the MLflow runs: the
-    parent and its children are created before queueing (best effort); tracking.finish_sweep completes them).
-    `guard` gets those runs as soon as they exist: the caller writes the report and finishes the runs inside it
-    (`with tracking.SweepGuard() as guard:`), so that a stop signal or an error anywhere on the way ends them
-    (KILLED, FAILED) instead of leaving them RUNNING; without one they are guarded until this returns.
-    """
-    if guard is None:
-        with tracking.SweepGuard() as own:
-            return run_sweep(sweep, jobs, collect_only, own)
-    points = sweep.points()
-    names = [point.name for point in points]
-    mlflow_runs = None
-    if not collect_only:
-        taken = existing_names(names)
-        if taken:
-            raise PipelineError(
-                f"experiments {', '.join(taken)} exist already: choose another sweep name, collect them with "
-                f"--collect, or remove them with `dvc exp remove {' '.join(taken)}` (`dvc queue remove` if queued)"
-            )
-        mlflow_runs = guard.runs = tracking.start_sweep(sweep, points)
-        queue(sweep, points)
-        env = dict(os.environ)
-        if mlflow_runs is not None:
-            env[tracking.SWEEP_PARENTS] = json.dumps(mlflow_runs.by_experiment)
-        states = start_and_wait(sweep, names, jobs, env)
-    else:
-        states = queue_status()
-        if not existing_names(names):
-            tracking.end_abandoned_sweep(sweep)  # its runs a stopped sweep left RUNNING: nothing will finish them
-            raise PipelineError(
-                f"--collect: no experiment of sweep {sweep.name} ({names[0]}, ...) exists: run it first, without "
-                "--collect (`dvc exp list --all-commits` lists the experiments there are)"
-            )
-        mlflow_runs = guard.runs = tracking.find_sweep(sweep, points)
-    found = {name: metrics for name, metrics in experiment_metrics(names).items() if states.get(name) != "Failed"}
-    failed = {name: log_tail(name) for name in names if name not in found}
-    for name in failed:
-        if states.get(name) != "Failed":
-            failed[name] = f"(state {states.get(name, 'unknown')}: not in `dvc exp show`)\n{failed[name]}"
-    return summarize(sweep, points, found), failed, mlflow_runs
-
-
-def stop_if_failed(failed: dict[str, str], directory: Path) -> None:
-    """After the report is written: a sweep with failed experiments exits non-zero, naming them."""
-    if failed:
-        raise PipelineError(
-            f"{len(failed)} experiment(s) failed: {', '.join(failed)}; their logs' last lines are in "
-            f"{directory}/README.md (the others are reported)"
-        )
-
-
-StepResults = list[StepResult]
-
-
-def summarize(sweep: Sweep, points: Sequence[Point], found: dict[str, dict[str, Any]]) -> dict[str, StepResults]:
-    """Per run, one StepResult per step: its metrics over the seeds whose experiment succeeded."""
-    results: dict[str, StepResults] = {}
-    for run in sweep.runs:
-        path = run.eval_metrics_path.as_posix()
-        rows = []
-        for step in sweep.steps:
-            row = StepResult(step)
-            for point in (point for point in points if point.step == step):
-                metrics = found.get(point.name, {}).get(path)
-                if not metrics or not all(isinstance(metrics.get(m), int | float) for m in METRICS):
-                    row.failed.append(point.name)
-                    continue
-                for metric in METRICS:
-                    row.stats.setdefault(metric, Stat([])).values.append(float(metrics[metric]))
-                row.verdicts.append(str(metrics.get("verdict", "?")))
-            rows.append(row)
-        results[run.name] = rows
-    return results
-
-
-# --------------------------------------------------------------------------------------------- report
-
-
-def table(rows: StepResults, key: str, extra: dict[str, str] | None = None) -> str:
-    """A Markdown table: per step train, validation, test accuracy, gap (mean and range), verdicts, `extra`."""
-    head = f"| {key} | train | validation | test | gap | verdicts |" + (" |" if extra else "")
-    lines = [
-        head.replace(" | |", " | note |") if extra else head,
-        "|---|--:|--:|--:|--:|---|" + ("---|" if extra else ""),
-    ]
-    for row in rows:
-        note = f" {(extra or {}).get(row.step.label, '')} |" if extra is not None else ""
-        if not row.ok:
-            lines.append(f"| {row.step.label} | failed | | | | {', '.join(row.failed)} |{note}")
-            continue
-        cells = [row.stats[metric].text() for metric in METRICS]
-        verdicts = ", ".join(row.verdicts) + (f"; failed: {', '.join(row.failed)}" if row.failed else "")
-        lines.append(f"| {row.step.label} | {' | '.join(cells)} | {verdicts} |{note}")
-    return "\n".join(lines)
-
-
-def failures_markdown(failed: dict[str, str]) -> str:
-    if not failed:
-        return ""
-    parts = ["## Failed experiments\n"]
-    for name, tail in failed.items():
-        parts.append(f"`{name}` failed; the last lines of `dvc queue logs {name}`:\n\n```\n{tail}\n```\n")
-    return "\n".join(parts)
-
-
-def results_json(results: dict[str, StepResults]) -> dict[str, Any]:
-    return {
-        run: [
-            {
-                "step": row.step.label,
-                "value": row.step.value,
-                "status": "failed" if not row.ok else "ok",
-                "metrics": {SHORT[m]: stat.to_dict() for m, stat in row.stats.items()},
-                "verdicts": row.verdicts,
-                "failed_experiments": row.failed,
-            }
-            for row in rows
-        ]
-        for run, rows in results.items()
-    }
-
-
-def results_from_json(runs: Any, source: str = "the report's json") -> dict[str, StepResults]:
-    """The inverse of results_json: {run: [StepResult per step]} from a report json's "runs". A Step gets the
-    recorded label and value, and x = float(value) when every value of its run is a number, else None (categorical:
-    augmentation off/on); as_is, how a step was queued, is not recorded (False). PipelineError naming `source` and
-    the key when one is missing or odd (not a list, a string, a finite number where one is due)."""
-    long_names = {short: metric for metric, short in SHORT.items()}
-    kinds = {str: "string", list: "list", dict: "mapping"}
-
-    def odd(where: str, what: str) -> PipelineError:
-        return PipelineError(
-            f"{source}: {where} {what}; restore the file (`git checkout -- {source}`) or write the report again "
-            "(run the sweep, or --collect)"
-        )
-
-    def get(node: Any, key: str, kind: type, where: str) -> Any:
-        if not isinstance(node, dict) or key not in node:
-            raise odd(where, f"has no key {key!r}")
-        if not isinstance(node[key], kind):
-            raise odd(f"{where}.{key}", f"is {node[key]!r}, not a {kinds[kind]}")
-        return node[key]
-
-    def strings(node: Any, key: str, where: str) -> list[str]:
-        for index, text in enumerate(texts := get(node, key, list, where)):
-            if not isinstance(text, str):
-                raise odd(f"{where}.{key}[{index}]", f"is {text!r}, not a string")
-        return list(texts)
-
-    def number(value: Any) -> bool:
-        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-    if not isinstance(runs, dict) or not runs:
-        raise odd("runs", f"is {runs!r}, not a mapping of run names to their steps")
-    results: dict[str, StepResults] = {}
-    for run, steps in runs.items():
-        if not isinstance(steps, list) or not steps:
-            raise odd(f"runs.{run}", f"is {steps!r}, not a list of steps")
-        numeric = all(isinstance(step, dict) and number(step.get("value")) for step in steps)
-        rows: StepResults = []
-        for index, step in enumerate(steps):
-            where = f"runs.{run}[{index}]"
-            if not isinstance(step, dict) or "value" not in step:
-                raise odd(where, "has no key 'value'")
-            value = step["value"]
-            row = StepResult(Step(get(step, "step", str, where), value, float(value) if numeric else None))
-            for short, stat in get(step, "metrics", dict, where).items():
-                if short not in long_names:
-                    raise odd(f"{where}.metrics", f"has {short!r}, not one of {', '.join(long_names)}")
-                values = get(stat, "values", list, f"{where}.metrics.{short}")
-                for position, figure in enumerate(values):
-                    if not number(figure):
-                        raise odd(f"{where}.metrics.{short}.values[{position}]", f"is {figure!r}, not a number")
-                if not values:
-                    raise odd(f"{where}.metrics.{short}.values", "is empty")
-                row.stats[long_names[short]] = Stat([float(figure) for figure in values])
-            status = get(step, "status", str, where)
-            if status != ("ok" if row.ok else "failed") or 0 < len(row.stats) < len(METRICS):
-                raise odd(
-                    f"{where}.metrics",
-                    f"holds {', '.join(step['metrics']) or 'nothing'} with status {status!r}: an ok step holds "
-                    f"{', '.join(long_names)}, a failed one nothing",
-                )
-            row.verdicts = strings(step, "verdicts", where)
-            row.failed = strings(step, "failed_experiments", where)
-            rows.append(row)
-        results[run] = rows
-    return results
-
-
-def chart(results: dict[str, StepResults], key: str, path: Path, title: str) -> None:
-    """Two panels: validation accuracy and gap against the key's value, one line per run, mean with the range
-    over seeds as error bars; categorical steps (augmentation off/on) are evenly spaced."""
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(10, 4), layout="constrained")
-    axes = figure.subplots(1, 2)
-    for run, rows in results.items():
-        done = [row for row in rows if row.ok]
-        if not done:
-            continue
-        numeric = all(row.step.x is not None for row in rows)
-        xs = [row.step.x if numeric else rows.index(row) for row in done]
-        for ax, metric in zip(axes, ("val_accuracy_inference", "gap")):
-            stats = [row.stats[metric] for row in done]
-            means = [stat.mean for stat in stats]
-            errors = [[m - s.low for m, s in zip(means, stats)], [s.high - m for m, s in zip(means, stats)]]
-            ax.errorbar(xs, means, yerr=errors, marker="o", capsize=3, label=run)
-            if not numeric:
-                ax.set_xticks(range(len(rows)), [row.step.label for row in rows])
-    for ax, label in zip(axes, ("validation accuracy", "gap (train - validation)")):
-        ax.set_xlabel(key)
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    figure.suptitle(title)
-    figure.savefig(path, dpi=100)
-
-
-def write_report(directory: Path, files: dict[str, str | dict[str, Any]], chart_file: str, draw: Any) -> None:
-    """Write the report directory whole (atomic: the old one or the new one, never half): text files, JSON files
-    (dict values) and the chart, drawn by `draw(path)`."""
-    with atomic.atomic_path(directory) as tmp:
-        tmp.mkdir(parents=True)
-        for name, content in files.items():
-            text = json.dumps(content, indent=2) + "\n" if isinstance(content, dict) else content
-            (tmp / name).write_text(text, encoding="utf-8")
-        draw(tmp / chart_file)
-
-
-def report_dir(kind: str, name: str) -> Path:
-    return layout.REPORTS / kind / name

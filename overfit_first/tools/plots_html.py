@@ -14,12 +14,12 @@ Any other arguments go to DVC unchanged. Image plots are copied beside the page,
 from __future__ import annotations
 
 import argparse
-import subprocess
 import tempfile
 from pathlib import Path
 
 from overfit_first import layout
 from overfit_first.errors import PipelineError, run_stage
+from overfit_first.procedure import dvc_client
 
 NODE_MODULES = Path(__file__).resolve().parents[2] / "js" / "node_modules"
 # In the order a page must load them: vega-lite and vega-embed need vega.
@@ -72,9 +72,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         template = Path(scratch) / "offline.html"
         template.write_text(html_template(args.node_modules), encoding="utf-8")
-        status = subprocess.run(["dvc", "plots", args.command, *rest, "--html-template", str(template)]).returncode
-    if status != 0:
-        raise PipelineError(f"`dvc plots {args.command}` failed (exit status {status}); see its message above")
+        dvc_client.run("plots", args.command, *rest, "--html-template", str(template), capture=False)
 
 
 if __name__ == "__main__":

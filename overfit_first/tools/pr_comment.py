@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -39,7 +38,7 @@ from overfit_first import atomic, comparison, layout, metrics, plots
 from overfit_first.config import PARAMS_FILE, load_params, read_yaml
 from overfit_first.errors import PipelineError, run_stage
 from overfit_first.machine import machine
-from overfit_first.procedure import noise
+from overfit_first.procedure import dvc_client, noise
 from overfit_first.report import comparison_table
 
 MARKER = "<!-- overfit-first-pr-check -->"  # the workflow finds its earlier comment by this line
@@ -82,18 +81,10 @@ def metrics_diff(base: str) -> Diff:
     A workspace metrics file DVC cannot read stops the check (its values would show as removed); one of the base
     only warns, so that a pull request can repair what the base branch broke (its old values show as -).
     """
-    command = ["dvc", "metrics", "diff", base, "--json"]
-    shown = " ".join(command)
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise PipelineError(f"`{shown}` could not run ({error}): is the virtualenv active?") from error
-    if result.returncode != 0:
-        raise PipelineError(
-            f"`{shown}` failed: {(result.stderr or result.stdout).strip()}; "
-            "is --base a revision of this repository (fetched: checkout with fetch-depth 0)?"
-        )
-    return parse_diff(shown, result.stdout, result.stderr)
+    args = ("metrics", "diff", base, "--json")
+    fix = "is --base a revision of this repository (fetched: checkout with fetch-depth 0)?"
+    result = dvc_client.run(*args, timeout=300, fix=fix)
+    return parse_diff(" ".join(["dvc", *args]), result.stdout, result.stderr)
 
 
 def parse_diff(shown: str, stdout: str, stderr: str) -> Diff:

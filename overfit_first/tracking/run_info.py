@@ -42,8 +42,8 @@ def run_tags(run: Run) -> dict[str, str]:
 
 def sweep_parent(experiment: str) -> str | None:
     """The step's child run a training of DVC experiment `experiment` nests under: SWEEP_PARENTS, a JSON object
-    {experiment name: run id} that overfit_first.procedure.sweep hands to `dvc queue start`'s workers; None outside
-    a sweep."""
+    {experiment name: run id} that overfit_first.procedure.sweep_run hands to `dvc queue start`'s workers; None
+    outside a sweep."""
     try:
         parent = json.loads(os.environ.get(SWEEP_PARENTS) or "{}").get(experiment)
     except (ValueError, AttributeError):

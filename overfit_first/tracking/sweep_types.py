@@ -1,6 +1,6 @@
 """What the sweeps' MLflow runs (overfit_first.tracking.sweeps) read of a sweep: the Sweep, Point and StepResult of
-overfit_first.procedure.sweep, as Protocols that its classes match as they are. Not an import of that module: it
-imports this package."""
+overfit_first.procedure.sweep, as Protocols that its classes match as they are. Not an import of that module: the
+procedure imports this package (overfit_first.procedure.sweep_run), not the other way round."""
 
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ class SweepRuns:
 class SweepGuard:
     """Around everything a sweep command does from creating its MLflow runs to finishing them (finish_sweep): if a
     stop signal or Ctrl-C leaves the block, the runs still RUNNING end KILLED, if an error does, FAILED; so none
-    stays RUNNING. `runs` is set as soon as they exist (overfit_first.procedure.sweep.run_sweep)."""
+    stays RUNNING. `runs` is set as soon as they exist (overfit_first.procedure.sweep_run.run_sweep)."""
 
     def __init__(self) -> None:
         self.runs: SweepRuns | None = None
