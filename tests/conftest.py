@@ -1,16 +1,17 @@
-"""Fixtures shared by the suite: the repository root, a scratch project, running stages for real, and a real
-MLflow tracking server.
+"""Fixtures shared by the suite: the repository root, a scratch project, running stages for real, a real MLflow
+tracking server, and the documentation as the tests read it.
 
 The suite runs in two pytest-xdist workers (pyproject.toml). What is expensive to build (a reproduced scratch
 project) is built once for the whole run by `built_once`, whichever worker asks first; the other waits for it.
 A new real-component test joins one of these shared projects (copying it before it changes anything) rather than
-reproducing a pipeline of its own: README, "Development".
+reproducing a pipeline of its own: docs/development.md, "Tests".
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -33,6 +34,37 @@ os.environ["DVC_NO_ANALYTICS"] = "1"
 # An MLflow server the suite starts runs no GenAI job runners: seven `huey` processes, each importing MLflow
 # (about 50 s of CPU per server on 2 cores), which no test uses. `make mlflow-ui` sets the same.
 NO_JOB_RUNNERS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+# The documentation: README.md (the front page) and every page of docs/. A test that checks what it says (its shell
+# commands, its quoted figures, one section's command) reads it through these, not from one file: a text that moves
+# between pages stays checked, and a text that goes missing fails the test that needed it.
+def doc_pages() -> list[Path]:
+    """README.md, then docs/*.md in name order."""
+    return [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
+def docs_text() -> str:
+    """Every page of the documentation, one after another."""
+    return "\n\n".join(path.read_text(encoding="utf-8") for path in doc_pages())
+
+
+def docs_bash_blocks() -> list[str]:
+    """Every ```bash block of the documentation, in page order."""
+    pattern = re.compile(r"^```bash\n(.*?)^```", flags=re.MULTILINE | re.DOTALL)
+    return [block for path in doc_pages() for block in pattern.findall(path.read_text(encoding="utf-8"))]
+
+
+def docs_section(heading: str) -> str:
+    """The text of the one `## <heading>...` section of the documentation (its heading starts with `heading`), up to
+    the next `##` heading or the end of its page."""
+    found = [
+        part.split("\n## ")[0]
+        for path in doc_pages()
+        for part in path.read_text(encoding="utf-8").split(f"\n## {heading}")[1:]
+    ]
+    assert len(found) == 1, f"{len(found)} sections `## {heading}` in README.md and docs/*.md, not one"
+    return found[0]
 
 
 def stage_env(**extra: str) -> dict[str, str]:

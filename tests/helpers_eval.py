@@ -68,7 +68,9 @@ def make_prepared(root: Path) -> Path:
 def repo_evaluate_section() -> dict[str, Any]:
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     if "evaluate" not in params:
-        pytest.fail("params.yaml has no `evaluate` section: add it (see README 'Evaluation, comparison and report')")
+        pytest.fail(
+            "params.yaml has no `evaluate` section: add it (docs/pipeline.md, 'Evaluation, comparison and report')"
+        )
     return params["evaluate"]
 
 
@@ -158,7 +160,8 @@ def pipeline_yaml() -> dict[str, Any]:
     missing = [name for name in PIPELINE_STAGES if name not in definition.get("stages", {})]
     if missing:
         pytest.fail(
-            f"dvc.yaml has no stage {', '.join(missing)}: add them (see README 'Evaluation, comparison and report')"
+            f"dvc.yaml has no stage {', '.join(missing)}: add them "
+            "(docs/pipeline.md, 'Evaluation, comparison and report')"
         )
     return {"stages": {name: definition["stages"][name] for name in PIPELINE_STAGES}}
 

@@ -6,7 +6,7 @@ After a pull into a fresh clone (or a restore of the main branch's .dvc/cache) `
 `dvc exp run -S model.dropout=0.3` (or a pull request's change of it) retrains only the simplified model; `dvc exp
 show`, `dvc metrics diff` and `dvc exp diff` show the experiment. Beside the
 pipeline lies a second one whose committed dvc.lock names an output nobody pushed, as cifar/dvc.lock does in the
-README's remote flow: the README's push and pull, run here as the README writes them, succeed all the same."""
+documentation's remote flow (docs/pr-check.md): its push and pull, run here as it writes them, succeed all the same."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import pytest
 import yaml
 from moto.server import ThreadedMotoServer
 
-from conftest import REPO, free_port
+from conftest import REPO, docs_section, free_port
 from scratch_repo import DROPOUT_STAGES, commit, copy_repo, dvc, git, ran
 
 pytestmark = pytest.mark.slow  # real dvc, git, MLflow or a browser in every test
@@ -85,10 +85,9 @@ def origin(tiny_pipeline: tuple[Path, dict[str, str]], tmp_path: Path) -> tuple[
 
 
 def readme_command(verb: str) -> list[str]:
-    """The arguments of the README's `dvc <verb> ...` in its DVC remote section: the command tested is the one
-    documented."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n## DVC remote")[1].split("\n## ")[0]
+    """The arguments of the documentation's `dvc <verb> ...` in its DVC remote section (docs/pr-check.md): the
+    command tested is the one documented."""
+    section = docs_section("DVC remote")
     (line,) = [line for line in section.splitlines() if line.startswith(f"dvc {verb} ")]
     return shlex.split(line, comments=True)[1:]
 

@@ -1,6 +1,6 @@
 """The noise rule of the pull-request check, the ladder and the data-size curve, without DVC:
 overfit_first.procedure.noise (Student's t against the seeds, Holm over the declared family, the seed-spread file), its
-false-alarm rate and power checked by simulation from the committed spread, the README's quoted figures,
+false-alarm rate and power checked by simulation from the committed spread, the documentation's quoted figures,
 overfit_first.procedure.seed_spread's summary of per-seed results, and overfit_first.tools.pr_comment's table, machines
 and verdict gate on a `dvc metrics diff --json` result."""
 
@@ -23,7 +23,7 @@ from overfit_first.machine import VECTOR_FLAGS, Machine, machine
 from overfit_first.procedure import claims, noise, seed_spread
 from overfit_first.tools import pr_comment
 
-from conftest import REPO
+from conftest import REPO, docs_text
 
 PATH = "metrics/fashion_mnist/cnn_simplified.json"
 COMPARISON = "metrics/fashion_mnist.comparison.json"
@@ -249,9 +249,10 @@ def figures(text: str) -> tuple[float, dict[tuple[str, str], float]]:
 
 
 def test_the_readme_quotes_what_the_command_computes_for_the_committed_spread(committed: noise.SeedSpread) -> None:
-    """The README's figures for the committed spread, within the Monte-Carlo error and the printed rounding: a
-    refreshed spread without refreshed figures fails here (paste `python -m overfit_first noise` into the README)."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    """The documentation's figures for the committed spread (read from README.md and docs/*.md; they are in
+    docs/pr-check.md), within the Monte-Carlo error and the printed rounding: a refreshed spread without refreshed
+    figures fails here (paste `python -m overfit_first noise` into docs/pr-check.md)."""
+    readme = docs_text()
     quoted_rate, quoted = figures(readme)
     rate, error = committed.false_alarm_rate()
     computed_rate, computed = figures(noise.report(committed))

@@ -1,10 +1,10 @@
-"""The Makefile's recipes and the README's shell snippets work from a checkout whose path holds a space.
+"""The Makefile's recipes and the documentation's shell snippets work from a checkout whose path holds a space.
 
 Before, `make mlflow-ui` there failed with `Got unexpected extra argument (...mlflow.db)`: the path reached
-`mlflow ui` unquoted and split in two. Every recipe (`make -n`) and every ```bash block of the README is run
-by a real bash in such a checkout, with HOME holding a space too; external commands are recorded (bash's
-command_not_found_handle, PATH empty) rather than run, and no argument may hold a piece of either path
-without all of it. Then `make mlflow-ui` and the README's `mlflow ui` line are started for real.
+`mlflow ui` unquoted and split in two. Every recipe (`make -n`) and every ```bash block of README.md and docs/*.md
+(conftest.docs_bash_blocks) is run by a real bash in such a checkout, with HOME holding a space too; external
+commands are recorded (bash's command_not_found_handle, PATH empty) rather than run, and no argument may hold a piece
+of either path without all of it. Then `make mlflow-ui` and the documentation's `mlflow ui` line are started for real.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import NO_JOB_RUNNERS, REPO, free_port
+from conftest import NO_JOB_RUNNERS, REPO, docs_bash_blocks, free_port
 
 # bash calls this for every command it cannot find: with PATH empty, every external command.
 RECORDER = r"""command_not_found_handle() { printf '%s\0' "$@" >> "$RECORD"; printf '\036' >> "$RECORD"; return 0; }
@@ -69,9 +69,8 @@ def make_targets() -> list[str]:
 
 
 def readme_bash_blocks() -> list[str]:
-    return re.findall(
-        r"^```bash\n(.*?)^```", (REPO / "README.md").read_text(encoding="utf-8"), flags=re.MULTILINE | re.DOTALL
-    )
+    """The ```bash blocks of README.md and docs/*.md."""
+    return docs_bash_blocks()
 
 
 def test_every_make_target_is_phony_and_defined() -> None:
@@ -128,7 +127,7 @@ def test_readme_snippets_keep_paths_whole(tmp_path: Path) -> None:
 
 
 def readme_mlflow_ui() -> str:
-    """The README's own `mlflow ui` command line."""
+    """The documentation's own `mlflow ui` command line (docs/mlflow.md)."""
     lines = [line for block in readme_bash_blocks() for line in block.splitlines() if line.startswith("mlflow ui ")]
     assert len(lines) == 1, lines
     return lines[0]
