@@ -19,7 +19,8 @@ import pytest
 
 from overfit_first import layout, metrics
 from overfit_first.errors import Interrupted, PipelineError
-from overfit_first.tools.article_gpu import BudgetStop, article_params, orchestrate, parser, work_folder
+from overfit_first.tools.article_gpu import article_params, orchestrate, parser, work_folder
+from overfit_first.tools.article_gpu_worker import BudgetStop
 
 from conftest import REPO, stage_env
 from data_fixtures import image_folder, tar_gz
