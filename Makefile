@@ -1,4 +1,4 @@
-# Shortcuts for the README's commands; each target sets itself up first (scripts/setup.sh is idempotent).
+# Shortcuts for the commands of README.md and docs/; each target sets itself up first (scripts/setup.sh is idempotent).
 # Every path a recipe passes on is quoted: a checkout may live under a path with spaces.
 SHELL := /bin/bash
 VENV := . .venv/bin/activate &&
