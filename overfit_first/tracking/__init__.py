@@ -52,7 +52,7 @@ from __future__ import annotations
 #   run_info        a training run's tags and params
 #   ownership       which process owns a RUNNING run: orphans ended KILLED, a kept run id resumed
 #   datasets        the prepared splits as MLflow dataset inputs
-#   artifacts       learning-curve figure, model summary, the logged model's flavor and requirements
+#   artifacts       model summary, the logged model's flavor and requirements (the learning curve: overfit_first.plots)
 #   run_log         RunLog: one training's MLflow calls (open, epoch, complete, end)
 #   live            LiveRun and its Keras callback: the train stage's run, logged from a background thread
 #   relog           a trained run logged afterwards from its files

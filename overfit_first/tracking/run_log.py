@@ -17,10 +17,10 @@ from mlflow.entities import Metric
 from mlflow.models import Model, infer_signature
 from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-from overfit_first import metrics
+from overfit_first import metrics, plots
 from overfit_first.config import Run
 from overfit_first.data.splits import SCALE, file_sha256
-from overfit_first.tracking.artifacts import KERAS_FLAVOR, learning_curve, model_summary, pip_requirements
+from overfit_first.tracking.artifacts import KERAS_FLAVOR, model_summary, pip_requirements
 from overfit_first.tracking.datasets import split_dataset
 from overfit_first.tracking.ownership import end_orphans, resumable
 from overfit_first.tracking.run_info import flat_params, run_tags
@@ -124,7 +124,9 @@ class RunLog:
         # The numerics train.mixed_precision resolved to on this machine (`auto` depends on the hardware).
         dtype_policy = model.layers[0].dtype_policy.name
         mlflow.log_param("train.dtype_policy", dtype_policy)
-        mlflow.log_figure(learning_curve(history, f"{self.run.dataset} {self.run.model}"), "learning_curve.png")
+        # The plot stage's learning-curve figure (overfit_first.plots), this run's row alone.
+        curve = f"{self.run.dataset} {self.run.model}"
+        mlflow.log_figure(plots.learning_curves({curve: history}, {curve: trained.best_epoch}), "learning_curve.png")
         mlflow.log_text(model_summary(model), "model_summary.txt")
         output = keras.ops.convert_to_numpy(model(self.example, training=False))
         Model.log(  # = mlflow.keras.log_model, through KERAS_FLAVOR
