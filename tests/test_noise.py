@@ -59,6 +59,14 @@ def test_spread_summarizes_numeric_metrics_and_keeps_verdicts_per_seed() -> None
     assert seed_spread.verdicts(per_seed) == {PATH: ["good fit", "underfit", "good fit"]}, "in seed order"
 
 
+def test_the_spread_keeps_only_the_files_its_seed_moves(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    own = seed_spread.own_files(load_params())
+    models = ("mlp", "cnn_overfit", "cnn_simplified", "cnn_simplified_augmented")
+    expected = {f"metrics/fashion_mnist/{model}.json" for model in models} | {COMPARISON}
+    assert own == expected, "not cifar/'s files: its own params.yaml has its own seed"
+
+
 def test_one_head_value_is_judged_by_the_prediction_interval() -> None:
     seeds = [0.80, 0.82, 0.84]
     k, mean, sd = len(seeds), float(np.mean(seeds)), float(np.std(seeds, ddof=1))
@@ -274,6 +282,25 @@ def test_the_readme_quotes_what_the_command_computes_for_the_committed_spread(co
         assert float(factor) == pytest.approx(noise.smallest_detectable(1.0, seeds, m), rel=0.03), seeds
 
 
+def test_the_docs_quote_the_claims_and_the_two_machines_as_printed(
+    committed: noise.SeedSpread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python -m overfit_first claims` and `... noise --against` are deterministic: the docs quote them line for
+    line (docs/results.md), the front page the claims' results table without its verdicts, and the comment's
+    sentence on machines (noise.CROSS_MACHINE) states what the comparison measured."""
+    monkeypatch.chdir(REPO)
+    text = docs_text()
+    printed = claims.report(committed, load_params())
+    machines = noise.compare_machines(committed, noise.load(REPO / noise.MACHINES_SPREAD))
+    assert [line for line in (printed + "\n" + machines).splitlines() if line and line not in text] == []
+    front = (REPO / "README.md").read_text(encoding="utf-8")
+    rows = [line for line in printed.splitlines() if line.startswith("| `")]
+    assert rows and all("|".join(row.split("|")[:6]) + "|" in front for row in rows)
+    assert "0 of 14 headline rows differ between the two machines beyond noise" in machines
+    assert "no headline row differed beyond noise, the largest shift 1.8 points" in noise.CROSS_MACHINE
+    assert "the largest shift: -1.8 points" in machines
+
+
 def test_an_unmeasured_file_says_so() -> None:
     unmeasured = noise.SeedSpread(status=noise.NOT_MEASURED, command=noise.REFRESH)
     assert not unmeasured.measured and not unmeasured.metrics and not unmeasured.family(), "no invented numbers"
@@ -322,7 +349,7 @@ def test_the_comment_names_both_machines_and_says_when_they_differ() -> None:
         "**Machines differ**: the spread was measured on Xeon (flags avx2, fma, amx_tile); " + RUNNER + "EPYC "
         "(flags avx2, fma): different instruction sets pick different oneDNN kernels"
     )
-    assert "read the marks with care" in differ
+    assert "Read the marks with care" in differ and "no headline row differed beyond noise" in differ
     assert measured().machines(EPYC).startswith("Machines: metrics/seed_spread.json does not record where")
 
 

@@ -106,15 +106,44 @@ def verdict(reading: Reading, relation: noise.Relation | None) -> str:
     return f"not shown: {relation}"
 
 
+def results_table(spread: noise.SeedSpread, params: Params) -> list[str]:
+    """Markdown lines: per run of the spread (each dataset's runs in role order), train, validation and test accuracy
+    and gap as mean (min-max) over the seeds, and the verdict of each seed."""
+    seeds = ", ".join(map(str, spread.seeds))
+    lines = [
+        f"| run (role) | train | validation | test | gap | verdicts (seeds {seeds}) |",
+        "|---|--:|--:|--:|--:|---|",
+    ]
+    for dataset in sorted({run.dataset for run in map(params.run, params.runs)}):
+        for run in params.dataset_runs(dataset):
+            path = run.eval_metrics_path.as_posix()
+            if path not in spread.metrics:
+                continue
+            cells = []
+            for metric in (TRAIN, VAL, TEST, GAP):
+                found = spread.spread(path, metric)
+                separator = " to " if found and found.min < 0 else "-"  # "-0.017-0.022" would misread
+                cells.append(f"{found.mean:.3f} ({found.min:.3f}{separator}{found.max:.3f})" if found else "")
+            verdicts = ", ".join((spread.verdicts or {}).get(path, []))
+            lines.append(f"| `{run.name}` ({run.role}) | {' | '.join(cells)} | {verdicts} |")
+    return lines
+
+
 def report(spread: noise.SeedSpread, params: Params) -> str:
-    """What `python -m overfit_first claims` prints (Markdown)."""
+    """What `python -m overfit_first claims` prints (Markdown): the runs' results over the seeds, then the claims."""
     if not spread.measured:
         return spread.summary()
     readings = read(spread, params)
     judged = [reading for reading in readings if reading.differences]
     found = dict(zip(map(id, judged), noise.paired([reading.differences for reading in judged])))
     k = len(spread.seeds)
+    machine = spread.machine.describe() if spread.machine else "an unrecorded machine"
     lines = [
+        f"Seeds {', '.join(map(str, spread.seeds))} of {layout.SEED_SPREAD}, measured {spread.measured_at} at commit "
+        f"{(spread.commit or '?')[:10]} on {machine}: each saved model's accuracies in inference mode, mean (min-max).",
+        "",
+        *results_table(spread, params),
+        "",
         f"Claims across seeds {', '.join(map(str, spread.seeds))} of {layout.SEED_SPREAD} (k = {k}), each read on "
         f"the seeds' paired values: Student's one-sample t of the per-seed differences, Holm over the {len(judged)} "
         f"claims at family-wise {noise.ALPHA:g}; differences and intervals in accuracy points.",

@@ -7,8 +7,9 @@ Each seed is one `dvc exp run --temp -S train.seed=<seed>` of the pipeline as it
 profile: about 11 minutes a seed on 2 cores), run one after another in a temporary copy, so the workspace is
 left alone; the experiments stay listed by `dvc exp show` under the names the file records. A seed equal to
 params.yaml's train.seed retrains nothing when `dvc status` is clean: its experiment then holds the committed
-results. Every numeric metric of every file `dvc metrics show` lists is summarized, and each run's verdict is
-kept per seed (the pull-request check's verdict gate reads them); commit the file.
+results. Every numeric metric of every metrics file of params.yaml's runs and datasets (`own_files`) is
+summarized, and each run's verdict is kept per seed (the pull-request check's verdict gate reads them); commit the
+file.
 
 What the seed varies: the weights' initialization, the shuffling, the dropout masks and the augmentation. The
 data is fixed (the training subset is each class's first images, seed-free): a pull request's reproduction
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from overfit_first import atomic, layout
+from overfit_first.config import Params, load_params
 from overfit_first.errors import PipelineError, run_stage
 from overfit_first.machine import machine
 from overfit_first.procedure import dvc_client
@@ -49,6 +51,15 @@ def experiment_metrics(names: list[str]) -> dict[str, dict[str, Any]]:
     if missing:
         raise PipelineError(f"`dvc exp show` lists no experiment {', '.join(missing)}: did `dvc exp run` fail?")
     return found
+
+
+def own_files(params: Params) -> set[str]:
+    """The metrics files params.yaml's train.seed moves: each of its runs' and each of its datasets' comparison. A
+    second pipeline in its own folder (cifar/, with its own params.yaml) is listed by `dvc exp show` too, with the
+    same committed values in every seed: no spread of the seed."""
+    runs = [params.run(name) for name in params.runs]
+    datasets = {run.dataset for run in runs}
+    return {run.eval_metrics_path.as_posix() for run in runs} | {layout.comparison_file(d).as_posix() for d in datasets}
 
 
 def spread(per_seed: list[dict[str, Any]]) -> dict[str, dict[str, MetricSpread]]:
@@ -92,6 +103,8 @@ def measure(seeds: list[int], out: Path, existing: list[str] | None = None) -> S
     found = experiment_metrics([name for name in names if name != WORKSPACE])
     if WORKSPACE in names:
         found[WORKSPACE] = dvc_client.workspace_metrics()
+    own = own_files(load_params())
+    found = {name: {path: values for path, values in files.items() if path in own} for name, files in found.items()}
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or None
     result = SeedSpread(
         status=MEASURED,
