@@ -175,18 +175,16 @@ def test_a_resumed_training_continues_its_mlflow_run(tmp_path: Path, mlflow_serv
 @pytest.mark.slow
 def test_training_completes_when_the_server_is_down_and_relog_recovers(tmp_path: Path, mlflow_server: str) -> None:
     project = make_project(tmp_path / "project")
-    process = start_train(project, train_env(f"http://127.0.0.1:{free_port()}"))
-    trained_at = None
-    lines = []
+    # A store that refuses connections is given up on at once, not after the wait for a slow one: with that wait
+    # at 10 minutes, a stage that waited for it would outlive the 120 s below (no timing assert: a loaded machine
+    # only makes it slower, never wrong).
+    process = start_train(project, train_env(f"http://127.0.0.1:{free_port()}", OVERFIT_FIRST_MLFLOW_WAIT="600"))
     assert process.stdout is not None
-    for line in process.stdout:
-        lines.append(line)
-        if "best epoch" in line:
-            trained_at = time.monotonic()
+    lines = list(process.stdout)
     process.wait(timeout=120)
     output = "".join(lines)
     assert process.returncode == 0, output
-    assert trained_at is not None and time.monotonic() - trained_at < 5, "a store that is down costs seconds"
+    assert "best epoch" in output, output
     assert all(path.is_file() for path in output_paths(project))
     assert output.count("warning: MLflow logging failed") == 1, output
     assert f"python -m overfit_first tracking relog {RUN}" in output
@@ -213,17 +211,13 @@ def test_a_server_that_stops_answering_costs_the_wait_and_fails_the_run(tmp_path
         env = train_env(relay.url, MLFLOW_HTTP_REQUEST_TIMEOUT="300", OVERFIT_FIRST_MLFLOW_WAIT="3")
         process = start_train(project, env)
         wait_for(relay.held, process, "the stage's first log-batch request")
-        lines, trained_at = [], None
         assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            if "best epoch" in line:
-                trained_at = time.monotonic()
+        lines = list(process.stdout)
+        # The held request would answer after MLFLOW_HTTP_REQUEST_TIMEOUT, 300 s: ending within 120 s is the wait
+        # of 3 s at work (no timing assert: a loaded machine only makes it slower, never wrong).
         process.wait(timeout=120)
-        ended_at = time.monotonic()
     output = "".join(lines)
     assert process.returncode == 0, output
-    assert trained_at is not None and ended_at - trained_at < 3 + 5, output
     assert output.count("warning: MLflow logging failed (no answer within 3 s") == 1, output
     mine = [run for run in search_runs(mlflow_server) if tags(run).get("pid") == str(process.pid)]
     assert len(mine) == 1 and mine[0]["info"]["status"] == "FAILED"
@@ -322,13 +316,14 @@ def test_a_store_that_is_down_costs_a_live_run_one_warning_and_seconds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     project = make_project(tmp_path / "project")
-    started = time.monotonic()
+    monkeypatch.setenv("OVERFIT_FIRST_MLFLOW_WAIT", "600")  # a refused connection must not wait for it
     live = live_run_against(f"http://127.0.0.1:{free_port()}", project, monkeypatch)
     assert live.finish(tiny_model()) is False
-    assert time.monotonic() - started < 10
-    assert capsys.readouterr().err.count("warning: MLflow logging failed") == 1
+    err = capsys.readouterr().err
+    assert err.count("warning: MLflow logging failed") == 1 and "no answer within" not in err, err
 
 
+@pytest.mark.timeout(120)  # a hang fails here; no timing assert (a loaded machine is slower, not wrong)
 def test_a_store_that_never_answers_costs_the_bounded_wait(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -338,10 +333,7 @@ def test_a_store_that_never_answers_costs_the_bounded_wait(
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
-        started = time.monotonic()
         live = live_run_against(f"http://127.0.0.1:{silent.getsockname()[1]}", project, monkeypatch)
-        assert live.finish(tiny_model()) is False
-        assert time.monotonic() - started < 5
+        assert live.finish(tiny_model()) is False  # after the 1 s wait, not after the socket's silence
         live.abort("KILLED")  # what an interruption now would do: no second warning, no wait
-        assert time.monotonic() - started < 5
     assert capsys.readouterr().err.count("warning: MLflow logging failed (no answer within 1 s") == 1
