@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -72,4 +73,9 @@ def run_stage(main: Callable[[], None]) -> None:
     except KeyboardInterrupt as interruption:
         signum = interruption.signum if isinstance(interruption, Interrupted) else signal.SIGINT
         print(interruption_message(signum), file=sys.stderr, flush=True)
-        sys.exit(128 + signum)
+        # Every `finally` and context manager on the way here has run (temporary files removed, MLflow runs ended):
+        # leave without the interpreter's finalization, which tears TensorFlow down while its own threads (tf.data's
+        # prefetching, its thread pools) may still run after a stop in mid-training: glibc then aborts ("free():
+        # invalid next size") instead of the exit status a stopped process owes (tests/test_tracking.py).
+        sys.stdout.flush()
+        os._exit(128 + signum)
