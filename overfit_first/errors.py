@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import importlib.util
 import os
 import signal
 import sys
@@ -39,7 +42,58 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     for stop in STOP_SIGNALS:
         if signal.getsignal(stop) is _interrupt:
             signal.signal(stop, signal.SIG_IGN)
+    if _inside_native_library(frame):
+        _raise_on_next_safe_call(signum, frame)
+        return
     raise Interrupted(signum)
+
+
+# Python code that native code calls back while it builds an operation (TensorFlow's C++ fast path converts shapes
+# and attributes by calling its own Python): an exception raised there leaves the native side half-done, and glibc
+# then aborts the process ("free(): invalid next size", a SIGABRT instead of the stop's exit status) when a stop
+# signal lands in that window. There, the stop waits for the next Python call with no such code on the stack: in
+# training, the next line of Keras' loop between two batches, milliseconds later (tests/test_interruption.py).
+NATIVE_PACKAGES = ("tensorflow", "jax", "jaxlib")
+
+
+@functools.cache
+def _native_package_dirs() -> tuple[str, ...]:
+    """The folders of NATIVE_PACKAGES that are installed, found without importing them."""
+    found = []
+    for name in NATIVE_PACKAGES:
+        with contextlib.suppress(ImportError, ValueError):
+            spec = importlib.util.find_spec(name)
+            if spec is not None:
+                found += [os.path.join(folder, "") for folder in spec.submodule_search_locations or []]
+    return tuple(found)
+
+
+def _inside_native_library(frame: FrameType | None) -> bool:
+    """Whether any frame of the stack is code of NATIVE_PACKAGES."""
+    folders = _native_package_dirs()
+    while frame is not None:
+        if frame.f_code.co_filename.startswith(folders):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _raise_on_next_safe_call(signum: int, frame: FrameType | None) -> None:
+    """Raise Interrupted(signum) at the first Python call or line of this thread run with no NATIVE_PACKAGES frame
+    on the stack: a new call, or the next line of a frame below the native code once it has returned (a trace
+    function: it watches only from the stop on)."""
+
+    def trace(frame: FrameType, event: str, arg: object) -> Callable[..., object] | None:
+        if event in ("call", "line") and not _inside_native_library(frame):
+            sys.settrace(None)
+            raise Interrupted(signum)
+        return trace if event == "line" else None
+
+    while frame is not None:
+        if not frame.f_code.co_filename.startswith(_native_package_dirs()):
+            frame.f_trace, frame.f_trace_lines = trace, True
+        frame = frame.f_back
+    sys.settrace(trace)
 
 
 def handle_stop_signals() -> None:

@@ -217,3 +217,48 @@ def test_a_run_left_running_by_sigkill_is_ended_by_the_next_logging(tmp_path: Pa
     assert orphan["info"]["status"] == "KILLED" and int(orphan["info"]["end_time"]) > 0
     assert f"MLflow run {orphan['info']['run_id']}, left RUNNING by process {process.pid}" in rerun.stdout
     assert not [run for run in search_runs(mlflow_server) if run["info"]["status"] == "RUNNING"]
+
+
+# Stops itself with SIGTERM at random instants while tf.data builds iterators (TensorFlow's C++ calls back into
+# its own Python there: the window where an exception aborted the process with "free(): invalid next size"), and
+# prints where each stop was raised.
+INSIDE_TENSORFLOW = textwrap.dedent("""
+    import os, random, signal, threading
+    import tensorflow as tf
+    from overfit_first import errors
+
+    dataset = tf.data.Dataset.range(64).shuffle(64, seed=0).batch(4).prefetch(2)
+    random.seed(0)
+    for _ in range(STOPS):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        errors.handle_stop_signals()
+        threading.Timer(random.uniform(0, 0.02), os.kill, (os.getpid(), signal.SIGTERM)).start()
+        try:
+            while True:
+                for _ in dataset:
+                    pass
+        except errors.Interrupted as stop:
+            trace = stop.__traceback__
+            while trace.tb_next is not None:
+                trace = trace.tb_next
+            print(trace.tb_frame.f_code.co_filename, flush=True)
+""")
+
+
+@pytest.mark.slow  # imports TensorFlow
+def test_a_stop_signal_is_never_raised_inside_tensorflow(tmp_path: Path) -> None:
+    stops = 60
+    script = INSIDE_TENSORFLOW.replace("STOPS", str(stops))
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=stage_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=default_stop_signals,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    raised_in = result.stdout.splitlines()
+    assert len(raised_in) == stops, result.stdout + result.stderr
+    tensorflow = str(Path(__import__("importlib").util.find_spec("tensorflow").origin).parent)
+    assert not [path for path in raised_in if path.startswith(tensorflow)], raised_in
