@@ -28,7 +28,7 @@ from bench.common import REPO, machine, stage_env
 from overfit_first import layout
 from overfit_first.errors import run_stage
 
-BENCHES = ("train", "profile", "tracking", "eval", "dvc")
+BENCHES = ("train", "profile", "tracking", "eval", "dvc", "startup")
 SPEEDUP_TARGET = 1.3  # issue 12: the train stage against the article's code, median wall time, native bf16
 PEAK_TARGET = 50.0  # issue 12: % of the bf16 matmul peak, native bf16
 COMMAND = "python -m bench"
@@ -307,6 +307,26 @@ def profile_details(profile: dict[str, Any]) -> list[str]:
     return lines
 
 
+def startup_row(startup: dict[str, Any]) -> str:
+    return (
+        f"| stage start-up (`import keras`, unused libraries skipped) | {startup['skipped_median']:.2f} s | "
+        f"as is {startup['baseline_median']:.2f} s | {startup['ratio']:.2f} | > 1 | {verdict(startup['ratio'] > 1)} |"
+    )
+
+
+def startup_details(startup: dict[str, Any]) -> list[str]:
+    def listed(values: list[float]) -> str:
+        return ", ".join(f"{value:.2f}" for value in values)
+
+    return [
+        "**Stage start-up** (`bench/startup.py`): `import keras` in a fresh interpreter after "
+        "`overfit_first.unused_imports.skip()` (what every stage does first: scikit-learn, and JAX unless Keras "
+        f"runs on it, are not imported), against `import keras` as is, alternately, {startup['rounds']} rounds: "
+        f"{listed(startup['seconds']['skipped'])} s against {listed(startup['seconds']['baseline'])} s.",
+        "",
+    ]
+
+
 def render(
     info: dict[str, Any], results: dict[str, Any], minutes: float, history: list[dict[str, str]] | None = None
 ) -> str:
@@ -348,6 +368,8 @@ def render(
             f"`dvc --version` {dvc['version_median']:.2f} s | "
             f"{dvc['ratio']:.2f} | <= 5 s | {verdict(dvc['noop_median'] <= 5.0)} |"
         )
+    if "startup" in results:
+        lines.append(startup_row(results["startup"]))
     if "data" in results:
         data = results["data"]
         lines.append(
@@ -399,6 +421,8 @@ def render(
             + " s.",
             "",
         ]
+    if "startup" in results:
+        lines += startup_details(results["startup"])
     if "data" in results:
         data = results["data"]
         lines += [
@@ -499,6 +523,8 @@ def main() -> None:
             results["eval"] = run("bench.eval_throughput", "--prepared", str(prepared), out=scratch / "eval.json")
         if "dvc" in only:
             results["dvc"] = run("bench.dvc_noop", "--scratch", str(scratch / "dvc"), out=scratch / "dvc.json")
+        if "startup" in only:
+            results["startup"] = run("bench.startup", out=scratch / "startup.json")
     finally:
         if args.keep:
             print(f"kept {scratch}", flush=True)

@@ -26,8 +26,11 @@ OBSERVERS = {
     "overfit_first/tracking/": "MLflow logging: a Keras callback that reads each epoch's logs, then what the "
     "stages wrote; the model registry",
     "overfit_first/progress.py": "progress display on a terminal or in a log",
-    "stages/__init__.py": "run first by every stage: hides TensorFlow's native start-up lines (native_logs)",
+    "stages/__init__.py": "run first by every stage: hides TensorFlow's native start-up lines (native_logs), "
+    "skips the libraries Keras imports without using them (unused_imports)",
     "overfit_first/native_logs.py": "which of TensorFlow's native log lines reach stderr",
+    "overfit_first/unused_imports.py": "whether scikit-learn and JAX are imported at start-up: Keras and "
+    "TensorFlow import them optionally and use them in no stage",
     "overfit_first/sanity.py": "checks before training, in a child process with its own random state: a failed "
     "check stops the train stage before it writes anything, a passed one leaves training untouched (identical "
     "weights: tests/test_sanity.py)",
