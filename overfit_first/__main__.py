@@ -123,7 +123,11 @@ def listing() -> str:
 
 
 def run(name: str, args: list[str]) -> None:
-    """Run the command `name` as `python -m <its module> <args>` would (its SystemExit passes through)."""
+    """Run the command `name` as `python -m <its module> <args>` would (its SystemExit passes through); a stop
+    signal while it imports its libraries ends it with the clean way out's line (errors.run_stage takes over)."""
+    from overfit_first import errors
+
+    errors.exit_on_stop_while_starting()
     sys.argv = [f"{PROG} {name}", *args]
     runpy.run_module(COMMANDS[name], run_name="__main__", alter_sys=True)
 

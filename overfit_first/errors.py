@@ -117,12 +117,18 @@ def interruption_message(signum: int) -> str:
 
 def run_stage(main: Callable[[], None]) -> None:
     """Run an entry point's main(): a PipelineError becomes one readable line on stderr and exit status 1;
-    Ctrl-C, SIGTERM or SIGHUP a line saying what was written and exit status 128 + the signal's number."""
+    Ctrl-C, SIGTERM or SIGHUP a line saying what was written and exit status 128 + the signal's number; a reader
+    that stopped reading (`... | head -1`) ends it quietly with exit status 1, as the Python docs advise (their
+    "Note on SIGPIPE")."""
     handle_stop_signals()
     try:
         main()
+        sys.stdout.flush()  # here, not at exit: a closed pipe is met inside this `try`
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
         sys.exit(1)
     except KeyboardInterrupt as interruption:
         signum = interruption.signum if isinstance(interruption, Interrupted) else signal.SIGINT
@@ -133,3 +139,17 @@ def run_stage(main: Callable[[], None]) -> None:
         # invalid next size") instead of the exit status a stopped process owes (tests/test_tracking.py).
         sys.stdout.flush()
         os._exit(128 + signum)
+
+
+def exit_on_stop_while_starting() -> None:
+    """Until run_stage takes over: a stop signal while the entry point imports its libraries (TensorFlow takes
+    seconds) ends it at once with the clean way out's line and exit status, instead of a KeyboardInterrupt
+    traceback through the import machinery. Nothing is written before main() runs."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        print(interruption_message(signum), file=sys.stderr, flush=True)
+        os._exit(128 + signum)
+
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, stop)

@@ -19,7 +19,7 @@ import pytest
 
 from overfit_first import atomic, layout
 
-from conftest import default_stop_signals, run_stage, stage_env
+from conftest import REPO, default_stop_signals, run_stage, stage_env
 from helpers_mlflow import api, relay_to, search_runs, tags, wait_for
 from helpers_train import DATASET, MODEL, RUN, make_project, project_params, start_train, train_env
 
@@ -262,3 +262,56 @@ def test_a_stop_signal_is_never_raised_inside_tensorflow(tmp_path: Path) -> None
     assert len(raised_in) == stops, result.stdout + result.stderr
     tensorflow = str(Path(__import__("importlib").util.find_spec("tensorflow").origin).parent)
     assert not [path for path in raised_in if path.startswith(tensorflow)], raised_in
+
+
+def loaded(process: subprocess.Popen[str], library: str) -> None:
+    """Wait until `process` has mapped a shared library whose path contains `library` (it is importing it)."""
+    deadline = time.monotonic() + 60
+    while library not in Path(f"/proc/{process.pid}/maps").read_text(encoding="utf-8"):
+        assert process.poll() is None and time.monotonic() < deadline, f"{library} never loaded"
+        time.sleep(0.01)
+
+
+@pytest.mark.slow  # starts to import TensorFlow or MLflow
+@pytest.mark.parametrize(
+    ("command", "library"),
+    [
+        (["-m", "stages.train", "--help"], "_pywrap_tensorflow"),
+        (["-m", "overfit_first", "tracking", "--help"], "pandas"),
+    ],
+    ids=["stage", "index"],
+)
+def test_a_stop_while_the_libraries_load_takes_the_clean_way_out(command: list[str], library: str) -> None:
+    """Ctrl-C while a stage loads TensorFlow, or a command run by the index loads MLflow."""
+    process = subprocess.Popen(
+        [sys.executable, *command],
+        cwd=REPO,
+        env=stage_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_stop_signals,
+    )
+    loaded(process, library)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGINT, stdout + stderr
+    assert stderr.strip().splitlines()[-1] == "interrupted by SIGINT: no output was written", stderr
+    assert "Traceback" not in stderr
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly(tmp_path: Path) -> None:
+    """`python -m overfit_first preview ... | head -1`: the pipe closes before the command writes."""
+    read, write = os.pipe()
+    os.close(read)
+    result = subprocess.run(
+        [sys.executable, "-c", "from overfit_first.errors import run_stage\nrun_stage(lambda: print('x' * 100000))"],
+        cwd=tmp_path,
+        env=stage_env(),
+        stdout=write,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )
+    os.close(write)
+    assert result.returncode == 1 and result.stderr == "", result.stderr

@@ -39,6 +39,7 @@ def test_a_stage_on_tensorflow_skips_scikit_learn_and_jax() -> None:
     assert probe(KERAS_BACKEND="tensorflow") == ["sklearn skipped", "jax skipped"]
 
 
+@pytest.mark.slow  # imports JAX
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed (the jax extra)")
 def test_a_stage_on_jax_keeps_jax() -> None:
     assert probe(KERAS_BACKEND="jax") == ["sklearn skipped", "jax imported"]
