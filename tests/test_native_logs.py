@@ -21,6 +21,9 @@ NATIVE = [
     "To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow with the appropriate "
     "compiler flags.",
     "W0000 00:00:1796449040.6   17347 some/file.cc:12] a native warning",
+    "E0000 00:00:1796449041.1   17347 node_def_util.cc:682] NodeDef mentions attribute use_unbounded_threadpool which "
+    "is not in the op definition: Op<name=MapDataset; ...> This may be expected if your graph generating binary is "
+    "newer than this binary. Unknown attributes will be ignored.",
 ]
 KEPT = [
     "E0000 00:00:1796449040.7   17347 kernel.cc:9] a native error",

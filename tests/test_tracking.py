@@ -155,6 +155,7 @@ def test_a_resumed_training_continues_its_mlflow_run(tmp_path: Path, mlflow_serv
             break
     output = "".join(seen) + process.communicate(timeout=120)[0]
     assert process.returncode == 143, output
+    assert "its last completed epoch is backed up in" in output and "resumes from it" in output
     kept = json.loads((project / ".cache" / "train" / RUN / tracking.RUN_ID_FILE).read_text())
     run_id = kept["run_id"]
     assert api(mlflow_server, "runs/get", run_id=run_id)["run"]["info"]["status"] == "KILLED"

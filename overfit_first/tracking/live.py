@@ -10,6 +10,7 @@ import json
 import math
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -206,6 +207,14 @@ def live_run(run: Run, summary: dict[str, Any], example: np.ndarray) -> Iterator
         yield live
     except KeyboardInterrupt:  # errors.Interrupted too: SIGTERM and SIGHUP
         live.abort("KILLED")
+        backup = live.id_file.parent / "backup"
+        if backup.is_dir():
+            print(
+                f"{run.name}: its last completed epoch is backed up in {backup.parent}: the same command "
+                "(`dvc repro`) resumes from it",
+                file=sys.stderr,
+                flush=True,
+            )
         raise
     except BaseException:
         live.abort("FAILED")
