@@ -34,8 +34,9 @@ coverage:
 # First a link per experiment, to its runs in the UI's model-training view: MLflow 3.17 opens an experiment on its
 # GenAI overview unless the address says otherwise (overfit_first.tracking). A failure there must not stop the UI.
 # MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false: no GenAI job runners (seven huey processes, each importing MLflow),
-# which nothing here uses.
+# which nothing here uses. --workers 1: one reader needs one web worker; MLflow's default four each import MLflow,
+# which kept a 2-core machine from answering for about 45 s (a new user's trial).
 mlflow-ui:
 	$(VENV) { python -m overfit_first tracking links --store "sqlite:///$$PWD/mlflow.db" \
 		--url "http://127.0.0.1:$(MLFLOW_PORT)" || true; } && \
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri "sqlite:///$$PWD/mlflow.db" --host 127.0.0.1 --port $(MLFLOW_PORT)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri "sqlite:///$$PWD/mlflow.db" --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1
