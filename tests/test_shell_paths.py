@@ -113,6 +113,8 @@ def test_make_recipes_keep_paths_whole(tmp_path: Path, target: str) -> None:
                 "127.0.0.1",
                 "--port",
                 "5000",
+                "--workers",
+                "1",
             ],
         ]
 
