@@ -232,8 +232,8 @@ INSIDE_TENSORFLOW = textwrap.dedent("""
     for _ in range(STOPS):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         errors.handle_stop_signals()
-        threading.Timer(random.uniform(0, 0.02), os.kill, (os.getpid(), signal.SIGTERM)).start()
-        try:
+        try:  # the timer may fire before start() returns, on a loaded machine
+            threading.Timer(random.uniform(0, 0.02), os.kill, (os.getpid(), signal.SIGTERM)).start()
             while True:
                 for _ in dataset:
                     pass
