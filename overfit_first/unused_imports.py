@@ -7,6 +7,9 @@ so `skip` marks the packages as absent (None in sys.modules: an import of them r
 which saves every stage that imports Keras about 1.5 s per package (bench/startup.py). JAX stays importable when
 Keras runs on JAX (KERAS_BACKEND=jax, or `backend` in keras.json).
 
+For stage processes only: a module marked absent is still a key of sys.modules, and scipy (the noise rule's
+t-tests) probes sys.modules for JAX arrays and fails on the None it finds there.
+
 What this module does changes when a stage starts, never a number: no stage lists it as a DVC dependency.
 """
 

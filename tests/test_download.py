@@ -70,6 +70,7 @@ def _remote(name: str, content: bytes, urls: tuple[str, ...] = (), **local: obje
 
 
 @pytest.mark.skipif(not DEBIAN_FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist in /usr/share/datasets")
+@pytest.mark.slow  # three download stages, 3.4 s
 def test_stage_downloads_from_the_mirror_url_with_progress_then_reuses_the_cache(tmp_path: Path, http_server) -> None:
     http_server.serve_files(DEBIAN_FASHION, prefix="/mirror")
     directory = project(tmp_path, data={"mirror": http_server.url("mirror")})
@@ -152,6 +153,7 @@ def test_stage_reads_an_image_folder_archive_with_superclasses(tmp_path: Path) -
         assert train["x"].shape == (12, 5, 6, 3) and train["y_coarse"].dtype == np.int64
 
 
+@pytest.mark.slow  # two download stages, 1.9 s
 def test_stage_reads_a_zip_like_kaggle_serves_and_names_the_formats_it_reads(tmp_path: Path) -> None:
     image_folder(tmp_path / "tree", classes=("cat", "dog"))
     zip_archive(tmp_path / "tree", tmp_path / "pets.zip")
@@ -442,6 +444,7 @@ def test_prepare_refuses_a_one_class_raw_dataset_written_before(tmp_path: Path) 
 # ---------------------------------------------------------------- paths as users write them (issue #11 rows 6, 15)
 
 
+@pytest.mark.slow  # four download stages, 3.6 s
 def test_tilde_and_environment_variables_are_expanded(tmp_path: Path) -> None:
     image_folder(tmp_path / "home" / "pets")  # HOME is tmp_path/home in the stage (isolated_env)
     (tmp_path / "datasets").mkdir()
@@ -487,6 +490,7 @@ def _dvc_copy(directory: Path) -> Path:
     return copy
 
 
+@pytest.mark.slow  # two download stages, 1.9 s
 def test_relative_paths_are_read_from_the_original_repository_in_a_dvc_copy(tmp_path: Path) -> None:
     image_folder(tmp_path / "shared" / "pets")
     directory = project(tmp_path, data={"image_folders": {"pets": "../shared/pets"}})
@@ -513,6 +517,7 @@ def test_a_relative_mirror_directory_is_read_from_the_original_repository(isolat
 # ---------------------------------------------------------------- the sources stage (issue #11 row 12)
 
 
+@pytest.mark.slow  # two sources stages, 1.7 s
 def test_sources_checksum_each_used_image_folder_and_skip_unused_ones(tmp_path: Path) -> None:
     image_folder(tmp_path / "pets")
     data = {"image_folders": {"pets": str(tmp_path / "pets"), "unused": str(tmp_path / "not-there")}}

@@ -102,6 +102,7 @@ def test_a_second_signal_does_not_cut_the_cleanup_short(tmp_path: Path) -> None:
     assert "interrupted by SIGINT: wrote cleanup.txt" in stderr
 
 
+@pytest.mark.slow  # waits 1 s to see the process still running, 2.1 s
 def test_a_signal_ignored_at_start_stays_ignored(tmp_path: Path) -> None:
     """`nohup cmd` ignores SIGHUP before cmd starts: a closed terminal must not stop it then."""
     process = start_script(tmp_path, ignore=signal.SIGHUP)
