@@ -60,7 +60,9 @@ def result(name: str, params: Params) -> dict[str, dict]:
     for run_name in params.runs:
         run = params.run(run_name)
         measured = json.loads(git("show", f"{rev}:{layout.eval_metrics_file(run.dataset, run.model).as_posix()}"))
-        history = pd.read_csv(io.StringIO(git("show", f"{rev}:{run.history_path.as_posix()}")))
+        history = pd.read_csv(
+            io.StringIO(git("show", f"{rev}:{layout.published_history_file(run.dataset, run.model).as_posix()}"))
+        )
         learning = still_learning(history["val_accuracy"].tolist(), params.prepare.valid_size, rules)
         train, val = measured["train_accuracy_inference"], measured["val_accuracy_inference"]
         found[run_name] = {**measured, "verdict": verdict(train, val, rules, learning)}

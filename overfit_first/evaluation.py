@@ -185,7 +185,13 @@ def evaluate(run: Run, settings: EvaluateConfig) -> Evaluation:
 
 
 def write_outputs(run: Run, evaluation: Evaluation) -> None:
-    """The metrics, per-class and predictions files, each atomically."""
+    """The metrics, per-class and predictions files, and the published copy of the training log (the train
+    stage's metrics and history, which DVC caches and git does not keep: overfit_first.layout), each atomically."""
+    for trained, published in (
+        (run.train_metrics_path, layout.published_train_metrics_file(run.dataset, run.model)),
+        (run.history_path, layout.published_history_file(run.dataset, run.model)),
+    ):
+        atomic.write_text(published, trained.read_text(encoding="utf-8"))
     atomic.write_json(layout.per_class_file(run.dataset, run.model), evaluation.per_class)
     predictions = pd.DataFrame({"actual": evaluation.actual, "predicted": evaluation.predicted})
     atomic.write_text(

@@ -2,7 +2,8 @@
 each other's files through these paths (relative to the repository root, where DVC runs every stage).
 
     models/<dataset>/<model>.keras                     train
-    metrics/<dataset>/train/<model>.json, .history.csv train: best-epoch numbers and the per-epoch log
+    models/<dataset>/<model>.metrics.json, .history.csv train: best-epoch numbers and the per-epoch log
+    metrics/<dataset>/train/<model>.json, .history.csv evaluate: a copy of those two, published
     metrics/<dataset>/<model>.json                     evaluate: the train numbers + test, gap, verdict
     metrics/<dataset>/<model>.per_class.json           evaluate: per-class and per-superclass accuracy
     metrics/<dataset>/<model>.predictions.csv          evaluate: actual,predicted class names, test order
@@ -10,6 +11,11 @@ each other's files through these paths (relative to the repository root, where D
     reports/<dataset>/*.png, validation_curves.csv     plot
     reports/README.md                                  report
     metrics/seed_spread.json                           python -m overfit_first seed_spread (not a stage)
+
+Every output of train@ is in DVC's cache, none in git: DVC's run-cache then restores a training it has seen
+(`dvc exp run -S model.dropout=0.3`, then back to 0.4; a teammate's pushed run in the pull-request check), which it
+cannot for a stage with an uncached output. Git keeps evaluate's copies of the training log (`metrics/<dataset>/
+train/`), which the plot and report stages, `dvc plots` and the pull-request comment read.
 
 The comparison sits beside metrics/<dataset>/, not inside it: the plot stage depends on that whole
 directory, and DVC rejects a stage whose output lies inside one of its own dependencies (a cycle).
@@ -46,10 +52,18 @@ def model_file(dataset: str, model: str) -> Path:
 
 
 def train_metrics_file(dataset: str, model: str) -> Path:
-    return METRICS / dataset / "train" / f"{model}.json"
+    return MODELS / dataset / f"{model}.metrics.json"
 
 
 def history_file(dataset: str, model: str) -> Path:
+    return MODELS / dataset / f"{model}.history.csv"
+
+
+def published_train_metrics_file(dataset: str, model: str) -> Path:
+    return METRICS / dataset / "train" / f"{model}.json"
+
+
+def published_history_file(dataset: str, model: str) -> Path:
     return METRICS / dataset / "train" / f"{model}.history.csv"
 
 

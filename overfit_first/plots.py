@@ -183,7 +183,8 @@ def plot_dataset(dataset: str, runs: list[Run], results: dict[str, metrics.EvalM
     test = load_split(dataset_dir(dataset), "test")
     histories, predictions, matrices = {}, {}, {}
     for run in runs:
-        histories[run.name] = metrics.read_history(run.history_path, f"dvc repro train@{run.name}")
+        history = layout.published_history_file(run.dataset, run.model)
+        histories[run.name] = metrics.read_history(history, f"dvc repro evaluate@{run.name}")
         path = layout.predictions_file(run.dataset, run.model)
         actual, predicted = read_predictions(path)
         if len(actual) != len(test.y):

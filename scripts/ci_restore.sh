@@ -2,6 +2,7 @@
 # CI: bring back what an earlier run of the pipeline produced, so that `dvc repro` runs only what changed.
 #   scripts/ci_restore.sh cache-key [REV]   the GitHub Actions cache key of REV's dvc.lock (default HEAD)
 #   scripts/ci_restore.sh restore           fill the workspace from the team's remote, or from .dvc/cache
+#   scripts/ci_restore.sh repro             then `dvc repro`, with --pull when a remote is set
 # Run from anywhere in the repository, with the virtualenv's dvc on PATH (`. .venv/bin/activate`).
 #
 # restore: with DVC_REMOTE_URL set (a repository secret: s3://bucket/path, or any URL DVC knows), that remote
@@ -14,6 +15,11 @@
 # `dvc repro`: a stage whose dependencies match a run-cache entry is restored from it, and only a stage the pull
 # request changed runs.
 # A remote that cannot be read costs time, not correctness: a warning, and `dvc repro` retrains.
+#
+# repro: `dvc pull --run-cache` brings the run-cache's entries but not the outputs they name, unless dvc.lock names
+# them too; a pull request that changes a param without a new dvc.lock (a change a teammate tried with
+# `dvc exp run` and pushed with `dvc push --run-cache dvc.yaml`) needs those. `dvc repro --pull` fetches the
+# outputs of a matching entry from the default remote, then restores the stage instead of running it.
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 
@@ -47,8 +53,12 @@ restore() {
   fi
 }
 
+repro() {
+  if dvc remote default >/dev/null 2>&1; then dvc repro --pull; else dvc repro; fi
+}
 case "${1:-}" in
   cache-key) cache_key "${2:-HEAD}" ;;
   restore) restore ;;
-  *) echo "usage: scripts/ci_restore.sh cache-key [REV] | restore" >&2; exit 2 ;;
+  repro) repro ;;
+  *) echo "usage: scripts/ci_restore.sh cache-key [REV] | restore | repro" >&2; exit 2 ;;
 esac

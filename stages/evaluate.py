@@ -3,7 +3,8 @@
     python -m stages.evaluate fashion_mnist-cnn_overfit
 
 Outputs (see overfit_first.layout): metrics/<dataset>/<model>.json (the training metrics plus test accuracy,
-gaps, verdict and recommendation), .per_class.json and .predictions.csv.
+gaps, verdict and recommendation), .per_class.json and .predictions.csv; and metrics/<dataset>/train/<model>.json
+and .history.csv, the train stage's cached metrics and history copied where git keeps them.
 """
 
 from __future__ import annotations

@@ -2,11 +2,12 @@
 
     python -m stages.train fashion_mnist-cnn_overfit
 
-Outputs (paths in overfit_first.layout): models/<dataset>/<model>.keras, metrics/<dataset>/train/<model>.json
-and .history.csv. Killed midway, the same command resumes from the last completed epoch, and continues the
-same MLflow run. MLflow (overfit_first.tracking) only observes: its callback cannot change the outputs. With
-params.yaml `sanity.before_training: true`, overfit_first.sanity checks the run first, in a child process, and a
-failed check stops the stage before training (it cannot change the outputs either).
+Outputs (paths in overfit_first.layout), all in DVC's cache: models/<dataset>/<model>.keras, .metrics.json and
+.history.csv (evaluate publishes the last two to metrics/<dataset>/train/). Killed midway, the same command
+resumes from the last completed epoch, and continues the same MLflow run. MLflow (overfit_first.tracking) only
+observes: its callback cannot change the outputs. With params.yaml `sanity.before_training: true`,
+overfit_first.sanity checks the run first, in a child process, and a failed check stops the stage before training
+(it cannot change the outputs either).
 """
 
 from __future__ import annotations

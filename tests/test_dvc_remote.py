@@ -92,6 +92,10 @@ def readme_command(verb: str) -> list[str]:
     return shlex.split(line, comments=True)[1:]
 
 
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def fresh_clone(origin: Path, target: Path) -> Path:
     """What a new machine or CI gets: git's files only, no DVC cache, no data, no models."""
     subprocess.run(["git", "clone", "-q", str(origin), str(target)], check=True, capture_output=True)
@@ -101,9 +105,11 @@ def fresh_clone(origin: Path, target: Path) -> Path:
     return target
 
 
-def ci_restore(repo: Path, env: dict[str, str], **extra: str) -> subprocess.CompletedProcess[str]:
+def ci_restore(
+    repo: Path, env: dict[str, str], command: str = "restore", **extra: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["bash", str(REPO / "scripts" / "ci_restore.sh"), "restore"],
+        ["bash", str(REPO / "scripts" / "ci_restore.sh"), command],
         cwd=repo,
         env={**env, **extra},
         capture_output=True,
@@ -178,6 +184,33 @@ def test_local_remote_round_trip(origin: tuple[Path, dict[str, str]], tmp_path: 
     dropout = exp_diff["params"]["params.yaml"]["model.dropout"]
     assert (dropout["old"], dropout["new"]) == (0.4, 0.3)
     assert "metrics/pets/tiny_simplified.json" in exp_diff["metrics"]
+
+    # The teammate shares the experiment (the README's push, its results still in the workspace: `dvc push` sends
+    # the outputs of the workspace, the run-cache only the entries that name them).
+    tried = read_json(clone / "metrics/pets/tiny_simplified.json")
+    dvc(clone, env, *readme_command("push"))
+
+    # Back to the committed 0.4: the training comes back from DVC's run-cache (pulled above) in seconds, because every
+    # output of train@ is cached; only the cheap stages after it run.
+    git(clone, "checkout", "params.yaml")
+    back = dvc(clone, env, "repro")
+    assert ran(back) == DROPOUT_STAGES - {"train@pets-tiny_simplified"}, back
+    assert "Stage 'train@pets-tiny_simplified' is cached - skipping run, checking out outputs" in back
+    assert dvc(clone, env, "status", "dvc.yaml").splitlines()[0] == "sources:", "the committed results, whole again"
+
+    # A pull request sets 0.3 without a new dvc.lock: CI restores from the team's remote, and the workflow's repro
+    # restores the teammate's training instead of retraining it on another CPU.
+    ci = fresh_clone(repo, tmp_path / "ci")
+    params = yaml.safe_load((ci / "params.yaml").read_text(encoding="utf-8"))
+    params["model"]["dropout"] = 0.3
+    (ci / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    restored = ci_restore(ci, env, DVC_REMOTE_URL=str(tmp_path / "remote"))
+    assert restored.returncode == 0 and "warning" not in restored.stderr, restored.stdout + restored.stderr
+    checked = ci_restore(ci, env, command="repro")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert ran(checked.stdout) == DROPOUT_STAGES - {"train@pets-tiny_simplified"}, checked.stdout
+    assert "Stage 'train@pets-tiny_simplified' is cached - skipping run, checking out outputs" in checked.stdout
+    assert read_json(ci / "metrics/pets/tiny_simplified.json")["test_accuracy"] == tried["test_accuracy"]
 
 
 def test_s3_remote_through_ci_restore(origin: tuple[Path, dict[str, str]], s3_endpoint: str, tmp_path: Path) -> None:

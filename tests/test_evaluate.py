@@ -178,6 +178,12 @@ def test_evaluation_is_right_and_lands_in_the_training_run(
     # Flat: the train stage's keys unchanged, then the evaluation's.
     assert list(metrics)[: len(TRAIN_KEYS)] == list(TRAIN_KEYS)
     assert {key: metrics[key] for key in TRAIN_KEYS} == trained
+    # The training log, published where git keeps it: byte for byte the train stage's (DVC-cached) files.
+    for cached, published in (
+        (layout.train_metrics_file, layout.published_train_metrics_file),
+        (layout.history_file, layout.published_history_file),
+    ):
+        assert (project / published(DATASET, model)).read_bytes() == (project / cached(DATASET, model)).read_bytes()
     assert all(isinstance(value, (int, float, str)) for value in metrics.values())
     rounded = {"abs": 2e-6}  # numbers are rounded to 6 decimals: a difference of two, by up to 1e-6
     train_accuracy = metrics["train_accuracy_inference"]

@@ -60,7 +60,12 @@ def test_pull_request_check_contract() -> None:
     checkout = next(step for step in steps if step.get("uses", "").startswith("actions/checkout@"))
     assert checkout["with"]["fetch-depth"] == 0, "dvc metrics diff needs the base branch's history"
     scripts = "\n".join(step.get("run", "") for step in steps)
-    for command in ("bash scripts/setup.sh", "dvc repro", "python -m overfit_first pr_comment", "gh api"):
+    for command in (
+        "bash scripts/setup.sh",
+        "bash scripts/ci_restore.sh repro",
+        "python -m overfit_first pr_comment",
+        "gh api",
+    ):
         assert command in scripts
     assert f"marker='{MARKER}'" in scripts, "the post step must look for the marker the comment starts with"
 
@@ -90,8 +95,8 @@ def test_pull_request_check_restores_before_it_reproduces() -> None:
     assert restore["with"]["restore-keys"] == key_prefix(), "else the newest cache of main"
     assert restore["if"] == "env.DVC_REMOTE_URL == ''", "the team's remote, when there is one, comes first"
     assert not cache_steps(steps, "save"), "only the main branch saves (dvc-cache.yml)"
-    order = [index for index, run in enumerate(runs) if "ci_restore.sh restore" in run or "dvc repro" in run]
-    assert len(order) == 2 and "ci_restore.sh restore" in runs[order[0]] and "dvc repro" in runs[order[1]]
+    order = [index for index, run in enumerate(runs) if "ci_restore.sh restore" in run or "ci_restore.sh repro" in run]
+    assert len(order) == 2 and "ci_restore.sh restore" in runs[order[0]] and "ci_restore.sh repro" in runs[order[1]]
     post = next(step for step in steps if "gh api" in step.get("run", ""))
     assert "!cancelled()" in post["if"] and "hashFiles('comment.md')" in post["if"], (
         "a failed check (a verdict got worse) still posts its comment"
@@ -106,7 +111,7 @@ def test_main_branch_saves_the_cache_the_check_restores() -> None:
     (save,) = cache_steps(steps, "save")
     assert save["with"] == {"path": ".dvc/cache", "key": f"${{{{ steps.{key_step['id']}.outputs.key }}}}"}
     runs = "\n".join(step.get("run", "") for step in steps)
-    assert "ci_restore.sh restore" in runs and "dvc repro" in runs and "dvc push --run-cache" in runs
+    assert "ci_restore.sh restore" in runs and "ci_restore.sh repro" in runs and "dvc push --run-cache" in runs
 
 
 @pytest.mark.parametrize(
