@@ -46,6 +46,8 @@ def test_a_switch_leaves_only_the_target_profiles_comments(project: Path) -> Non
             assert comments(switched) == comments(alone[target]), f"{before}, then {target}"
             if target == "default":  # it sets every key another profile changes: the switch back is whole
                 assert switched == alone["default"], f"{before}, then default"
+    # The committed params.yaml is the default profile applied, to the byte: no line folded or re-wrapped.
+    assert alone["default"] == (REPO / "params.yaml").read_text(encoding="utf-8")
     assert not cifar_notes & comments(alone["default"])  # the issue: a CIFAR run's note above the default runs
 
 

@@ -50,7 +50,7 @@ def merged_text(name: str, params_path: Path = PARAMS_FILE) -> tuple[str, list[s
     if not profile_path.is_file():
         raise PipelineError(f"no profile '{name}' ({profile_path} not found); available: {', '.join(available())}")
     yaml = YAML()  # round-trip mode keeps params.yaml's comments and key order
-    yaml.width = 120
+    yaml.width = 4096  # never fold a line: a run's {dataset: ..., epochs: ...} stays one line, as it was written
     yaml.indent(mapping=2, sequence=4, offset=2)
     yaml.representer.add_representer(type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
     profile: dict[str, Any] = yaml.load(profile_path.read_text(encoding="utf-8"))
