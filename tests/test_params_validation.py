@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import os
 import re
 import shutil
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -235,3 +237,51 @@ def test_the_preview_refuses_what_the_experiment_would_refuse(
         preview.preview([setting])
     assert named in str(error.value)
     assert (tmp_path / "params.yaml").read_bytes() == before
+
+
+def test_the_preview_names_the_key_a_misspelled_setting_meant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DVC's own error for `-S model.dropot=0.3` says "To append to your config use +model.dropot=0.3": a key every
+    stage refuses. The preview names the key params.yaml has instead."""
+    from overfit_first.tools import preview
+
+    shutil.copy2(REPO / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(
+        PipelineError,
+        match=r"-S model\.dropot=0\.3: params\.yaml has no key model\.dropot \(did you mean model\.dropout\?\)",
+    ):
+        preview.preview(["model.dropot=0.3"])
+    with pytest.raises(PipelineError, match=r"has no key models\.mlp\.layers\.1\.Dense\.unit \(did you mean .*units"):
+        preview.preview(["models.mlp.layers.1.Dense.unit=3"])  # a list index, as `dvc exp run -S` takes it
+
+
+@pytest.mark.slow  # real git, dvc and a dvc repro that runs
+def test_the_preview_says_another_dvc_command_is_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from overfit_first.tools import preview
+
+    shutil.copy2(REPO / "params.yaml", tmp_path / "params.yaml")
+    stage = {"cmd": "sleep 60 && echo done > out.txt", "params": ["train.seed"], "outs": ["out.txt"]}
+    (tmp_path / "dvc.yaml").write_text(f"stages:\n  slow: {stage}\n", encoding="utf-8")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True)
+    running = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "repro"], cwd=tmp_path, stdout=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        lock = tmp_path / ".dvc" / "tmp" / "rwlock"
+        deadline = time.monotonic() + 60
+        while "out.txt" not in (lock.read_text(encoding="utf-8") if lock.is_file() else ""):
+            assert time.monotonic() < deadline and running.poll() is None, "dvc repro never started its stage"
+            time.sleep(0.2)
+        monkeypatch.chdir(tmp_path)
+        running_one = rf"another dvc command is running in this repository \(PID {running.pid}: .*dvc.* repro\)"
+        with pytest.raises(PipelineError, match=f"{running_one}: .*run the preview again when it has finished"):
+            preview.preview(["train.seed=3"])
+    finally:
+        os.killpg(running.pid, signal.SIGKILL)  # dvc and the stage's sleep
+        running.wait()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -58,6 +59,7 @@ def preview(set_params: Sequence[str], targets: Sequence[str] = ()) -> tuple[lis
     and, in pipeline order, the stages downstream of them; the params files are left as they were."""
     import networkx as nx
     from dvc.exceptions import DvcException
+    from dvc.lock import LockError
     from dvc.repo import Repo, lock_repo
     from dvc.utils.cli_parse import to_path_overrides
     from dvc.utils.hydra import apply_overrides
@@ -66,6 +68,8 @@ def preview(set_params: Sequence[str], targets: Sequence[str] = ()) -> tuple[lis
     for path in overrides:
         if not Path(path).is_file():
             raise PipelineError(f"-S {path}:...: {path} does not exist (a params file, relative to {Path.cwd()})")
+    for path, items in overrides.items():
+        _require_existing_keys(path, items)
     try:
         # Under DVC's repository lock, as `dvc exp run` changes params.yaml in the workspace: no other dvc command
         # reads the previewed params meanwhile.
@@ -92,8 +96,41 @@ def preview(set_params: Sequence[str], targets: Sequence[str] = ()) -> tuple[lis
             }
             return [stage.addressing for stage in stages], [stage.addressing for stage in order if stage in after]
     except DvcException as error:
+        lock = next((e for e in (error, error.__cause__) if isinstance(e, LockError)), None)
+        if lock is not None:  # held by a live process: DVC drops the entries of dead ones itself
+            listed = str(lock).partition("blocked by:\n")[2].partition("\n\n")[0]  # lines "  (PID 1): dvc repro"
+            blockers = "; ".join(re.sub(r"^\(PID (\d+)\)", r"PID \1", line.strip()) for line in listed.splitlines())
+            blockers = blockers or "the repository lock"
+            raise PipelineError(
+                f"another dvc command is running in this repository ({blockers}): the preview reads what it "
+                "writes; run the preview again when it has finished"
+            ) from None
         cause = f" ({error.__cause__})" if error.__cause__ else ""
         raise PipelineError(f"dvc: {error}{cause}") from error
+
+
+def _require_existing_keys(path: str, items: Sequence[str]) -> None:
+    """Stop on `-S KEY=VALUE` whose KEY the params file lacks, naming the nearest keys. DVC's own error for it,
+    "Could not override 'KEY'. To append to your config use +KEY=VALUE", points at a key no stage accepts."""
+    import difflib
+
+    import yaml
+
+    def keys(node: Any, prefix: str = "") -> Iterator[str]:
+        children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in children:
+            yield f"{prefix}{key}"
+            yield from keys(value, f"{prefix}{key}.")
+
+    if Path(path).suffix not in (".yaml", ".yml", ".json"):  # a TOML or Python params file: DVC's check alone
+        return
+    known = set(keys(yaml.safe_load(Path(path).read_text(encoding="utf-8"))))
+    for item in items:
+        key = item.partition("=")[0]
+        if key[:1] not in "+~" and key not in known:
+            near = difflib.get_close_matches(key, sorted(known), n=2, cutoff=0.8)
+            hint = f"did you mean {' or '.join(near)}?" if near else "see the keys in it"
+            raise PipelineError(f"-S {item}: {path} has no key {key} ({hint}); `dvc exp run` would stop at it")
 
 
 @contextlib.contextmanager
