@@ -107,11 +107,11 @@ def test_tiny_article_on_jax_without_tensorflow(tmp_path: Path) -> None:
         dataset, model = entry["dataset"], entry["model"]
         assert f"| {name} |" in table
         assert f"[{name}] epoch 2/2" in log
-        trained = metrics.read(out / layout.train_metrics_file(dataset, model), metrics.TrainMetrics, "rerun")
+        trained = metrics.read(out / layout.published_train_metrics_file(dataset, model), metrics.TrainMetrics, "rerun")
         assert trained.epochs_run == 2 and trained.train_images == 60
         evaluated = metrics.read(out / layout.eval_metrics_file(dataset, model), metrics.EvalMetrics, "rerun")
         assert evaluated.test_images == (30 if dataset == "cifar10" else 12)
-        assert len(metrics.read_history(out / layout.history_file(dataset, model), "rerun")) == 2
+        assert len(metrics.read_history(out / layout.published_history_file(dataset, model), "rerun")) == 2
         per_class = json.loads((out / layout.per_class_file(dataset, model)).read_text())
         assert ("superclasses" in per_class) == (dataset == "cifar100")
         assert (evaluated.superclass_test_accuracy is not None) == (dataset == "cifar100")

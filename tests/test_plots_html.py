@@ -19,7 +19,7 @@ from helpers_eval import dvc, stage_env_for, tiny_reproduced, unreachable_tracki
 pytestmark = pytest.mark.slow  # real dvc, git, MLflow or a browser in every test
 
 CHROMIUM = shutil.which("chromium")
-DATA_PLOTS = 3  # two confusion matrices (one per evaluated run) and the validation-curve overlay
+DATA_PLOTS = 5  # per evaluated run its confusion matrix and validation accuracy per epoch; the runs' overlay
 IMAGE_PLOTS = len(plots.PNG_FILES)
 
 

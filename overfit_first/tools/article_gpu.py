@@ -20,8 +20,7 @@ stopped by the budget (epochs done against the article's); its best epoch so far
 
 Output folder (`--out`):
 
-    models/<dataset>/<model>.keras, .metrics.json, .history.csv   as the train stage writes them
-    metrics/<dataset>/train/<model>.json, .history.csv   as the evaluate stage publishes them
+    metrics/<dataset>/train/<model>.json, .history.csv   the training log, as the evaluate stage publishes it
     metrics/<dataset>/<model>.json, .per_class.json, .predictions.csv   as the evaluate stage writes them
     runs/<run>.json     how each run went: epochs done / planned / the article's, stopped by, epoch seconds,
                         device, jax and keras versions, dtype policy
