@@ -15,7 +15,7 @@ each other's files through these paths (relative to the repository root, where D
 Every output of train@ is in DVC's cache, none in git: DVC's run-cache then restores a training it has seen
 (`dvc exp run -S model.dropout=0.3`, then back to 0.4; a teammate's pushed run in the pull-request check), which it
 cannot for a stage with an uncached output. Git keeps evaluate's copies of the training log (`metrics/<dataset>/
-train/`), which the plot and report stages, `dvc plots` and the pull-request comment read.
+train/`), which the plot stage, `dvc plots` and bench/parity.py read.
 
 The comparison sits beside metrics/<dataset>/, not inside it: the plot stage depends on that whole
 directory, and DVC rejects a stage whose output lies inside one of its own dependencies (a cycle).
