@@ -254,6 +254,8 @@ def test_the_preview_names_the_key_a_misspelled_setting_meant(tmp_path: Path, mo
         preview.preview(["model.dropot=0.3"])
     with pytest.raises(PipelineError, match=r"has no key models\.mlp\.layers\.1\.Dense\.unit \(did you mean .*units"):
         preview.preview(["models.mlp.layers.1.Dense.unit=3"])  # a list index, as `dvc exp run -S` takes it
+    with pytest.raises(PipelineError, match=r"has no key dropout \(did you mean model\.dropout\?\)"):
+        preview.preview(["dropout=0.3"])
 
 
 @pytest.mark.slow  # real git, dvc and a dvc repro that runs
@@ -280,8 +282,11 @@ def test_the_preview_says_another_dvc_command_is_running(tmp_path: Path, monkeyp
             time.sleep(0.2)
         monkeypatch.chdir(tmp_path)
         running_one = rf"another dvc command is running in this repository \(PID {running.pid}: .*dvc.* repro\)"
-        with pytest.raises(PipelineError, match=f"{running_one}: .*run the preview again when it has finished"):
-            preview.preview(["train.seed=3"])
+        before = (tmp_path / "params.yaml").stat().st_mtime_ns, (tmp_path / "params.yaml").read_bytes()
+        for setting in ("train.seed=3", "model.dropout=1.5"):  # valid or not: refused before params.yaml is touched
+            with pytest.raises(PipelineError, match=f"{running_one}: .*run the preview again when it has finished"):
+                preview.preview([setting])
+        assert ((tmp_path / "params.yaml").stat().st_mtime_ns, (tmp_path / "params.yaml").read_bytes()) == before
     finally:
         os.killpg(running.pid, signal.SIGKILL)  # dvc and the stage's sleep
         running.wait()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import tempfile
@@ -51,7 +52,10 @@ def main() -> None:
     would_run, downstream = preview(args.set_param, args.targets)
     names = ", ".join(would_run) or "nothing"
     after = f"; then what reads their outputs, each rerun or restored from the run-cache: {', '.join(downstream)}"
-    print(f"preview: `dvc exp run` would run {names}{after if downstream else ''}. Nothing was run or written.")
+    print(
+        f"preview: `dvc exp run` would run {names}{after if downstream else ''}. Nothing was run or written. A stage "
+        "that already ran with the same inputs is restored from DVC's run-cache instead, in seconds."
+    )
 
 
 def preview(set_params: Sequence[str], targets: Sequence[str] = ()) -> tuple[list[str], list[str]]:
@@ -71,19 +75,23 @@ def preview(set_params: Sequence[str], targets: Sequence[str] = ()) -> tuple[lis
     for path, items in overrides.items():
         _require_existing_keys(path, items)
     try:
-        # Under DVC's repository lock, as `dvc exp run` changes params.yaml in the workspace: no other dvc command
-        # reads the previewed params meanwhile.
-        with Repo() as repo, lock_repo(repo), _restored(list(overrides)):
-            for path, items in overrides.items():
-                apply_overrides(path, items)
-            if PARAMS_FILE.as_posix() in {Path(path).as_posix() for path in overrides}:
-                try:  # what every stage of the experiment would refuse first, before anything runs
-                    load_params()
-                except PipelineError as error:
-                    raise PipelineError(f"-S {' '.join(set_params)}: `dvc exp run` would stop at it: {error}") from None
-            with _missing_inputs_never_hashed():
-                stages = repo.reproduce(list(targets) or None, dry=True)
-            graph = repo.index.graph
+        # Under DVC's repository lock, as `dvc exp run` changes params.yaml in the workspace. DVC lets go of that lock
+        # while a stage's command runs, so a running `dvc repro` is found by its locks on its stages' files first:
+        # the params files are not touched while any stage of another dvc command may read them.
+        with Repo() as repo, lock_repo(repo):
+            _refuse_while_stages_run(Path(repo.tmp_dir) / "rwlock")
+            with _restored(list(overrides)):
+                for path, items in overrides.items():
+                    apply_overrides(path, items)
+                if PARAMS_FILE.as_posix() in {Path(path).as_posix() for path in overrides}:
+                    try:  # what every stage of the experiment would refuse first, before anything runs
+                        load_params()
+                    except PipelineError as error:
+                        message = f"-S {' '.join(set_params)}: `dvc exp run` would stop at it: {error}"
+                        raise PipelineError(message) from None
+                with _missing_inputs_never_hashed(), _stale_run_cache_lines_dropped():
+                    stages = repo.reproduce(list(targets) or None, dry=True)
+                graph = repo.index.graph
             order = list(reversed(list(nx.topological_sort(graph))))  # what a stage reads comes before it
             # An always-changed stage (sources) reruns whatever happens; what follows it reruns only if its
             # output changes, which a dry run cannot tell.
@@ -99,14 +107,37 @@ def preview(set_params: Sequence[str], targets: Sequence[str] = ()) -> tuple[lis
         lock = next((e for e in (error, error.__cause__) if isinstance(e, LockError)), None)
         if lock is not None:  # held by a live process: DVC drops the entries of dead ones itself
             listed = str(lock).partition("blocked by:\n")[2].partition("\n\n")[0]  # lines "  (PID 1): dvc repro"
-            blockers = "; ".join(re.sub(r"^\(PID (\d+)\)", r"PID \1", line.strip()) for line in listed.splitlines())
-            blockers = blockers or "the repository lock"
-            raise PipelineError(
-                f"another dvc command is running in this repository ({blockers}): the preview reads what it "
-                "writes; run the preview again when it has finished"
-            ) from None
+            blockers = [re.sub(r"^\(PID (\d+)\)", r"PID \1", line.strip()) for line in listed.splitlines()]
+            raise _busy(blockers or ["the repository lock"]) from None
         cause = f" ({error.__cause__})" if error.__cause__ else ""
         raise PipelineError(f"dvc: {error}{cause}") from error
+
+
+def _busy(blockers: Sequence[str]) -> PipelineError:
+    return PipelineError(
+        f"another dvc command is running in this repository ({'; '.join(blockers)}): the preview reads what it "
+        "writes; run the preview again when it has finished"
+    )
+
+
+def _refuse_while_stages_run(rwlock: Path) -> None:
+    """Stop (`busy`) when a live process holds DVC's lock on a stage's files (.dvc/tmp/rwlock: a stage running)."""
+    import psutil
+
+    try:
+        held = json.loads(rwlock.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    infos = [*held.get("write", {}).values(), *(info for infos in held.get("read", {}).values() for info in infos)]
+    live = sorted(
+        {
+            f"PID {info['pid']}: {info['cmd']}"
+            for info in infos
+            if info["pid"] != os.getpid() and psutil.pid_exists(info["pid"])
+        }
+    )
+    if live:
+        raise _busy(live)
 
 
 def _require_existing_keys(path: str, items: Sequence[str]) -> None:
@@ -128,7 +159,8 @@ def _require_existing_keys(path: str, items: Sequence[str]) -> None:
     for item in items:
         key = item.partition("=")[0]
         if key[:1] not in "+~" and key not in known:
-            near = difflib.get_close_matches(key, sorted(known), n=2, cutoff=0.8)
+            ending = [name for name in sorted(known) if name.endswith(f".{key}")]  # dropout: model.dropout
+            near = ending[:2] or difflib.get_close_matches(key, sorted(known), n=2, cutoff=0.8)
             hint = f"did you mean {' or '.join(near)}?" if near else "see the keys in it"
             raise PipelineError(f"-S {item}: {path} has no key {key} ({hint}); `dvc exp run` would stop at it")
 
@@ -148,6 +180,25 @@ def _restored(paths: list[str]) -> Iterator[None]:
                     file.write(content)
                 os.chmod(tmp, path.stat().st_mode)
                 os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _stale_run_cache_lines_dropped() -> Iterator[None]:
+    """Without DVC's "Stage '...' is cached - skipping run" lines: a dry run looks a stage up in the run-cache with
+    the inputs it last ran with (dvc.stage.cache: no dependency is hashed in a dry run), so it prints that line and,
+    next, "Running stage" for the same stage."""
+    import logging
+
+    from dvc.stage import cache
+
+    def not_stale(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Stage '%s' is cached")
+
+    cache.logger.addFilter(not_stale)  # the logger that says it: a filter acts on the records logged to its own
+    try:
+        yield
+    finally:
+        cache.logger.removeFilter(not_stale)
 
 
 @contextlib.contextmanager
