@@ -199,3 +199,19 @@ def test_runs_follows_observers_where_closure_stops() -> None:
     assert "overfit_first/native_logs.py" in modules  # through stages/__init__.py, an observer
     assert "overfit_first/native_logs.py" not in closure(REPO / "stages" / "train.py")
     assert chain(modules, "stages/train.py") == "stages/train.py"
+
+
+# Stages that act beyond their outputs, and must run whenever their inputs change: DVC restores a stage from its
+# run-cache without running its command, except a stage with a persistent output (dvc.stage.cache._can_hash).
+ACTS_BEYOND_ITS_OUTPUTS = {"plot": "points MLflow's `champion` alias at the recommended run"}
+
+
+@pytest.mark.parametrize("name", sorted(ACTS_BEYOND_ITS_OUTPUTS))
+def test_a_stage_that_acts_beyond_its_outputs_is_never_restored_from_the_run_cache(name: str) -> None:
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"][name]
+    body = stage.get("do", stage)
+    outputs = [entry for kind in ("outs", "metrics", "plots") for entry in body.get(kind, [])]
+    persistent = [
+        entry for entry in outputs if isinstance(entry, dict) and any(o.get("persist") for o in entry.values())
+    ]
+    assert persistent, f"{name}: {ACTS_BEYOND_ITS_OUTPUTS[name]}; give one output `persist: true`"
