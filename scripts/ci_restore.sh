@@ -2,7 +2,7 @@
 # CI: bring back what an earlier run of the pipeline produced, so that `dvc repro` runs only what changed.
 #   scripts/ci_restore.sh cache-key [REV]   the GitHub Actions cache key of REV's dvc.lock (default HEAD)
 #   scripts/ci_restore.sh restore           fill the workspace from the team's remote, or from .dvc/cache
-#   scripts/ci_restore.sh repro             then `dvc repro`, with --pull when a remote is set
+#   scripts/ci_restore.sh repro [STAGE...]  then `dvc repro [STAGE...]`, with --pull when a remote is set
 # Run from anywhere in the repository, with the virtualenv's dvc on PATH (`. .venv/bin/activate`).
 #
 # restore: with DVC_REMOTE_URL set (a repository secret: s3://bucket/path, or any URL DVC knows), that remote
@@ -54,11 +54,11 @@ restore() {
 }
 
 repro() {
-  if dvc remote default >/dev/null 2>&1; then dvc repro --pull; else dvc repro; fi
+  if dvc remote default >/dev/null 2>&1; then dvc repro --pull "$@"; else dvc repro "$@"; fi
 }
 case "${1:-}" in
   cache-key) cache_key "${2:-HEAD}" ;;
   restore) restore ;;
-  repro) repro ;;
-  *) echo "usage: scripts/ci_restore.sh cache-key [REV] | restore | repro" >&2; exit 2 ;;
+  repro) shift; repro "$@" ;;
+  *) echo "usage: scripts/ci_restore.sh cache-key [REV] | restore | repro [STAGE...]" >&2; exit 2 ;;
 esac
