@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -78,8 +79,7 @@ def preview(set_params: Sequence[str], targets: Sequence[str] = ()) -> tuple[lis
         # while a stage's command runs, so a running `dvc repro` is found by its locks on its stages' files first:
         # the params files are not touched while any stage of another dvc command may read them.
         with Repo() as repo, lock_repo(repo):
-            if holders := _live_holders():
-                raise _busy(holders)
+            _refuse_while_stages_run(Path(repo.tmp_dir) / "rwlock")
             with _restored(list(overrides)):
                 for path, items in overrides.items():
                     apply_overrides(path, items)
@@ -104,8 +104,11 @@ def preview(set_params: Sequence[str], targets: Sequence[str] = ()) -> tuple[lis
             }
             return [stage.addressing for stage in stages], [stage.addressing for stage in order if stage in after]
     except DvcException as error:
-        if any(isinstance(e, LockError) for e in (error, error.__cause__)):  # a stage started meanwhile, or a command
-            raise _busy(_live_holders() or ["DVC's repository lock"]) from None
+        lock = next((e for e in (error, error.__cause__) if isinstance(e, LockError)), None)
+        if lock is not None:  # held by a live process: DVC drops the entries of dead ones itself
+            listed = str(lock).partition("blocked by:\n")[2].partition("\n\n")[0]  # lines "  (PID 1): dvc repro"
+            blockers = [re.sub(r"^\(PID (\d+)\)", r"PID \1", line.strip()) for line in listed.splitlines()]
+            raise _busy(blockers or ["the repository lock"]) from None
         cause = f" ({error.__cause__})" if error.__cause__ else ""
         raise PipelineError(f"dvc: {error}{cause}") from error
 
@@ -117,21 +120,24 @@ def _busy(blockers: Sequence[str]) -> PipelineError:
     )
 
 
-def _live_holders(rwlock: Path = Path(".dvc") / "tmp" / "rwlock") -> list[str]:
-    """`PID <pid>: <command>` of each live process that holds DVC's lock on a stage's files (a stage running)."""
+def _refuse_while_stages_run(rwlock: Path) -> None:
+    """Stop (`busy`) when a live process holds DVC's lock on a stage's files (.dvc/tmp/rwlock: a stage running)."""
     import psutil
 
     try:
         held = json.loads(rwlock.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return []
+        return
     infos = [*held.get("write", {}).values(), *(info for infos in held.get("read", {}).values() for info in infos)]
-    live = {
-        f"PID {info['pid']}: {info['cmd']}"
-        for info in infos
-        if info["pid"] != os.getpid() and psutil.pid_exists(info["pid"])
-    }
-    return sorted(live)
+    live = sorted(
+        {
+            f"PID {info['pid']}: {info['cmd']}"
+            for info in infos
+            if info["pid"] != os.getpid() and psutil.pid_exists(info["pid"])
+        }
+    )
+    if live:
+        raise _busy(live)
 
 
 def _require_existing_keys(path: str, items: Sequence[str]) -> None:
